@@ -1,0 +1,38 @@
+# `make run` and `make test` work on a fresh clone: each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Stages run as `python -m stages.<name>` under dvc: the venv's python must come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test demo bench install install-test install-gpu clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+install-gpu: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[gpu]'
+	touch $(VENV)/.installed
+
+run: install
+	$(BIN)/dvc repro
+
+test: install-test
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python -m transferlab.demo
+
+bench: install-test
+	$(BIN)/python bench/preprocess.py

@@ -1,0 +1,72 @@
+"""Decode any image file the pipeline meets into RGB pixels, or say in a few words why it cannot."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Huge photos are legitimate input (they are shrunk right away); Pillow's bomb guard would reject them.
+Image.MAX_IMAGE_PIXELS = None
+# Truncated files must fail loudly, not be padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ResizeMode = Literal["squash", "center_crop"]
+
+
+class UndecodableImage(Exception):
+    """The bytes are not an image Pillow can fully decode; the message is the reason shown to users."""
+
+
+def decode_rgb(data: bytes, draft_size: int | None = None) -> Image.Image:
+    """Decode image bytes of any format Pillow reads (the file name is ignored) into an RGB image.
+
+    EXIF orientation is applied, palettes/grayscale/CMYK/16-bit become 8-bit RGB, and transparency is
+    composited on white. `draft_size` lets JPEG decode at a reduced scale, which keeps huge photos cheap.
+    """
+    if not data:
+        raise UndecodableImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except UnidentifiedImageError:
+        raise UndecodableImage("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UndecodableImage(f"cannot decode: {exc}") from None
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit/32-bit integer grayscale: scale into 8 bits instead of clipping to white.
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def resize(image: Image.Image, size: int, mode: ResizeMode = "squash") -> Image.Image:
+    """Resize to size x size: `squash` ignores the aspect ratio (as Keras' loaders do), `center_crop` keeps it."""
+    if mode == "center_crop":
+        return ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
+    return image.resize((size, size), resample=Image.Resampling.BILINEAR)
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

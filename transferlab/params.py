@@ -1,0 +1,142 @@
+"""The one validated model of params.yaml: every stage reads its configuration through `load_params`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transferlab.errors import ParamsError
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    """A params section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class BaseParams(Section):
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+
+
+class PathsParams(Section):
+    """Every on-disk location of the pipeline, relative to the project root (dvc.yaml templates these)."""
+
+    raw: str = "data/raw"
+    prepared: str = "data/prepared"
+    features: str = "data/features"
+    models: str = "models"
+    metrics: str = "metrics"
+    plots: str = "plots"
+    reports: str = "reports"
+
+
+class TfdsParams(Section):
+    name: Literal["oxford_iiit_pet", "cats_vs_dogs"] = "oxford_iiit_pet"
+    data_dir: str = ".cache/tensorflow_datasets"
+    manual_dir: str | None = None
+    download_timeout_s: float = Field(20.0, gt=0, le=3600)
+
+
+class FolderParams(Section):
+    root: str | None = None
+    # Oxford-IIIT layout: images not in trainval.txt/test.txt are left out ("skip") or added to training.
+    unlisted: Literal["skip", "train"] = "skip"
+
+
+class SyntheticParams(Section):
+    num_classes: int = Field(3, ge=2, le=20)
+    images_per_class: int = Field(40, ge=1, le=100_000)
+    image_size: int = Field(64, ge=8, le=1024)
+
+
+class DataParams(Section):
+    source: Literal["tfds", "folder", "synthetic"] = "tfds"
+    tfds: TfdsParams = TfdsParams()
+    folder: FolderParams = FolderParams()
+    synthetic: SyntheticParams = SyntheticParams()
+    image_size: int = Field(224, ge=32, le=1024)
+    resize: Literal["squash", "center_crop"] = "squash"
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    shard_size: int = Field(512, ge=1, le=100_000)
+    jpeg_quality: int = Field(95, ge=50, le=100)
+    num_workers: int = Field(0, ge=0, le=256)  # 0: one per CPU core
+
+    @model_validator(mode="after")
+    def _source_is_configured(self) -> "DataParams":
+        if self.source == "folder" and not self.folder.root:
+            raise ValueError("data.folder.root: required when data.source is 'folder'")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("data.val_fraction + data.test_fraction: must add up to less than 1")
+        return self
+
+
+class MlflowParams(Section):
+    experiment: str = Field("transferlab", min_length=1)
+
+
+class Params(Section):
+    base: BaseParams = BaseParams()
+    paths: PathsParams = PathsParams()
+    data: DataParams = DataParams()
+    mlflow: MlflowParams = MlflowParams()
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """One readable sentence for one pydantic error: the dotted key, what is wrong, what is allowed."""
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _section_at(model, error["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "?"
+        return f"{key}: unknown key; allowed keys here: {allowed}"
+    value = error.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return message if not key else f"{key}: {message}"
+    return f"{key}: {message}{shown}"
+
+
+def _section_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
+    """Validate an already-loaded params mapping; raise ParamsError naming the first bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ParamsError(f"{source}: {_describe(errors[0], Params)}{more}") from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_params(raw, str(path))

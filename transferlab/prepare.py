@@ -1,0 +1,143 @@
+"""Preprocess: decode every raw image, drop and report bad ones, resize, split, write shards + manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from transferlab.errors import DataError
+from transferlab.images import UndecodableImage, decode_rgb, encode_jpeg, resize
+from transferlab.params import DataParams
+from transferlab.raw_layout import RawImage, list_raw_images, read_source_info
+from transferlab.shards import ShardWriter
+from transferlab.splits import TEST, TRAIN, VALIDATION, assign_splits
+
+MANIFEST = "manifest.csv"
+DATA_REPORT = "data_report.json"
+CLASSES = "classes.json"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a worker returns for one file: the resized JPEG, or the reason there is none."""
+
+    sha256: str
+    jpeg: bytes | None
+    reason: str | None
+    width: int = 0
+    height: int = 0
+
+
+def process_file(path: str, size: int, mode: str, quality: int) -> Decoded:
+    """Hash, decode, resize and re-encode one file (runs in worker processes)."""
+    data = Path(path).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        image = decode_rgb(data, draft_size=2 * size)
+    except UndecodableImage as exc:
+        return Decoded(sha, None, str(exc))
+    width, height = image.size
+    return Decoded(sha, encode_jpeg(resize(image, size, mode), quality), None, width, height)
+
+
+def _process_star(args: tuple) -> Decoded:
+    return process_file(*args)
+
+
+def _decoded_stream(items: list[RawImage], cfg: DataParams):
+    """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers."""
+    jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality) for item in items]
+    workers = cfg.num_workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < 32:
+        yield from map(_process_star, jobs)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_process_star, jobs, chunksize=8)
+
+
+def _write_order(items: list[RawImage], seed: int) -> list[RawImage]:
+    # Shuffled once, deterministically, so every shard mixes classes (fine-tune streams shards).
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[index] for index in order]
+
+
+def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, progress: bool = True) -> dict:
+    """Write shards, manifest.csv, classes.json and data_report.json into out_dir; return the report."""
+    items = list_raw_images(raw_dir)
+    if not items:
+        raise DataError(f"{raw_dir}: no image files found (check data.source and its settings)")
+    source = read_source_info(raw_dir)
+    class_names = sorted({item.class_name for item in items})
+    label_of = {name: index for index, name in enumerate(class_names)}
+    split_of = assign_splits(items, cfg.val_fraction, cfg.test_fraction, seed)
+    writers = {split: ShardWriter(out_dir, split, cfg.shard_size) for split in SPLITS}
+    rows, skipped = [], []
+    ordered = _write_order(items, seed)
+    try:
+        stream = _decoded_stream(ordered, cfg)
+        for item, result in tqdm(zip(ordered, stream), total=len(ordered), desc="preprocess", disable=not progress):
+            if result.jpeg is None:
+                skipped.append({"file": item.relative, "reason": result.reason})
+                continue
+            split = split_of[item.relative]
+            shard = writers[split].write(result.jpeg, label_of[item.class_name], item.relative)
+            rows.append({"path": item.relative, "label": label_of[item.class_name], "class_name": item.class_name,
+                         "split": split, "source_split": item.source_split, "sha256": result.sha256,
+                         "width": result.width, "height": result.height, "shard": shard})
+    finally:
+        for writer in writers.values():
+            writer.close()
+    if not rows:
+        raise DataError(f"{raw_dir}: none of the {len(items)} files could be decoded as an image")
+    manifest = pd.DataFrame(rows).sort_values("path", kind="stable").reset_index(drop=True)
+    manifest.to_csv(out_dir / MANIFEST, index=False)
+    classes = [{"index": label_of[name], "name": name, "species": source.species.get(name)} for name in class_names]
+    (out_dir / CLASSES).write_text(json.dumps(classes, indent=2), encoding="utf-8")
+    report = build_report(manifest, skipped, source.left_out, class_names, cfg, source.description)
+    (out_dir / DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
+
+
+def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dict], class_names: list[str],
+                 cfg: DataParams, description: str) -> dict:
+    counts = {split: {name: 0 for name in class_names} for split in SPLITS}
+    for (split, name), count in manifest.groupby(["split", "class_name"]).size().items():
+        counts[split][name] = int(count)
+    warnings = [f"class {name!r} has no {split} images" for split in SPLITS for name in class_names
+                if counts[split][name] == 0]
+    return {
+        "source": description,
+        "image_size": cfg.image_size,
+        "num_classes": len(class_names),
+        "classes": class_names,
+        "totals": {split: sum(counts[split].values()) for split in SPLITS},
+        "counts": counts,
+        "num_images": int(len(manifest)),
+        "num_skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(_reason_kind(entry["reason"]) for entry in skipped)),
+        "skipped": skipped,
+        "num_left_out": len(left_out),
+        "left_out": left_out,
+        "warnings": warnings,
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0]
+
+
+def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
+    """Images per split, for tracking."""
+    totals: dict[str, int] = defaultdict(int)
+    totals.update(manifest["split"].value_counts().to_dict())
+    return {split: int(totals[split]) for split in SPLITS}

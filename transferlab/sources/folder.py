@@ -1,0 +1,94 @@
+"""Bring-your-own images: class folders, split/class folders, or the extracted Oxford-IIIT Pet archive."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from transferlab.errors import DataError
+from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file
+
+Layout = Literal["oxford", "splits", "classes"]
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+                 "valid": "validation", "test": "test", "testing": "test"}
+OXFORD_SPECIES = {"1": "cat", "2": "dog"}
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def detect_layout(root: Path) -> Layout:
+    """Oxford if it has images/ and annotations/list.txt; splits if every subfolder is a split name."""
+    if (root / "annotations" / "list.txt").is_file() and (root / "images").is_dir():
+        return "oxford"
+    names = [p.name.lower() for p in _subdirs(root)]
+    if names and all(name in SPLIT_ALIASES for name in names):
+        return "splits"
+    return "classes"
+
+
+def import_folder(root: Path, raw_dir: Path, unlisted: str = "skip", key: str = "data.folder.root") -> SourceInfo:
+    """Copy a user's folder into the raw layout; the bytes are copied unchanged."""
+    if not root.is_dir():
+        raise DataError(f"{key}: folder not found: {root}")
+    layout = detect_layout(root)
+    images = raw_dir / IMAGES_DIR
+    if layout == "oxford":
+        info = _import_oxford(root, images, unlisted)
+    elif layout == "splits":
+        for split_dir in _subdirs(root):
+            _copy_class_folders(split_dir, images / SPLIT_ALIASES[split_dir.name.lower()], key)
+        info = SourceInfo("folder", f"{root} (split/class folders)")
+    else:
+        _copy_class_folders(root, images / UNSPLIT, key)
+        info = SourceInfo("folder", f"{root} (class folders)")
+    return info
+
+
+def _copy_class_folders(source: Path, target: Path, key: str) -> None:
+    class_dirs = _subdirs(source)
+    if not class_dirs:
+        raise DataError(f"{key}: no class folders in {source} (expected <class>/<image> or <split>/<class>/<image>)")
+    for class_dir in class_dirs:
+        shutil.copytree(class_dir, target / class_dir.name, ignore=_ignore_non_data, dirs_exist_ok=True)
+
+
+def _ignore_non_data(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if not (Path(folder, name).is_dir() or is_data_file(Path(folder, name)))]
+
+
+def _read_list(path: Path) -> list[list[str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            rows.append(line.split())
+    return rows
+
+
+def breed_of(stem: str) -> str:
+    """Oxford file names are <breed>_<number>; breeds themselves contain underscores."""
+    return stem.rsplit("_", 1)[0]
+
+
+def _import_oxford(root: Path, images: Path, unlisted: str) -> SourceInfo:
+    annotations = root / "annotations"
+    species = {breed_of(row[0]): OXFORD_SPECIES.get(row[2], "unknown") for row in _read_list(annotations / "list.txt")}
+    official = {}
+    for list_name, split in (("trainval.txt", "train"), ("test.txt", "test")):
+        if not (annotations / list_name).is_file():
+            raise DataError(f"data.folder.root: Oxford-IIIT layout without annotations/{list_name} in {root}")
+        official.update({row[0]: split for row in _read_list(annotations / list_name)})
+    left_out = []
+    for path in sorted(p for p in (root / "images").iterdir() if is_data_file(p)):
+        if path.suffix.lower() == ".mat":  # the original archive ships three stray MATLAB files
+            continue
+        split = official.get(path.stem)
+        if split is None and unlisted == "skip":
+            left_out.append({"file": path.name, "reason": "not in annotations/trainval.txt or test.txt"})
+            continue
+        target = images / (split or "train") / breed_of(path.stem)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / path.name)
+    return SourceInfo("folder", f"{root} (Oxford-IIIT Pet layout, official lists)", species, left_out)

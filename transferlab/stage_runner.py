@@ -1,0 +1,64 @@
+"""The shell every `python -m stages.<name>` shares: parse arguments, validate params, track, report errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transferlab.errors import UserError
+from transferlab.params import Params, load_params
+
+log = logging.getLogger("transferlab")
+
+
+@dataclass(frozen=True)
+class StageContext:
+    params: Params
+    root: Path  # the project root: every params path is relative to it
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+
+StageBody = Callable[[StageContext], dict[str, Any] | None]
+
+
+def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--no-track", action="store_true", help="do not log this run to MLflow")
+    return parser.parse_args(argv)
+
+
+def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None) -> int:
+    """Run one stage; returns its exit code. User errors print one line; bugs keep their traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = _arguments(stage, argv)
+    try:
+        params = load_params(args.params)
+        context = StageContext(params, Path(args.params).resolve().parent)
+        if args.no_track:
+            body(context)
+            return 0
+        from transferlab import tracking
+
+        logged = {section: getattr(params, section).model_dump() for section in param_sections}
+        with tracking.stage_run(stage, params.mlflow.experiment, context.root, logged):
+            metrics = body(context) or {}
+            if metrics:
+                import mlflow
+
+                mlflow.log_metrics(metrics)
+    except UserError as exc:
+        print(f"{stage}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def main_for(stage: str, body: StageBody, param_sections: Sequence[str]) -> None:
+    sys.exit(run_stage(stage, body, param_sections))

@@ -1,0 +1,105 @@
+"""MLflow tracking: one parent run per pipeline execution, one nested run per stage.
+
+Stages run as separate processes under `dvc repro`, so the parent is found by a pipeline id:
+`TRANSFERLAB_PIPELINE_ID` when a flow sets it, else the id of the `dvc` process that launched
+the stage (all stages of one `dvc repro` share it), else a fresh id for a stage run by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+PIPELINE_ID_ENV = "TRANSFERLAB_PIPELINE_ID"
+PIPELINE_TAG = "transferlab.pipeline_id"
+STAGE_TAG = "transferlab.stage"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def tracking_uri(project_root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root / 'mlflow.db').resolve()}"
+
+
+def _proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a process from /proc; None where /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[19]
+
+
+def _dvc_ancestor_id() -> str | None:
+    pid = os.getppid()
+    for _ in range(8):
+        stat = _proc_stat(pid)
+        if stat is None or pid <= 1:
+            return None
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if any(Path(arg.decode(errors="replace")).name == "dvc" or arg == b"dvc" for arg in argv[:3]):
+            return f"dvc-{pid}-{stat[1]}"
+        pid = stat[0]
+    return None
+
+
+def pipeline_id() -> str:
+    return os.environ.get(PIPELINE_ID_ENV) or _dvc_ancestor_id() or f"manual-{uuid.uuid4().hex[:12]}"
+
+
+def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_root.resolve().as_uri() if artifact_root else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _parent_run_id(client, experiment_id: str, pid: str) -> str:
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}'",
+                               max_results=1, order_by=["attributes.start_time ASC"])
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={PIPELINE_TAG: pid})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def environment_tags() -> dict[str, str]:
+    return {"python": platform.python_version(), "host.platform": platform.platform()}
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any]) -> Iterator[Any]:
+    """Start the stage's nested run under its pipeline's parent; yields the active mlflow run."""
+    import mlflow
+
+    # With the default local backend, artifacts live beside it; a team server decides its own.
+    artifact_root = None if os.environ.get("MLFLOW_TRACKING_URI") else project_root / "mlartifacts"
+    mlflow.set_tracking_uri(tracking_uri(project_root))  # note: this also sets MLFLOW_TRACKING_URI
+    experiment_id = _experiment_id(mlflow, experiment, artifact_root)
+    pid = pipeline_id()
+    parent = _parent_run_id(mlflow.MlflowClient(), experiment_id, pid)
+    tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, **environment_tags()}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        mlflow.log_params(flatten(params))
+        yield run
