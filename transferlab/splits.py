@@ -35,7 +35,7 @@ def assign_splits(items: list[RawImage], val_fraction: float, test_fraction: flo
     """
     present = {item.source_split for item in items}
     by_class: dict[str, dict[str, list[RawImage]]] = defaultdict(lambda: defaultdict(list))
-    for item in items:
+    for item in sorted(items, key=lambda entry: entry.relative):
         pool = TRAIN if item.source_split not in (VALIDATION, TEST) else item.source_split
         by_class[item.class_name][pool].append(item)
     assignment: dict[str, str] = {}

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from transferlab.errors import DataError
+from transferlab.errors import DataError, ParamsError
 from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file
 
 Layout = Literal["oxford", "splits", "classes"]
@@ -32,7 +32,7 @@ def detect_layout(root: Path) -> Layout:
 def import_folder(root: Path, raw_dir: Path, unlisted: str = "skip", key: str = "data.folder.root") -> SourceInfo:
     """Copy a user's folder into the raw layout; the bytes are copied unchanged."""
     if not root.is_dir():
-        raise DataError(f"{key}: folder not found: {root}")
+        raise ParamsError(f"{key}: folder not found: {root}")
     layout = detect_layout(root)
     images = raw_dir / IMAGES_DIR
     if layout == "oxford":

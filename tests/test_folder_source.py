@@ -1,0 +1,88 @@
+"""Bring-your-own folders, including the real assets: Kaggle cats/dogs and the Oxford-IIIT 3-breed subset."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from tests.conftest import prepare_with
+from transferlab.raw_layout import list_raw_images, read_source_info
+from transferlab.sources.folder import breed_of, detect_layout, import_folder
+
+
+def _touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_layouts_are_detected(tmp_path):
+    _touch(tmp_path / "classes" / "cat" / "1.jpg")
+    _touch(tmp_path / "splits" / "train" / "cat" / "1.jpg")
+    _touch(tmp_path / "splits" / "val" / "cat" / "2.jpg")
+    _touch(tmp_path / "oxford" / "images" / "Bengal_1.jpg")
+    _touch(tmp_path / "oxford" / "annotations" / "list.txt", b"Bengal_1 2 1 2\n")
+    assert detect_layout(tmp_path / "classes") == "classes"
+    assert detect_layout(tmp_path / "splits") == "splits"
+    assert detect_layout(tmp_path / "oxford") == "oxford"
+
+
+def test_split_aliases_and_hidden_files(tmp_path):
+    _touch(tmp_path / "src" / "train" / "cat" / "1.jpg")
+    _touch(tmp_path / "src" / "val" / "cat" / "2.jpg")
+    _touch(tmp_path / "src" / "test" / "cat" / "nested" / "3.jpg")
+    _touch(tmp_path / "src" / "train" / "cat" / ".DS_Store")
+    import_folder(tmp_path / "src", tmp_path / "raw")
+    found = {(i.source_split, i.relative) for i in list_raw_images(tmp_path / "raw")}
+    assert found == {("train", "train/cat/1.jpg"), ("validation", "validation/cat/2.jpg"),
+                     ("test", "test/cat/nested/3.jpg")}
+
+
+def test_breed_names_keep_their_underscores():
+    assert breed_of("american_bulldog_12") == "american_bulldog"
+    assert breed_of("Abyssinian_5") == "Abyssinian"
+
+
+def test_kaggle_cats_vs_dogs_keeps_train_and_carves_test_from_validation(tmp_path, assets):
+    root = assets / "images" / "cats_vs_dogs"
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(root),
+                                       "data.image_size": 64, "data.test_fraction": 0.2})
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    assert manifest["source_split"].value_counts().to_dict() == {"train": 1000, "validation": 500}
+    assert manifest["split"].value_counts().to_dict() == {"train": 1000, "validation": 400, "test": 100}
+    assert manifest.groupby(["split", "class_name"]).size()["test"].to_dict() == {"cats": 50, "dogs": 50}
+    assert json.loads((prepared / "data_report.json").read_text())["num_skipped"] == 0
+
+
+def test_oxford_layout_honours_the_official_lists_and_decodes_odd_files(tmp_path, assets):
+    root = assets / "images" / "oxford_pets_3breeds"
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(root),
+                                       "data.image_size": 64, "data.val_fraction": 0.2})
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    trainval = manifest[manifest["source_split"] == "train"]
+    assert len(trainval) == 300 and (manifest["source_split"] == "test").sum() == 298
+    assert (manifest["split"] == "test").sum() == 298
+    assert sorted(manifest["class_name"].unique()) == ["Abyssinian", "Bengal", "american_bulldog"]
+    assert "test/Abyssinian/Abyssinian_5.jpg" in set(manifest["path"])  # an RGBA PNG named .jpg
+    report = json.loads((prepared / "data_report.json").read_text())
+    assert report["num_skipped"] == 0
+    assert {e["file"] for e in report["left_out"]} == {"Abyssinian_34.jpg", "Abyssinian_82.jpg"}
+    species = {c["name"]: c["species"] for c in json.loads((prepared / "classes.json").read_text())}
+    assert species == {"Abyssinian": "cat", "Bengal": "cat", "american_bulldog": "dog"}
+
+
+def test_oxford_unlisted_images_can_join_training_and_the_gif_decodes(tmp_path, assets):
+    source = assets / "images" / "oxford_pets_3breeds"
+    root = tmp_path / "oxford"
+    (root / "images").mkdir(parents=True)
+    shutil.copytree(source / "annotations", root / "annotations")
+    for name in ("Abyssinian_34.jpg", "Abyssinian_100.jpg", "Bengal_1.jpg", "american_bulldog_10.jpg"):
+        shutil.copy(source / "images" / name, root / "images" / name)
+    info = import_folder(root, tmp_path / "raw", unlisted="train")
+    assert info.left_out == []
+    prepared = prepare_with(tmp_path / "run", {"data.source": "folder", "data.folder.root": str(root),
+                                               "data.folder.unlisted": "train", "data.image_size": 32,
+                                               "data.val_fraction": 0.0})
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    assert "train/Abyssinian/Abyssinian_34.jpg" in set(manifest["path"])  # a GIF named .jpg
+    assert read_source_info(tmp_path / "run" / "data" / "raw").source == "folder"

@@ -1,0 +1,98 @@
+"""Bad params stop every stage with exit 2 and a one-line message naming the key; outputs are untouched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from transferlab.errors import ParamsError
+from transferlab.params import Params, load_params, parse_params
+from transferlab.workspace import PROJECT_ROOT
+from stages.download import download
+from stages.preprocess import preprocess
+from transferlab.stage_runner import run_stage
+
+
+def _write(tmp_path, params: dict | str):
+    path = tmp_path / "params.yaml"
+    path.write_text(params if isinstance(params, str) else yaml.safe_dump(params), encoding="utf-8")
+    return path
+
+
+BAD_PARAMS = [
+    ({"foo": 1}, "foo: unknown key"),
+    ({"data": {"imagesize": 64}}, "data.imagesize: unknown key"),
+    ({"data": {"source": "ftp"}}, "data.source"),
+    ({"data": {"image_size": "big"}}, "data.image_size"),
+    ({"data": {"image_size": 8}}, "data.image_size"),
+    ({"data": {"val_fraction": 1.5}}, "data.val_fraction"),
+    ({"data": {"test_fraction": -0.1}}, "data.test_fraction"),
+    ({"data": {"val_fraction": 0.6, "test_fraction": 0.5}}, "data.val_fraction + data.test_fraction"),
+    ({"data": {"source": "folder"}}, "data.folder.root"),
+    ({"data": {"tfds": {"name": "mnist"}}}, "data.tfds.name"),
+    ({"base": {"seed": -1}}, "base.seed"),
+    ({"data": {"resize": "stretch"}}, "data.resize"),
+    ({"data": {"shard_size": 0}}, "data.shard_size"),
+    ({"data": {"jpeg_quality": 101}}, "data.jpeg_quality"),
+    ({"mlflow": {"experiment": ""}}, "mlflow.experiment"),
+    ({"data": 5}, "data"),
+    ({"data": {"synthetic": {"num_classes": 1}}}, "data.synthetic.num_classes"),
+    ({"paths": {"raw": ["a"]}}, "paths.raw"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("data: {source: [unclosed\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(("params", "expected"), BAD_PARAMS)
+def test_bad_params_exit_2_name_the_key_and_touch_nothing(tmp_path, capsys, params, expected):
+    params_file = _write(tmp_path, params)
+    output = tmp_path / "data" / "prepared"
+    output.mkdir(parents=True)
+    (output / "manifest.csv").write_text("previous result")
+    for stage, body in (("download", download), ("preprocess", preprocess)):
+        code = run_stage(stage, body, ["data"], ["--params", str(params_file)])
+        message = capsys.readouterr().err.strip()
+        assert code == 2, message
+        assert expected in message
+        assert "\n" not in message and message.startswith(f"{stage}: error: ")
+    assert (output / "manifest.csv").read_text() == "previous result"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared"]
+
+
+def test_enum_errors_list_the_allowed_values(tmp_path):
+    with pytest.raises(ParamsError, match="'tfds', 'folder' or 'synthetic'"):
+        load_params(_write(tmp_path, {"data": {"source": "ftp"}}))
+    with pytest.raises(ParamsError, match="allowed keys here: .*image_size"):
+        load_params(_write(tmp_path, {"data": {"imagesize": 1}}))
+
+
+def test_missing_folder_root_is_a_params_error(tmp_path, capsys):
+    params_file = _write(tmp_path, {"data": {"source": "folder", "folder": {"root": "no/such/dir"}}})
+    assert run_stage("download", download, ["data"], ["--params", str(params_file), "--no-track"]) == 2
+    assert "data.folder.root: folder not found" in capsys.readouterr().err
+
+
+def test_project_params_file_is_valid_and_complete():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    # Every default is spelled out in params.yaml, so `dvc exp run -S` can address each key.
+    assert params.model_dump() == Params.model_validate(raw).model_dump()
+    assert set(raw) == set(Params.model_fields)
+    assert set(raw["data"]) == set(type(params.data).model_fields)
+
+
+def test_defaults_apply_when_sections_are_absent():
+    params = parse_params({"base": {"seed": 7}})
+    assert params.base.seed == 7 and params.data.image_size == 224
+
+
+def test_cli_reports_bad_params_without_traceback(tmp_path):
+    params_file = _write(tmp_path, {"data": {"image_size": 0}})
+    result = subprocess.run([sys.executable, "-m", "stages.preprocess", "--params", str(params_file)],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "data.image_size" in result.stderr.strip().splitlines()[-1]

@@ -1,0 +1,65 @@
+"""preprocess on generated data: corrupt files are reported, shards hold exactly the manifest."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import prepare_with
+from tests.corrupt_files import bad_files, good_files, write_corrupt_folder
+from transferlab.shards import parse_example, shard_files
+
+
+def _read_shards(prepared, split):
+    import tensorflow as tf
+
+    files = [str(p) for p in shard_files(prepared, split)]
+    dataset = tf.data.TFRecordDataset(files).map(parse_example)
+    return [(image.numpy(), int(label), key.numpy().decode()) for image, label, key in dataset]
+
+
+def test_corrupt_folder_is_processed_and_every_bad_file_reported(tmp_path):
+    write_corrupt_folder(tmp_path / "images")
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(tmp_path / "images"),
+                                       "data.image_size": 32, "data.val_fraction": 0.0, "data.test_fraction": 0.0})
+    report = json.loads((prepared / "data_report.json").read_text())
+    skipped = {entry["file"].split("/")[-1]: entry["reason"] for entry in report["skipped"]}
+    assert set(skipped) == set(bad_files())
+    for name, (_, word) in bad_files().items():
+        assert word in skipped[name]
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    assert sorted(manifest["path"].str.split("/").str[-1]) == sorted(good_files())
+    assert report["num_images"] == len(good_files()) and report["num_skipped"] == len(bad_files())
+
+
+def test_shards_hold_the_manifest_with_resized_images(tmp_path):
+    prepared = prepare_with(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 15,
+                                       "data.image_size": 40, "data.shard_size": 7})
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    classes = json.loads((prepared / "classes.json").read_text())
+    assert [c["name"] for c in classes] == ["class_0", "class_1", "class_2"]
+    for split in ("train", "validation", "test"):
+        records = _read_shards(prepared, split)
+        expected = manifest[manifest["split"] == split]
+        assert sorted(key for _, _, key in records) == sorted(expected["path"])
+        assert {key: label for _, label, key in records} == dict(zip(expected["path"], expected["label"]))
+        assert len(shard_files(prepared, split)) == -(-len(expected) // 7)
+    import tensorflow as tf
+
+    assert tuple(tf.io.decode_jpeg(_read_shards(prepared, "train")[0][0]).shape) == (40, 40, 3)
+    assert manifest["sha256"].str.len().eq(64).all()
+
+
+def test_preprocess_is_deterministic(tmp_path):
+    overrides = {"data.source": "synthetic", "data.synthetic.images_per_class": 6, "data.image_size": 32}
+    first = prepare_with(tmp_path / "a", overrides)
+    second = prepare_with(tmp_path / "b", overrides)
+    for path in sorted(first.iterdir()):
+        assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+
+
+def test_folder_without_images_fails_clearly(tmp_path, capsys):
+    (tmp_path / "images" / "cats").mkdir(parents=True)
+    with pytest.raises(AssertionError, match="preprocess exited 1"):
+        prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(tmp_path / "images")})
+    assert "no image files found" in capsys.readouterr().err
