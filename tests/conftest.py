@@ -26,20 +26,33 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow-test.db'}")
 
 
-def prepare_with(tmp_path: Path, overrides: dict) -> Path:
-    """Run download + preprocess in-process on a copy of params.yaml with overrides; return the prepared dir."""
+STAGES = ("download", "preprocess", "extract_features", "train_head")
+
+
+def run_stages(tmp_path: Path, overrides: dict, stages=STAGES[:2], track: bool = False) -> Path:
+    """Run stages in-process, in order, on a copy of params.yaml with overrides; returns the params file."""
+    import importlib
     import shutil
 
-    from stages.download import download
-    from stages.preprocess import preprocess
     from transferlab.stage_runner import run_stage
     from transferlab.workspace import set_params
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     params_file = tmp_path / "params.yaml"
-    shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
+    if not params_file.exists():
+        shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
     set_params(params_file, overrides)
-    for stage, body in (("download", download), ("preprocess", preprocess)):
-        code = run_stage(stage, body, ["data"], ["--params", str(params_file), "--no-track"])
+    bodies = {"download": "download", "preprocess": "preprocess", "extract_features": "extract",
+              "train_head": "train"}
+    for stage in stages:
+        body = getattr(importlib.import_module(f"stages.{stage}"), bodies[stage])
+        argv = ["--params", str(params_file)] + ([] if track else ["--no-track"])
+        code = run_stage(stage, body, ["data"], argv)
         assert code == 0, f"{stage} exited {code}"
+    return params_file
+
+
+def prepare_with(tmp_path: Path, overrides: dict) -> Path:
+    """Run download + preprocess; return the prepared dir."""
+    run_stages(tmp_path, overrides)
     return tmp_path / "data" / "prepared"

@@ -33,6 +33,7 @@ class PathsParams(Section):
     metrics: str = "metrics"
     plots: str = "plots"
     reports: str = "reports"
+    scratch: str = ".cache/transferlab"  # resumable partial work; never a DVC output
 
 
 class TfdsParams(Section):
@@ -76,6 +77,26 @@ class DataParams(Section):
         return self
 
 
+class BackboneParams(Section):
+    name: str = "mobilenet_v2"  # checked against the registry in transferlab.backbones
+    alpha: float = Field(1.0, gt=0, le=2.0)
+    weights: str = Field("imagenet", min_length=1)  # imagenet | none | path to a weights file
+    pooling: Literal["avg", "max"] = "avg"
+    dtype: Literal["float32", "float16"] = "float32"  # of the cached features
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+class HeadParams(Section):
+    hidden_units: int = Field(0, ge=0, le=8192)  # 0: no hidden layer
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    normalize: bool = True  # standardize features with statistics of the training split
+    activation: Literal["auto", "softmax", "sigmoid"] = "auto"  # auto: sigmoid for two classes
+    learning_rate: float = Field(1e-3, gt=0, le=1.0)
+    batch_size: int = Field(64, ge=1, le=65536)
+    epochs: int = Field(50, ge=1, le=10_000)
+    patience: int = Field(5, ge=1, le=1000)
+
+
 class MlflowParams(Section):
     experiment: str = Field("transferlab", min_length=1)
 
@@ -84,7 +105,16 @@ class Params(Section):
     base: BaseParams = BaseParams()
     paths: PathsParams = PathsParams()
     data: DataParams = DataParams()
+    backbone: BackboneParams = BackboneParams()
+    head: HeadParams = HeadParams()
     mlflow: MlflowParams = MlflowParams()
+
+    @model_validator(mode="after")
+    def _backbone_fits(self) -> "Params":
+        from transferlab.backbones import check_config
+
+        check_config(self.backbone.name, self.backbone.alpha, self.data.image_size)
+        return self
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
@@ -124,6 +154,8 @@ def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
         errors = exc.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ParamsError(f"{source}: {_describe(errors[0], Params)}{more}") from None
+    except ParamsError as exc:  # raised by cross-section checks such as the backbone registry
+        raise ParamsError(f"{source}: {exc}") from None
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:

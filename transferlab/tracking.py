@@ -103,3 +103,45 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
         mlflow.log_params(flatten(params))
         yield run
+
+
+def _active():
+    """The active MLflow module when a stage run is being tracked, else None (stages run with --no-track)."""
+    import sys
+
+    mlflow = sys.modules.get("mlflow")
+    return mlflow if mlflow is not None and mlflow.active_run() is not None else None
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    if (mlflow := _active()) is not None:
+        mlflow.set_tags(dict(tags))
+
+
+def log_history(history: Mapping[str, list[float]]) -> None:
+    """Per-epoch metrics, one step per epoch (epoch 1 is step 1)."""
+    if (mlflow := _active()) is None:
+        return
+    for name, values in history.items():
+        for epoch, value in enumerate(values, start=1):
+            mlflow.log_metric(f"epoch_{name}", value, step=epoch)
+
+
+def log_artifacts(path: Path, artifact_path: str | None = None) -> None:
+    if (mlflow := _active()) is not None:
+        if Path(path).is_dir():
+            mlflow.log_artifacts(str(path), artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_keras_model(model: Any, name: str, example_input: Any) -> str | None:
+    """Log with the mlflow.keras flavour and an inferred signature; returns the model URI (models:/<id>)."""
+    if (mlflow := _active()) is None:
+        return None
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example_input, model.predict(example_input, verbose=0))
+    info = mlflow.keras.log_model(model, name=name, signature=signature)
+    mlflow.set_tag(f"transferlab.model_uri.{name}", info.model_uri)
+    return info.model_uri

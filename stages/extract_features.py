@@ -1,0 +1,36 @@
+"""DVC stage `extract_features`: run the frozen backbone over the prepared shards (params backbone.*)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from transferlab import tracking
+from transferlab.atomic import atomic_dir
+from transferlab.devices import configure_devices
+from transferlab.features import extract_features
+from transferlab.stage_runner import StageContext, main_for
+
+log = logging.getLogger("transferlab.extract_features")
+
+
+def extract(context: StageContext) -> dict:
+    params = context.params
+    device = configure_devices()
+    tracking.set_tags(device.tags())
+    log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
+    started = time.perf_counter()
+    with atomic_dir(context.path(params.paths.features)) as target:
+        meta = extract_features(context.path(params.paths.prepared), target, context.path(params.paths.scratch),
+                                params.backbone, params.data.image_size, context.root, params.base.seed)
+    seconds = time.perf_counter() - started
+    total = sum(meta["counts"].values())
+    tracking.set_tags({"features.cache_key": meta["cache_key"]})
+    log.info("features for %s images (%d shards reused) in %.1f s", meta["counts"], meta["resumed_shards"], seconds)
+    return {**{f"features_{split}": n for split, n in meta["counts"].items()},
+            "feature_width": meta["feature_width"], "resumed_shards": meta["resumed_shards"],
+            "images_per_second": total / seconds if seconds else 0.0}
+
+
+if __name__ == "__main__":
+    main_for("extract_features", extract, ["base", "data", "backbone"])

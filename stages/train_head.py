@@ -1,0 +1,57 @@
+"""DVC stage `train_head`: train the classification head on the cached features (params head.*)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+from transferlab import tracking
+from transferlab.atomic import atomic_dir, atomic_write_text
+from transferlab.devices import configure_devices
+from transferlab.features import load_split, read_meta
+from transferlab.head import accuracy, train_head
+from transferlab.stage_runner import StageContext, main_for
+
+log = logging.getLogger("transferlab.train_head")
+HEAD_DIR, HEAD_FILE = "head", "head.keras"
+
+
+def history_tables(history: dict[str, list[float]]) -> dict[str, pd.DataFrame]:
+    """One table per metric with train and validation columns, as `dvc plots` reads them."""
+    tables = {}
+    for name in (key for key in history if not key.startswith("val_")):
+        table = pd.DataFrame({"epoch": range(1, len(history[name]) + 1), "train": history[name]})
+        if f"val_{name}" in history:
+            table["validation"] = history[f"val_{name}"]
+        tables[name] = table
+    return tables
+
+
+def train(context: StageContext) -> dict:
+    params, paths = context.params, context.params.paths
+    tracking.set_tags(configure_devices().tags())
+    features_dir = context.path(paths.features)
+    meta = read_meta(features_dir)
+    splits = {split: load_split(features_dir, split) for split in ("train", "validation", "test")}
+    result = train_head(params.head, splits["train"], splits["validation"], len(meta["classes"]), params.base.seed)
+    metrics = {"train_accuracy": result.metrics["accuracy"], "train_loss": result.metrics["loss"],
+               "val_accuracy": result.metrics.get("val_accuracy"), "val_loss": result.metrics.get("val_loss"),
+               "test_accuracy": accuracy(result.model, splits["test"]),
+               "best_epoch": result.best_epoch, "epochs_run": result.metrics["epochs_run"]}
+    with atomic_dir(context.path(paths.models) / HEAD_DIR) as target:
+        result.model.save(target / HEAD_FILE)
+        (target / "classes.json").write_text(json.dumps(meta["classes"], indent=2), encoding="utf-8")
+    with atomic_dir(context.path(paths.plots) / "train_head") as target:
+        for name, table in history_tables(result.history).items():
+            table.to_csv(target / f"{name}.tsv", sep="\t", index=False)
+    atomic_write_text(context.path(paths.metrics) / "train_head.json", json.dumps(metrics, indent=2))
+    tracking.log_history(result.history)
+    tracking.log_keras_model(result.model, "head", splits["train"].features[:4].astype("float32"))
+    log.info("head: %s", metrics)
+    return {key: float(value) for key, value in metrics.items() if value is not None}
+
+
+if __name__ == "__main__":
+    main_for("train_head", train, ["base", "head", "backbone"])

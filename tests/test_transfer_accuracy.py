@@ -1,0 +1,30 @@
+"""The promise of transfer learning, measured on real photos with real ImageNet weights (../shared/assets)."""
+
+import json
+
+import pytest
+
+from tests.conftest import STAGES, run_stages
+
+MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def _head_metrics(tmp_path, assets, dataset, extra):
+    overrides = {"data.source": "folder", "data.folder.root": str(assets / "images" / dataset),
+                 "data.image_size": 224, "backbone.name": "mobilenet_v2", "backbone.alpha": 1.0,
+                 "backbone.weights": str(assets / MOBILENET_V2), **extra}
+    run_stages(tmp_path, overrides, STAGES)
+    return json.loads((tmp_path / "metrics" / "train_head.json").read_text())
+
+
+def test_head_on_cats_vs_dogs_reaches_098_validation_accuracy(tmp_path, assets):
+    metrics = _head_metrics(tmp_path, assets, "cats_vs_dogs", {})
+    assert metrics["val_accuracy"] >= 0.98, metrics
+    meta = json.loads((tmp_path / "data" / "features" / "meta.json").read_text())
+    assert meta["components"]["weights"].startswith("sha256:68fab08a5b4d")
+    assert meta["counts"] == {"train": 1000, "validation": 400, "test": 100}
+
+
+def test_head_on_oxford_3_breeds_reaches_095_test_accuracy(tmp_path, assets):
+    metrics = _head_metrics(tmp_path, assets, "oxford_pets_3breeds", {})
+    assert metrics["test_accuracy"] >= 0.95, metrics
