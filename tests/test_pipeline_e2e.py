@@ -9,7 +9,8 @@ import yaml
 from transferlab.workspace import create_workspace, run_tool
 
 SMALL = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
-         "data.image_size": 32}
+         "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 5}
+STAGE_NAMES = ["download", "extract_features", "preprocess", "train_head"]
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +21,20 @@ def workspace(tmp_path_factory):
     return path, first, env
 
 
-def test_repro_runs_both_stages_and_leaves_status_clean(workspace):
+def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     path, first, env = workspace
-    assert "Running stage 'download'" in first.stdout and "Running stage 'preprocess'" in first.stdout
+    for stage in STAGE_NAMES:
+        assert f"Running stage '{stage}'" in first.stdout
     assert "up to date" in run_tool(path, "dvc", "status", env=env).stdout
     second = run_tool(path, "dvc", "repro", env=env)
     assert "Running stage" not in second.stdout
     assert "didn't change, skipping" in second.stdout
     assert json.loads((path / "data" / "prepared" / "data_report.json").read_text())["num_images"] == 24
-    assert (path / "data" / ".gitignore").read_text().split() == ["/raw", "/prepared"]
+    assert (path / "data" / ".gitignore").read_text().split() == ["/raw", "/prepared", "/features"]
+    metrics = json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout)
+    assert "val_accuracy" in json.dumps(metrics)
+    plots = run_tool(path, "dvc", "plots", "show", "--json", env=env)
+    assert "accuracy.tsv" in plots.stdout
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
@@ -38,14 +44,34 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     assert len(parents) == 1
-    assert sorted(children["tags.mlflow.runName"]) == ["download", "preprocess"]
+    assert sorted(children["tags.mlflow.runName"]) == STAGE_NAMES
     assert set(children["tags.mlflow.parentRunId"]) == {parents["run_id"].iloc[0]}
     preprocess = children[children["tags.mlflow.runName"] == "preprocess"].iloc[0]
     assert preprocess["params.data.image_size"] == "32"
     assert preprocess["metrics.images_train"] + preprocess["metrics.images_validation"] \
         + preprocess["metrics.images_test"] == 24
+    head = children[children["tags.mlflow.runName"] == "train_head"].iloc[0]
+    assert head["params.head.learning_rate"] == "0.001" and head["tags.device.device"] == "CPU"
+    assert 0.0 <= head["metrics.val_accuracy"] <= 1.0
+    history = mlflow.MlflowClient().get_metric_history(head["run_id"], "epoch_loss")
+    assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 1
+    model = mlflow.keras.load_model(head["tags.transferlab.model_uri.head"])
+    assert model.output_shape == (None, 3)
     experiment = mlflow.get_experiment_by_name("transferlab")
     assert experiment.artifact_location == (path / "mlartifacts").as_uri()
+
+
+def test_changing_only_head_params_reruns_only_the_head(workspace):
+    path, _, env = workspace
+    from transferlab.workspace import set_params
+
+    set_params(path / "params.yaml", {"head.dropout": 0.3})
+    status = run_tool(path, "dvc", "status", "--json", env=env).stdout
+    assert set(json.loads(status)) == {"train_head"}
+    result = run_tool(path, "dvc", "repro", env=env)
+    assert "Running stage 'train_head'" in result.stdout
+    assert "Stage 'extract_features' didn't change, skipping" in result.stdout
+    assert "Running stage 'extract_features'" not in result.stdout
 
 
 def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace):
@@ -55,9 +81,10 @@ def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace):
     result = run_tool(path, "dvc", "exp", "run", "-S", "data.image_size=48", env=env)
     assert "Running stage 'preprocess'" in result.stdout
     assert "Running stage 'download'" not in result.stdout
+    assert "Running stage 'extract_features'" in result.stdout
     assert yaml.safe_load((path / "params.yaml").read_text())["data"]["image_size"] == 48
     shown = json.loads(run_tool(path, "dvc", "exp", "show", "--json", env=env).stdout)
-    assert len(json.dumps(shown)) > 0 and "48" in json.dumps(shown)
+    assert "48" in json.dumps(shown)
 
 
 def test_bad_override_fails_with_exit_2_message(workspace):

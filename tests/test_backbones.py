@@ -1,0 +1,69 @@
+"""The backbone registry: every backbone builds; bad names, alphas, sizes and weight files are params errors."""
+
+import pytest
+
+from transferlab.backbones import BACKBONES, build_base, check_config, weights_identity
+from transferlab.errors import ParamsError
+from transferlab.params import parse_params
+
+V1_NO_TOP = "weights/mobilenet_2_5_224_tf_no_top.h5"
+V2_035 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_builds_with_its_feature_width(tmp_path, name):
+    spec = BACKBONES[name]
+    alpha = 0.35 if name == "mobilenet_v2" else (0.25 if name == "mobilenet" else 1.0)
+    model = build_base(name, alpha, 32, "none", tmp_path)
+    assert model.output_shape == (None, spec.width(alpha))
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    ({"backbone": {"name": "alexnet"}}, "backbone.name"),
+    ({"backbone": {"name": "mobilenet", "alpha": 0.3}}, "backbone.alpha"),
+    ({"backbone": {"name": "resnet50", "alpha": 0.5}}, "backbone.alpha"),
+    ({"data": {"image_size": 32}, "backbone": {"name": "vgg16"}}, None),
+    ({"backbone": {"pooling": "attention"}}, "backbone.pooling"),
+    ({"backbone": {"dtype": "int8"}}, "backbone.dtype"),
+    ({"head": {"dropout": 1.0}}, "head.dropout"),
+    ({"head": {"epochs": 0}}, "head.epochs"),
+    ({"head": {"learning_rate": -1}}, "head.learning_rate"),
+    ({"head": {"activation": "relu"}}, "head.activation"),
+])
+def test_bad_backbone_and_head_params_name_the_key(overrides, key):
+    if key is None:
+        assert parse_params(overrides).backbone.name == "vgg16"
+        return
+    with pytest.raises(ParamsError, match=key):
+        parse_params(overrides)
+
+
+def test_image_size_below_the_minimum_is_refused():
+    with pytest.raises(ParamsError, match="data.image_size: 16 is below"):
+        check_config("mobilenet_v2", 1.0, 16)
+
+
+def test_missing_weights_file_lists_what_is_allowed(tmp_path):
+    with pytest.raises(ParamsError, match="backbone.weights: file not found.*allowed: imagenet, none"):
+        build_base("mobilenet", 0.25, 224, "missing.h5", tmp_path)
+
+
+def test_real_weights_load_and_the_wrong_architecture_is_refused(assets):
+    assert build_base("mobilenet", 0.25, 224, str(assets / V1_NO_TOP), assets).output_shape == (None, 256)
+    with pytest.raises(ParamsError, match="does not fit mobilenet_v2"):
+        build_base("mobilenet_v2", 1.0, 224, str(assets / V2_035), assets)
+    with pytest.raises(ParamsError, match="does not fit resnet50"):
+        build_base("resnet50", 1.0, 224, str(assets / V1_NO_TOP), assets)
+    assert weights_identity(str(assets / V1_NO_TOP), assets) == \
+        "sha256:dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"
+
+
+def test_imagenet_download_failure_is_one_line(tmp_path, monkeypatch):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "MobileNet", offline)
+    with pytest.raises(ParamsError, match="imagenet weights for mobilenet could not be loaded"):
+        build_base("mobilenet", 0.25, 224, "imagenet", tmp_path)

@@ -1,0 +1,55 @@
+"""Feature extraction: the cache key, resuming a killed run, and bit-identical results."""
+
+import json
+import shutil
+
+import numpy as np
+
+from tests.conftest import STAGES, run_stages
+from transferlab.features import cache_components, cache_key, load_split
+from transferlab.params import BackboneParams
+
+TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 10, "data.image_size": 32,
+        "data.shard_size": 4, "backbone.name": "resnet50", "backbone.weights": "none"}
+
+
+def test_cache_key_changes_with_everything_that_changes_a_feature():
+    base = cache_components(BackboneParams(), 224, "m" * 64, "sha256:abc", 0)
+    key = cache_key(base)
+    for change in ({"manifest_sha256": "x"}, {"backbone": "vgg16"}, {"weights": "sha256:def"}, {"alpha": 0.35},
+                   {"input_size": 160}, {"pooling": "max"}, {"dtype": "float16"}, {"keras": "9"},
+                   {"preprocess": "other"}):
+        assert cache_key({**base, **change}) != key, change
+    assert cache_key(dict(base)) == key
+
+
+def test_a_killed_run_resumes_from_completed_shards_with_identical_results(tmp_path):
+    clean = tmp_path / "clean"
+    run_stages(clean, TINY, STAGES[:3])
+    clean_features = clean / "data" / "features"
+    meta = json.loads((clean_features / "meta.json").read_text())
+    assert meta["resumed_shards"] == 0 and sum(meta["counts"].values()) == 30
+
+    # A run killed after two shards: only those two exist in the scratch area of the same cache key.
+    resumed = tmp_path / "resumed"
+    run_stages(resumed, TINY, STAGES[:2])
+    scratch = resumed / ".cache" / "transferlab" / "features" / meta["cache_key"]
+    scratch.mkdir(parents=True)
+    for name in ("train-00000.npz", "test-00000.npz"):
+        shutil.copy(clean_features / name, scratch / name)
+    run_stages(resumed, {}, ["extract_features"])
+    resumed_features = resumed / "data" / "features"
+    assert json.loads((resumed_features / "meta.json").read_text())["resumed_shards"] == 2
+    for path in sorted(clean_features.glob("*.npz")):
+        assert path.read_bytes() == (resumed_features / path.name).read_bytes(), path.name
+    assert not scratch.exists()  # cleaned up once the output is complete
+
+
+def test_split_features_line_up_with_labels_and_manifest(tmp_path):
+    run_stages(tmp_path, {**TINY, "backbone.dtype": "float16"}, STAGES[:3])
+    train = load_split(tmp_path / "data" / "features", "train")
+    assert train.features.dtype == np.float16 and train.features.shape == (len(train.labels), 2048)
+    import pandas as pd
+
+    manifest = pd.read_csv(tmp_path / "data" / "prepared" / "manifest.csv").set_index("path")
+    assert (manifest.loc[train.keys, "label"].to_numpy() == train.labels).all()
