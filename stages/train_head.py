@@ -5,28 +5,16 @@ from __future__ import annotations
 import json
 import logging
 
-import pandas as pd
-
 from transferlab import tracking
 from transferlab.atomic import atomic_dir, atomic_write_text
 from transferlab.devices import configure_devices
 from transferlab.features import load_split, read_meta
 from transferlab.head import accuracy, train_head
+from transferlab.history import history_tables
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.train_head")
 HEAD_DIR, HEAD_FILE = "head", "head.keras"
-
-
-def history_tables(history: dict[str, list[float]]) -> dict[str, pd.DataFrame]:
-    """One table per metric with train and validation columns, as `dvc plots` reads them."""
-    tables = {}
-    for name in (key for key in history if not key.startswith("val_")):
-        table = pd.DataFrame({"epoch": range(1, len(history[name]) + 1), "train": history[name]})
-        if f"val_{name}" in history:
-            table["validation"] = history[f"val_{name}"]
-        tables[name] = table
-    return tables
 
 
 def train(context: StageContext) -> dict:

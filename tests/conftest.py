@@ -26,7 +26,8 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow-test.db'}")
 
 
-STAGES = ("download", "preprocess", "extract_features", "train_head")
+STAGES = ("download", "preprocess", "extract_features", "train_head", "fine_tune", "evaluate")
+HEAD_STAGES = STAGES[:4]
 
 
 def run_stages(tmp_path: Path, overrides: dict, stages=STAGES[:2], track: bool = False) -> Path:
@@ -43,7 +44,7 @@ def run_stages(tmp_path: Path, overrides: dict, stages=STAGES[:2], track: bool =
         shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
     set_params(params_file, overrides)
     bodies = {"download": "download", "preprocess": "preprocess", "extract_features": "extract",
-              "train_head": "train"}
+              "train_head": "train", "fine_tune": "tune", "evaluate": "evaluate"}
     for stage in stages:
         body = getattr(importlib.import_module(f"stages.{stage}"), bodies[stage])
         argv = ["--params", str(params_file)] + ([] if track else ["--no-track"])

@@ -9,8 +9,9 @@ import yaml
 from transferlab.workspace import create_workspace, run_tool
 
 SMALL = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
-         "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 5}
-STAGE_NAMES = ["download", "extract_features", "preprocess", "train_head"]
+         "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 5,
+         "fine_tune.epochs": 1, "evaluate.min_accuracy": 0.0}
+STAGE_NAMES = sorted(["download", "preprocess", "extract_features", "train_head", "fine_tune", "evaluate"])
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,19 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     assert "didn't change, skipping" in second.stdout
     assert json.loads((path / "data" / "prepared" / "data_report.json").read_text())["num_images"] == 24
     assert (path / "data" / ".gitignore").read_text().split() == ["/raw", "/prepared", "/features"]
-    metrics = json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout)
-    assert "val_accuracy" in json.dumps(metrics)
-    plots = run_tool(path, "dvc", "plots", "show", "--json", env=env)
-    assert "accuracy.tsv" in plots.stdout
+
+
+def test_dvc_metrics_and_plots_show_work(workspace):
+    path, _, env = workspace
+    metrics = json.dumps(json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout))
+    for name in ("train_head.json", "fine_tune.json", "evaluate.json", "top_3_accuracy"):
+        assert name in metrics
+    rendered = run_tool(path, "dvc", "plots", "show", "-o", str(path / "rendered"), env=env)
+    assert rendered.returncode == 0 and (path / "rendered" / "index.html").is_file()
+    html = (path / "rendered" / "index.html").read_text()
+    assert "confusion" in html and "head accuracy" in html
+    for name in ("confusion.png", "misclassified.png", "confusion.json"):
+        assert (path / "plots" / "evaluate" / name).is_file()
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
@@ -45,6 +55,8 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     assert len(parents) == 1
     assert sorted(children["tags.mlflow.runName"]) == STAGE_NAMES
+    evaluate = children[children["tags.mlflow.runName"] == "evaluate"].iloc[0]
+    assert evaluate["tags.registry.alias"] == "champion" and evaluate["tags.registry.version"] == "1"
     assert set(children["tags.mlflow.parentRunId"]) == {parents["run_id"].iloc[0]}
     preprocess = children[children["tags.mlflow.runName"] == "preprocess"].iloc[0]
     assert preprocess["params.data.image_size"] == "32"
@@ -67,7 +79,7 @@ def test_changing_only_head_params_reruns_only_the_head(workspace):
 
     set_params(path / "params.yaml", {"head.dropout": 0.3})
     status = run_tool(path, "dvc", "status", "--json", env=env).stdout
-    assert set(json.loads(status)) == {"train_head"}
+    assert set(json.loads(status)) == {"train_head"}  # only the stage whose params changed
     result = run_tool(path, "dvc", "repro", env=env)
     assert "Running stage 'train_head'" in result.stdout
     assert "Stage 'extract_features' didn't change, skipping" in result.stdout

@@ -80,9 +80,7 @@ def accuracy(model, split: SplitFeatures) -> float:
     """Top-1 accuracy of a head (sigmoid or softmax) on one split's features."""
     if len(split.labels) == 0:
         return float("nan")
-    probabilities = model.predict(split.features.astype(np.float32), verbose=0)
-    if probabilities.shape[1] == 1:
-        predicted = (probabilities[:, 0] >= 0.5).astype(np.int64)
-    else:
-        predicted = probabilities.argmax(axis=1)
+    from transferlab.model import predict_labels
+
+    predicted = predict_labels(model.predict(split.features.astype(np.float32), verbose=0))
     return float((predicted == split.labels).mean())

@@ -97,6 +97,25 @@ class HeadParams(Section):
     patience: int = Field(5, ge=1, le=1000)
 
 
+class FineTuneParams(Section):
+    unfreeze_top: int = Field(20, ge=0, le=10_000)  # top backbone layers with weights; BatchNorm stays frozen
+    learning_rate: float = Field(1e-5, gt=0, le=1e-2)
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    patience: int = Field(2, ge=1, le=1000)
+    flip: bool = True
+    rotation: float = Field(0.05, ge=0.0, le=0.5)  # fraction of a full turn
+    zoom: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class EvaluateParams(Section):
+    top_k: int = Field(3, ge=1, le=100)  # reported when the task has more than 2 classes
+    gallery_size: int = Field(16, ge=0, le=256)
+    registered_model: str = Field("transferlab", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    min_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # absolute bar for becoming champion
+    max_regression: float = Field(0.01, ge=0.0, le=1.0)  # allowed drop below the current champion
+
+
 class MlflowParams(Section):
     experiment: str = Field("transferlab", min_length=1)
 
@@ -107,6 +126,8 @@ class Params(Section):
     data: DataParams = DataParams()
     backbone: BackboneParams = BackboneParams()
     head: HeadParams = HeadParams()
+    fine_tune: FineTuneParams = FineTuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
 def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None) -> int:
     """Run one stage; returns its exit code. User errors print one line; bugs keep their traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines drown the stage's own log
     args = _arguments(stage, argv)
     try:
         params = load_params(args.params)

@@ -141,7 +141,12 @@ def log_keras_model(model: Any, name: str, example_input: Any) -> str | None:
         return None
     from mlflow.models import infer_signature
 
+    import keras
+    import tensorflow as tf
+
     signature = infer_signature(example_input, model.predict(example_input, verbose=0))
-    info = mlflow.keras.log_model(model, name=name, signature=signature)
+    # MLflow's own inference of requirements fails for models with custom layers; state them.
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+    info = mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=requirements)
     mlflow.set_tag(f"transferlab.model_uri.{name}", info.model_uri)
     return info.model_uri

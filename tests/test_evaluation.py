@@ -1,0 +1,34 @@
+import numpy as np
+
+from transferlab.evaluation import confusion_records, evaluate_predictions, worst_mistakes
+from transferlab.registry import CHALLENGER, CHAMPION, decide
+
+
+def test_sigmoid_outputs_are_scored_as_two_classes():
+    labels = np.array([0, 0, 1, 1])
+    result = evaluate_predictions(labels, np.array([[0.1], [0.7], [0.8], [0.9]]), ["cat", "dog"], 3)
+    assert result.summary["accuracy"] == 0.75 and result.summary["roc_auc"] == 1.0
+    assert result.confusion.tolist() == [[1, 1], [0, 2]]
+    assert result.per_class.set_index("class").loc["dog", "precision"] == 2 / 3
+
+
+def test_top_k_for_more_than_two_classes():
+    labels = np.array([0, 1, 2])
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.5, 0.2, 0.3], [0.1, 0.2, 0.7]])
+    summary = evaluate_predictions(labels, probabilities, ["a", "b", "c"], 2).summary
+    assert summary["accuracy"] == 2 / 3 and summary["top_2_accuracy"] == 2 / 3
+
+
+def test_worst_mistakes_are_the_most_confidently_wrong():
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.4, 0.6], [0.05, 0.95], [0.9, 0.1], [0.2, 0.8]])
+    assert worst_mistakes(labels, probabilities, 5).tolist() == [1, 2, 0]
+    assert confusion_records(labels[:1], np.array([1]), ["cat", "dog"]) == [{"actual": "cat", "predicted": "dog"}]
+
+
+def test_gate_decisions():
+    assert decide(0.7, None, 0.8, 0.01).alias == CHALLENGER
+    assert decide(0.9, None, 0.8, 0.01).alias == CHAMPION
+    assert decide(0.9, 0.95, 0.8, 0.01).alias == CHALLENGER
+    assert decide(0.945, 0.95, 0.8, 0.01).alias == CHAMPION
+    assert "below evaluate.min_accuracy" in decide(0.7, 0.6, 0.8, 0.01).reason

@@ -1,0 +1,52 @@
+"""A real MLflow registry (sqlite): log, register, gate, and load back through models:/<name>@champion."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from transferlab import tracking
+from transferlab.predict import load_model
+from transferlab.registry import register_and_gate
+
+
+def _model(seed):
+    import keras
+
+    from transferlab.model import BackbonePreprocess
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = BackbonePreprocess("mobilenet_v2")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def _log_and_gate(tmp_path, model, accuracy):
+    with tracking.stage_run("evaluate", "registry-test", tmp_path, {}):
+        uri = tracking.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
+        return register_and_gate(uri, "pets", accuracy, 0.8, 0.01, {"classes": '["cat", "dog"]'})
+
+
+def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path):
+    first, second = _model(0), _model(1)
+    version, decision = _log_and_gate(tmp_path, first, 0.95)
+    assert (version, decision.alias) == ("1", "champion")
+    version, decision = _log_and_gate(tmp_path, second, 0.90)
+    assert (version, decision.alias) == ("2", "challenger")
+    assert "below the champion's 0.9500" in decision.reason
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    loaded = load_model("models:/pets@champion")
+    assert loaded.classes == ["cat", "dog"]
+    np.testing.assert_allclose(loaded.model.predict(pixels, verbose=0), first.predict(pixels, verbose=0), rtol=1e-6)
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("pets", "challenger").version) == "2"
+    assert client.get_model_version("pets", "2").tags["gate.reason"] == decision.reason
+
+
+def test_unknown_registered_model_is_a_one_line_error(tmp_path):
+    from transferlab.errors import UserError
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(tmp_path))
+    with pytest.raises(UserError, match="cannot load models:/nothing@champion"):
+        load_model("models:/nothing@champion")

@@ -1,0 +1,5 @@
+import sys
+
+from transferlab.cli import main
+
+sys.exit(main())

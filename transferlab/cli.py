@@ -1,0 +1,56 @@
+"""`transferlab` / `python -m transferlab`: commands for using what the pipeline made."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from transferlab.errors import UserError
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from transferlab.predict import load_model, predict_files
+
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    loaded = load_model(args.model)
+    results = predict_files(loaded, args.images, args.top_k)
+    for result in results:
+        if "error" in result:
+            print(f"{result['file']}: error: {result['error']}", file=sys.stderr)
+        elif not args.json:
+            ranked = ", ".join(f"{entry['class']} {entry['probability']:.3f}" for entry in result["top"])
+            print(f"{result['file']}: {ranked}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if any("error" in result for result in results) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="top-k classes for image files")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--model", default="models/fine_tuned/model.keras",
+                         help="a .keras file, or models:/<name>@champion (default: %(default)s)")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
+                                                "or sqlite:///mlflow.db)")
+    predict.set_defaults(run=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "predict" and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        args.tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"transferlab {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code

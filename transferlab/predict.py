@@ -1,0 +1,81 @@
+"""Predict: top-k classes for image files, from a local .keras model or a registered `models:/` URI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferlab.errors import UserError
+from transferlab.images import UndecodableImage, decode_rgb, resize
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    classes: list[str]
+    image_size: int
+
+
+def load_model(reference: str) -> LoadedModel:
+    """A path to model.keras (classes.json beside it) or models:/<name>@<alias> / models:/<name>/<version>."""
+    if reference.startswith("models:/"):
+        return _load_registered(reference)
+    path = Path(reference)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(f"--model: no model file at {reference}")
+    from transferlab.model import load_keras
+
+    model = load_keras(path)
+    classes_file = path.parent / "classes.json"
+    classes = [c["name"] for c in json.loads(classes_file.read_text())] if classes_file.is_file() else None
+    return LoadedModel(model, classes or [str(i) for i in range(_num_classes(model))], model.input_shape[1])
+
+
+def _num_classes(model) -> int:
+    return max(2, model.output_shape[-1])
+
+
+def _load_registered(uri: str) -> LoadedModel:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    import transferlab.model  # noqa: F401  (registers the custom preprocessing layer before loading)
+
+    name, _, selector = uri.removeprefix("models:/").partition("@")
+    client = mlflow.MlflowClient()
+    try:
+        if selector:
+            version = client.get_model_version_by_alias(name, selector)
+        else:
+            name, _, number = name.partition("/")
+            version = client.get_model_version(name, number)
+        model = mlflow.keras.load_model(uri)
+    except MlflowException as exc:
+        raise UserError(f"--model: cannot load {uri}: {str(exc).splitlines()[0]}") from None
+    classes = json.loads(version.tags.get("classes", "null")) or [str(i) for i in range(_num_classes(model))]
+    return LoadedModel(model, classes, model.input_shape[1])
+
+
+def predict_files(loaded: LoadedModel, paths: list[Path], top_k: int) -> list[dict[str, Any]]:
+    """One result per file: its top-k classes, or the reason it could not be read."""
+    from transferlab.model import class_probabilities
+
+    results = []
+    for path in paths:
+        try:
+            image = resize(decode_rgb(Path(path).read_bytes(), draft_size=2 * loaded.image_size), loaded.image_size)
+        except (OSError, UndecodableImage) as exc:
+            results.append({"file": str(path), "error": str(exc)})
+            continue
+        batch = np.asarray(image, dtype=np.float32)[None]
+        probabilities = class_probabilities(loaded.model.predict(batch, verbose=0))[0]
+        order = np.argsort(-probabilities)[:top_k]
+        results.append({"file": str(path), "top": [{"class": loaded.classes[i], "probability": float(probabilities[i])}
+                                                   for i in order]})
+    return results
