@@ -116,6 +116,42 @@ class EvaluateParams(Section):
     max_regression: float = Field(0.01, ge=0.0, le=1.0)  # allowed drop below the current champion
 
 
+class ImagenetParams(Section):
+    """An optional full ImageNet classifier for the seed's top-5 replication and an ImageNet ideal image."""
+
+    weights: str | None = None  # a with-top weights file; null skips the ImageNet part
+    backbone: Literal["mobilenet", "mobilenet_v2"] = "mobilenet"
+    alpha: float = Field(0.25, gt=0, le=1.4)
+    class_index: str | None = None  # imagenet_class_index.json
+    target_class: int = Field(284, ge=0, lt=1000)  # Siamese cat
+
+
+class AdversarialParams(Section):
+    target: str = Field("species:cat", min_length=1)  # a class name, or species:<name> for every class of it
+    num_images: int = Field(32, ge=1, le=100_000)
+    epsilons: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0])  # out of 255
+    steps: int = Field(10, ge=1, le=10_000)
+    step_factor: float = Field(2.5, gt=0, le=100)  # PGD step = step_factor * epsilon / steps
+    batch_size: int = Field(16, ge=1, le=4096)
+    replication_image: str | None = None  # default: the first correctly classified non-target test image
+    replication_steps: int = Field(100, ge=1, le=100_000)
+    replication_step_size: float = Field(1000.0, gt=0)
+    ideal_steps: int = Field(150, ge=1, le=100_000)
+    ideal_learning_rate: float = Field(2.0, gt=0, le=255)
+    ideal_tv_weight: float = Field(0.1, gt=0)  # lambda; the report also runs lambda = 0 beside it
+    ideal_snapshot_every: int = Field(50, ge=1)
+    imagenet: ImagenetParams = ImagenetParams()
+
+    @model_validator(mode="after")
+    def _epsilons_are_a_budget(self) -> "AdversarialParams":
+        if not self.epsilons:
+            raise ValueError("adversarial.epsilons: must list at least one budget (pixels out of 255)")
+        bad = [e for e in self.epsilons if not 0 <= e <= 255]
+        if bad:
+            raise ValueError(f"adversarial.epsilons: {bad[0]} is outside 0..255 (pixels out of 255)")
+        return self
+
+
 class MlflowParams(Section):
     experiment: str = Field("transferlab", min_length=1)
 
@@ -128,6 +164,7 @@ class Params(Section):
     head: HeadParams = HeadParams()
     fine_tune: FineTuneParams = FineTuneParams()
     evaluate: EvaluateParams = EvaluateParams()
+    adversarial: AdversarialParams = AdversarialParams()
     mlflow: MlflowParams = MlflowParams()
 
     @model_validator(mode="after")

@@ -1,0 +1,117 @@
+"""The adversarial report's computations: an epsilon sweep, the seed's unbounded replication, target sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from transferlab.attacks import class_mask, pgd, probabilities, unbounded_steps
+from transferlab.errors import ParamsError
+
+CAT_NAMES = {"cat", "cats"}
+
+
+def target_classes(target: str, classes: list[dict]) -> list[int]:
+    """`species:<s>` (or a bare `cat`) means every class of that species; otherwise a class name."""
+    names = [c["name"] for c in classes]
+    species = target.removeprefix("species:")
+    chosen = [c["index"] for c in classes if c.get("species") and c["species"].lower() == species.lower()]
+    if not chosen and species.lower() == "cat":
+        chosen = [c["index"] for c in classes if c["name"].lower() in CAT_NAMES]
+    if not chosen and target in names:
+        chosen = [names.index(target)]
+    if not chosen:
+        raise ParamsError(f"adversarial.target: {target!r} matches no class; allowed: a class name "
+                          f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}) or species:<cat|dog>")
+    if len(chosen) == len(classes):
+        raise ParamsError(f"adversarial.target: {target!r} covers every class, so nothing can be pushed into it")
+    return sorted(chosen)
+
+
+@dataclass
+class SweepRow:
+    epsilon: float
+    clean_accuracy: float
+    robust_accuracy: float
+    targeted_success: float
+    mean_target_confidence: float
+    linf_max: float
+    linf_mean: float
+    l2_mean: float
+
+
+@dataclass
+class Sweep:
+    rows: list[SweepRow]
+    examples: dict[float, np.ndarray] = field(default_factory=dict)  # targeted adversarial images per epsilon
+    source_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+
+
+def _batched(function, arrays: list[np.ndarray], batch: int) -> np.ndarray:
+    parts = [function(*(a[i:i + batch] for a in arrays)) for i in range(0, len(arrays[0]), batch)]
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list[int], epsilons: list[float],
+                  steps: int, step_factor: float, seed: int, batch: int = 16) -> Sweep:
+    """Untargeted PGD on every image, targeted PGD on the correctly classified non-target ones.
+
+    An image counts as broken (or as a targeted success) at epsilon when an attack at that or any smaller
+    budget succeeded: an attack within a smaller budget is also within the larger one, so robust accuracy
+    is the worst case over the attacks run and cannot rise with epsilon.
+    """
+    num_classes = probabilities(forward, images[:1]).shape[1]
+    mask = class_mask(num_classes, targets)
+    clean = _batched(lambda x: probabilities(forward, x), [images], batch).argmax(axis=1)
+    correct = clean == labels
+    source = correct & ~mask[labels]
+    broken, succeeded = np.zeros(len(images), bool), np.zeros(len(images), bool)
+    rows, examples = [], {}
+    for epsilon in sorted(epsilons):
+        step = step_factor * epsilon / steps
+
+        def attack(x, y, target=None):
+            return pgd(forward, x, y, epsilon, steps, step, target, seed=seed).numpy()
+
+        untargeted = _batched(attack, [images, labels], batch)
+        targeted = _batched(lambda x, y: attack(x, y, mask), [images[source], labels[source]], batch) \
+            if source.any() else images[:0]
+        for adversarial, original in ((untargeted, images), (targeted, images[source])):
+            if adversarial.size:
+                assert np.abs(adversarial - original).max() <= epsilon + 1e-3, "L-inf budget violated"
+        broken |= _batched(lambda x: probabilities(forward, x), [untargeted], batch).argmax(1) != labels
+        target_probs = _batched(lambda x: probabilities(forward, x), [targeted], batch) if source.any() \
+            else np.zeros((0, num_classes))
+        succeeded[np.flatnonzero(source)] |= mask[target_probs.argmax(1)] if len(target_probs) else False
+        delta = (targeted - images[source]).reshape(len(targeted), -1) if len(targeted) else np.zeros((1, 1))
+        rows.append(SweepRow(float(epsilon), float(correct.mean()), float((correct & ~broken).mean()),
+                             float(succeeded[source].mean()) if source.any() else float("nan"),
+                             float(target_probs[:, mask].sum(1).mean()) if len(target_probs) else float("nan"),
+                             float(np.abs(delta).max()), float(np.abs(delta).max(1).mean()),
+                             float(np.linalg.norm(delta, axis=1).mean())))
+        examples[float(epsilon)] = targeted
+    return Sweep(rows, examples, np.flatnonzero(source))
+
+
+@dataclass
+class Replication:
+    before: np.ndarray  # class probabilities
+    after: np.ndarray
+    image: np.ndarray
+    adversarial: np.ndarray
+    linf: float
+
+
+def replicate_seed_attack(forward, image: np.ndarray, targets: list[int], steps: int, step_size: float) -> Replication:
+    """The lesson's dog-to-cat demo: unbounded gradient steps toward the target, before/after probabilities."""
+    batch = image[None].astype(np.float32)
+    num_classes = probabilities(forward, batch).shape[1]
+    adversarial = unbounded_steps(forward, batch, class_mask(num_classes, targets), steps, step_size).numpy()
+    return Replication(probabilities(forward, batch)[0], probabilities(forward, adversarial)[0], image,
+                       adversarial[0], float(np.abs(adversarial[0] - image).max()))
+
+
+def top_k(probabilities_row: np.ndarray, names: list[str], k: int = 5) -> list[tuple[str, float]]:
+    order = np.argsort(-probabilities_row)[:k]
+    return [(names[i], float(probabilities_row[i])) for i in order]
+
