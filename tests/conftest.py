@@ -44,7 +44,7 @@ def run_stages(tmp_path: Path, overrides: dict, stages=STAGES[:2], track: bool =
         shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
     set_params(params_file, overrides)
     bodies = {"download": "download", "preprocess": "preprocess", "extract_features": "extract",
-              "train_head": "train", "fine_tune": "tune", "evaluate": "evaluate"}
+              "train_head": "train", "fine_tune": "tune", "evaluate": "evaluate", "adversarial_report": "report"}
     for stage in stages:
         body = getattr(importlib.import_module(f"stages.{stage}"), bodies[stage])
         argv = ["--params", str(params_file)] + ([] if track else ["--no-track"])
@@ -57,3 +57,16 @@ def prepare_with(tmp_path: Path, overrides: dict) -> Path:
     """Run download + preprocess; return the prepared dir."""
     run_stages(tmp_path, overrides)
     return tmp_path / "data" / "prepared"
+
+
+MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@pytest.fixture(scope="session")
+def cats_dogs_pipeline(tmp_path_factory, assets) -> Path:
+    """The whole pipeline, once per session, on the real Kaggle photos with real MobileNetV2 weights."""
+    root = tmp_path_factory.mktemp("cats_dogs")
+    run_stages(root, {"data.source": "folder", "data.folder.root": str(assets / "images" / "cats_vs_dogs"),
+                      "data.image_size": 224, "backbone.name": "mobilenet_v2", "backbone.alpha": 1.0,
+                      "backbone.weights": str(assets / MOBILENET_V2)}, STAGES)
+    return root

@@ -10,8 +10,11 @@ from transferlab.workspace import create_workspace, run_tool
 
 SMALL = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
          "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 5,
-         "fine_tune.epochs": 1, "evaluate.min_accuracy": 0.0}
-STAGE_NAMES = sorted(["download", "preprocess", "extract_features", "train_head", "fine_tune", "evaluate"])
+         "fine_tune.epochs": 1, "evaluate.min_accuracy": 0.0, "adversarial.target": "class_0",
+         "adversarial.num_images": 4, "adversarial.epsilons": [0, 8], "adversarial.steps": 2,
+         "adversarial.ideal_steps": 4, "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}
+STAGE_NAMES = sorted(["download", "preprocess", "extract_features", "train_head", "fine_tune", "evaluate",
+                      "adversarial_report"])
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +40,12 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
 def test_dvc_metrics_and_plots_show_work(workspace):
     path, _, env = workspace
     metrics = json.dumps(json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout))
-    for name in ("train_head.json", "fine_tune.json", "evaluate.json", "top_3_accuracy"):
+    for name in ("train_head.json", "fine_tune.json", "evaluate.json", "top_3_accuracy", "targeted_success"):
         assert name in metrics
     rendered = run_tool(path, "dvc", "plots", "show", "-o", str(path / "rendered"), env=env)
     assert rendered.returncode == 0 and (path / "rendered" / "index.html").is_file()
     html = (path / "rendered" / "index.html").read_text()
-    assert "confusion" in html and "head accuracy" in html
+    assert "confusion" in html and "head accuracy" in html and "robust accuracy vs epsilon" in html
     for name in ("confusion.png", "misclassified.png", "confusion.json"):
         assert (path / "plots" / "evaluate" / name).is_file()
 

@@ -80,8 +80,14 @@ def pgd(forward, images, labels, epsilon: float, steps: int, step_size: float, t
     if random_start:
         noise = tf.random.stateless_uniform(tf.shape(original), seed=[seed, 0], minval=-epsilon, maxval=epsilon)
         x = project(original + noise, original, epsilon)
+    labels = tf.convert_to_tensor(labels)
+
+    @tf.function(reduce_retracing=True)  # a graph step: about twice as fast as eager on CPU
+    def step(x):
+        return project(x + step_size * tf.sign(_gradient(forward, x, labels, target_mask)), original, epsilon)
+
     for _ in range(steps):
-        x = project(x + step_size * tf.sign(_gradient(forward, x, labels, target_mask)), original, epsilon)
+        x = step(x)
     return x
 
 
