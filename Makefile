@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 # Stages run as `python -m stages.<name>` under dvc: the venv's python must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test demo bench install install-test install-gpu clean-demo
+PREFECT_PORT ?= 4200
+.PHONY: run test demo bench serve install install-test install-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +37,10 @@ demo: install
 
 bench: install-test
 	$(BIN)/python bench/preprocess.py
+
+# A real Prefect server on 127.0.0.1 and the scheduled deployment served from this workspace.
+serve: install
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & server=$$!; \
+	trap "kill $$server" EXIT; \
+	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null; do sleep 1; done; \
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m flows.serve

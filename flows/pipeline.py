@@ -1,0 +1,116 @@
+"""Prefect flow: one task per DVC stage, run in dependency order with `dvc repro --single-item`.
+
+DVC keeps the caching (an unchanged stage is skipped, and the task says so); Prefect adds logs, retries,
+schedules and artifacts. Ephemeral run: `python -m flows.pipeline`. Scheduled: see prefect.yaml / `make serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from transferlab.orchestration import (CACHED, RAN, StageResult, failure_message, flat_metrics, outcomes,
+                                       override_arguments, pipeline_stages, run_streaming, summary_markdown)
+from transferlab.params import load_params
+from transferlab.tracking import PIPELINE_ID_ENV
+from transferlab.workspace import tool_env
+
+SUMMARY_KEY, METRICS_KEY = "transferlab-summary", "transferlab-metrics"
+LOCK_FILE = ".dvc/tmp/transferlab-flow.lock"
+
+
+def _env(pipeline_id: str) -> dict[str, str]:
+    return tool_env({PIPELINE_ID_ENV: pipeline_id})
+
+
+@task(name="dvc-stage", task_run_name="{stage}")
+def run_stage(stage: str, workspace: str, pipeline_id: str) -> StageResult:
+    """`dvc repro --single-item <stage>`, its output streamed into the Prefect log."""
+    logger = get_run_logger()
+    started = time.monotonic()
+    code, output = run_streaming(["dvc", "repro", "--single-item", stage], Path(workspace), logger.info,
+                                 _env(pipeline_id))
+    if code != 0:
+        raise RuntimeError(failure_message(stage, output))
+    outcome = outcomes(output, [stage]).get(stage, CACHED)
+    logger.info("stage %s: %s", stage, "ran" if outcome == RAN else "cached by DVC, skipped")
+    return StageResult(stage, outcome, time.monotonic() - started)
+
+
+@task(name="dvc-exp-run")
+def run_experiment(workspace: str, overrides: dict[str, Any], pipeline_id: str, stages: list[str]) -> list[StageResult]:
+    """With overrides, the whole pipeline runs as one DVC experiment, so the configuration is recorded."""
+    logger = get_run_logger()
+    command = ["dvc", "exp", "run", *override_arguments(overrides)]
+    code, output = run_streaming(command, Path(workspace), logger.info, _env(pipeline_id))
+    if code != 0:
+        raise RuntimeError(failure_message("dvc exp run", output))
+    found = outcomes(output, stages)
+    return [StageResult(stage, found.get(stage, CACHED), None) for stage in stages]
+
+
+def _registry_note(workspace: Path, pipeline_id: str) -> tuple[str, str]:
+    """The MLflow parent run of this flow run and the champion decision its evaluate run recorded."""
+    import mlflow
+
+    from transferlab.tracking import PIPELINE_TAG, tracking_uri
+
+    params = load_params(workspace / "params.yaml")
+    mlflow.set_tracking_uri(tracking_uri(workspace))
+    runs = mlflow.search_runs(experiment_names=[params.mlflow.experiment],
+                              filter_string=f"tags.`{PIPELINE_TAG}` = '{pipeline_id}'")
+    if runs.empty:
+        return "No MLflow runs: every stage was cached by DVC.", "No evaluation ran."
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
+    note = f"Parent run `{parent['run_id'].iloc[0]}` at `{mlflow.get_tracking_uri()}`" if len(parent) else ""
+    note += f" (`mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}`)"
+    evaluate = runs[runs["tags.mlflow.runName"] == "evaluate"]
+    if evaluate.empty or "tags.registry.alias" not in evaluate:
+        return note, "No evaluation ran in this flow run."
+    row = evaluate.iloc[0]
+    return note, f"Version {row['tags.registry.version']} -> `{row['tags.registry.alias']}`: {row['tags.registry.reason']}"
+
+
+@flow(name="transferlab-pipeline", log_prints=True)
+def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock_timeout_s: float = 6 * 3600) -> dict:
+    """Run the DVC pipeline of `workspace`; `overrides` (dotted params) run as a recorded DVC experiment."""
+    logger = get_run_logger()
+    root = Path(workspace).resolve()
+    pipeline_id = f"prefect-{flow_run.get_id() or os.getpid()}"
+    stages = pipeline_stages(root)
+    # DVC refuses a second repro in the same workspace; wait for the first instead of failing.
+    with FileLock(str(root / LOCK_FILE), timeout=lock_timeout_s):
+        logger.info("workspace %s locked for this flow run", root)
+        if overrides:
+            results = run_experiment(str(root), overrides, pipeline_id, stages)
+        else:
+            results = []
+            for stage in stages:
+                runner = run_stage.with_options(retries=3, retry_delay_seconds=[10, 30, 90]) if stage == "download" \
+                    else run_stage
+                results.append(runner(stage, str(root), pipeline_id))
+    params = load_params(root / "params.yaml")
+    metrics = flat_metrics(root, [f"{params.paths.metrics}/{name}" for name in
+                                  ("train_head.json", "fine_tune.json", "evaluate.json")])
+    mlflow_note, registry_note = _registry_note(root, pipeline_id)
+    experiment = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or None
+    create_markdown_artifact(summary_markdown(results, metrics, mlflow_note, registry_note, experiment),
+                             key=SUMMARY_KEY, description="stages run or cached, metrics, MLflow run, champion")
+    create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items()], key=METRICS_KEY,
+                          description="pipeline metrics")
+    return {"stages": {r.stage: r.outcome for r in results}, "metrics": metrics}
+
+
+if __name__ == "__main__":
+    # The ephemeral server takes 10-20 s to start on a small machine; Prefect's default wait is tight.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    result = pipeline(workspace=sys.argv[1] if len(sys.argv) > 1 else ".")
+    print(result["stages"])

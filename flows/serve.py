@@ -1,0 +1,32 @@
+"""Serve the pipeline as a scheduled deployment (needs a real Prefect server: `make serve` starts one).
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve [--cron "0 3 * * 1"] [--timezone UTC]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect.schedules import Cron
+
+from flows.pipeline import pipeline
+
+DEPLOYMENT = "weekly-retrain"
+DEFAULT_CRON, DEFAULT_TIMEZONE = "0 3 * * 1", "UTC"  # Mondays 03:00, in an explicit timezone
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cron", default=DEFAULT_CRON)
+    parser.add_argument("--timezone", default=DEFAULT_TIMEZONE)
+    parser.add_argument("--workspace", default=str(Path.cwd()))
+    parser.add_argument("--name", default=DEPLOYMENT)
+    args = parser.parse_args(argv)
+    pipeline.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
+                   parameters={"workspace": args.workspace}, tags=["transferlab"],
+                   description="Retrain on the current data; DVC skips what did not change.")
+
+
+if __name__ == "__main__":
+    main()
