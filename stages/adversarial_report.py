@@ -154,7 +154,6 @@ def imagenet_sections(context, images_dir: Path, dog: np.ndarray) -> tuple[list,
 
 
 def _imagenet_forward(classifier, backbone: str):
-    from transferlab.attacks import logits_model
     from transferlab.backbones import preprocess_function, spec_for
 
     inner = logits_model(classifier)
@@ -169,7 +168,7 @@ def _to_image(pixels: np.ndarray):
 
 
 def report(context: StageContext) -> dict:
-    params, paths = context.params, context.params.paths
+    paths = context.params.paths
     tracking.set_tags(configure_devices(mixed_precision=False).tags())  # gradients on inputs want float32
     model_dir = context.path(paths.models) / "fine_tuned"
     model = load_keras(model_dir / "model.keras")

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pandas as pd
-import pytest
 
 from tests.conftest import prepare_with
 from transferlab.raw_layout import list_raw_images, read_source_info

@@ -6,13 +6,9 @@ import mlflow
 import pytest
 import yaml
 
-from transferlab.workspace import create_workspace, run_tool
+from transferlab.workspace import SMOKE_PARAMS, create_workspace, run_tool
 
-SMALL = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
-         "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 5,
-         "fine_tune.epochs": 1, "evaluate.min_accuracy": 0.0, "adversarial.target": "class_0",
-         "adversarial.num_images": 4, "adversarial.epsilons": [0, 8], "adversarial.steps": 2,
-         "adversarial.ideal_steps": 4, "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}
+SMALL = SMOKE_PARAMS
 STAGE_NAMES = sorted(["download", "preprocess", "extract_features", "train_head", "fine_tune", "evaluate",
                       "adversarial_report"])
 

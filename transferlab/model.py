@@ -53,10 +53,6 @@ def backbone_of(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")
 
 
-def head_of(model):
-    return model.get_layer("head")
-
-
 def predict_labels(probabilities) -> Any:
     """Class indices from sigmoid (one column) or softmax outputs."""
     import numpy as np

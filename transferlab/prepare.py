@@ -6,7 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +134,3 @@ def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dic
 
 def _reason_kind(reason: str) -> str:
     return reason.split(":")[0]
-
-
-def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
-    """Images per split, for tracking."""
-    totals: dict[str, int] = defaultdict(int)
-    totals.update(manifest["split"].value_counts().to_dict())
-    return {split: int(totals[split]) for split in SPLITS}

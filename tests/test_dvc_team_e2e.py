@@ -1,0 +1,58 @@
+"""Team workflows on real DVC: push to a remote, clone elsewhere, pull, nothing to recompute; experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_flows import FAST
+from transferlab.workspace import create_workspace, run_tool
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("team")
+    workspace = create_workspace(root / "ws", FAST)
+    run_tool(workspace, "dvc", "remote", "modify", "--local", "local", "url", str(root / "remote"))
+    run_tool(workspace, "dvc", "repro")
+    run_tool(workspace, "git", "add", "-A")
+    run_tool(workspace, "git", "commit", "-q", "-m", "pipeline results")
+    return root, workspace
+
+
+def test_default_remote_needs_no_setup(pipeline_run):
+    _, workspace = pipeline_run
+    # The committed (project) config; the tests point their copy elsewhere with `--local`.
+    assert run_tool(workspace, "dvc", "config", "--project", "core.remote").stdout.strip() == "local"
+    assert run_tool(workspace, "dvc", "config", "--project", "remote.local.url").stdout.strip() == \
+        str(Path("~/.cache/transferlab/dvc-storage").expanduser())  # DVC expands the ~ it stores
+
+
+def test_push_clone_pull_leaves_nothing_to_run(pipeline_run):
+    root, workspace = pipeline_run
+    pushed = run_tool(workspace, "dvc", "push")
+    assert "pushed" in pushed.stdout
+    clone = root / "clone"
+    run_tool(root, "git", "clone", "-q", str(workspace), str(clone))
+    run_tool(clone, "dvc", "remote", "modify", "--local", "local", "url", str(root / "remote"))
+    run_tool(clone, "dvc", "pull")
+    for out in ("data/raw", "data/prepared", "data/features", "models/head/head.keras",
+                "models/fine_tuned/model.keras", "reports/adversarial/images"):
+        assert (clone / out).exists(), out
+    assert "up to date" in run_tool(clone, "dvc", "status").stdout
+    repro = run_tool(clone, "dvc", "repro")
+    assert "Running stage" not in repro.stdout
+
+
+def test_two_learning_rate_experiments_share_one_feature_extraction(pipeline_run):
+    _, workspace = pipeline_run
+    outputs = [run_tool(workspace, "dvc", "exp", "run", "-S", f"head.learning_rate={lr}").stdout
+               for lr in (0.01, 0.003)]
+    for output in outputs:
+        assert "Running stage 'train_head'" in output
+        assert "Running stage 'extract_features'" not in output
+    shown = json.dumps(json.loads(run_tool(workspace, "dvc", "exp", "show", "--json").stdout))
+    assert '"learning_rate": 0.01' in shown and '"learning_rate": 0.003' in shown
+    assert shown.count("val_accuracy") >= 3  # the baseline and both experiments carry head metrics
