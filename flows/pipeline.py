@@ -98,8 +98,9 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
                     else run_stage
                 results.append(runner(stage, str(root), pipeline_id))
     params = load_params(root / "params.yaml")
-    metrics = flat_metrics(root, [f"{params.paths.metrics}/{name}" for name in
-                                  ("train_head.json", "fine_tune.json", "evaluate.json")])
+    files = {f"train_head@{name}": params.paths.head_metrics_of(name) for name in params.compare.backbones}
+    files |= {stage: f"{params.paths.metrics}/{stage}.json" for stage in ("fine_tune", "evaluate")}
+    metrics = flat_metrics(root, files)
     mlflow_note, registry_note = _registry_note(root, pipeline_id)
     experiment = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or None
     create_markdown_artifact(summary_markdown(results, metrics, mlflow_note, registry_note, experiment),

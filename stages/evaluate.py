@@ -55,8 +55,9 @@ def evaluate(context: StageContext) -> dict:
     prepared, models = context.path(paths.prepared), context.path(paths.models)
     classes = [c["name"] for c in json.loads((models / "fine_tuned" / "classes.json").read_text(encoding="utf-8"))]
     candidates = {
-        "head_only": full_model(params.backbone, params.data.image_size, models / "head" / "head.keras",
-                                context.root, params.base.seed),
+        "head_only": full_model(params.backbone, params.data.image_size,
+                                context.path(paths.head_of(params.backbone.name)) / "head.keras", context.root,
+                                params.base.seed),
         "fine_tuned": load_keras(models / "fine_tuned" / "model.keras"),
     }
     results, batch = {}, params.fine_tune.batch_size

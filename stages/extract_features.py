@@ -1,4 +1,4 @@
-"""DVC stage `extract_features`: run the frozen backbone over the prepared shards (params backbone.*)."""
+"""DVC stage `extract_features@<backbone>`: run a frozen backbone over the prepared shards (params backbone.*)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,15 @@ def extract(context: StageContext) -> dict:
     tracking.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
-    with atomic_dir(context.path(params.paths.features)) as target:
+    with atomic_dir(context.path(params.paths.features_of(context.backbone))) as target:
         meta = extract_features(context.path(params.paths.prepared), target, context.path(params.paths.scratch),
-                                params.backbone, params.data.image_size, context.root, params.base.seed)
+                                params.backbone_named(context.backbone), params.data.image_size, context.root,
+                                params.base.seed)
     seconds = time.perf_counter() - started
     total = sum(meta["counts"].values())
     tracking.set_tags({"features.cache_key": meta["cache_key"]})
-    log.info("features for %s images (%d shards reused) in %.1f s", meta["counts"], meta["resumed_shards"], seconds)
+    log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
+             meta["resumed_shards"], seconds)
     return {**{f"features_{split}": n for split, n in meta["counts"].items()},
             "feature_width": meta["feature_width"], "resumed_shards": meta["resumed_shards"],
             "images_per_second": total / seconds if seconds else 0.0}

@@ -22,7 +22,15 @@ def test_every_backbone_builds_with_its_feature_width(tmp_path, name):
     ({"backbone": {"name": "alexnet"}}, "backbone.name"),
     ({"backbone": {"name": "mobilenet", "alpha": 0.3}}, "backbone.alpha"),
     ({"backbone": {"name": "resnet50", "alpha": 0.5}}, "backbone.alpha"),
-    ({"data": {"image_size": 32}, "backbone": {"name": "vgg16"}}, None),
+    ({"data": {"image_size": 32}, "backbone": {"name": "vgg16"}, "compare": {"backbones": ["vgg16"]}}, None),
+    ({"backbone": {"name": "vgg16"}}, "compare.backbones: must include backbone.name 'vgg16'"),
+    ({"compare": {"backbones": ["mobilenet_v2", "alexnet"]}}, "compare.backbones: unknown backbone 'alexnet'"),
+    ({"compare": {"backbones": ["mobilenet_v2", "mobilenet_v2"]}}, "compare.backbones: 'mobilenet_v2' is listed twice"),
+    ({"compare": {"weights": {"resnet50": "none"}}}, "compare.weights.resnet50: not in compare.backbones"),
+    ({"compare": {"weights": {"mobilenet_v2": "none"}}}, "compare.weights.mobilenet_v2: the fine-tuned"),
+    ({"backbone": {"weights": "w.h5"}, "compare": {"backbones": ["mobilenet_v2", "resnet50"]}},
+     "compare.weights.resnet50: required"),
+    ({"data": {"image_size": 64}, "compare": {"backbones": ["mobilenet_v2", "vgg16"]}}, None),
     ({"backbone": {"pooling": "attention"}}, "backbone.pooling"),
     ({"backbone": {"dtype": "int8"}}, "backbone.dtype"),
     ({"head": {"dropout": 1.0}}, "head.dropout"),
@@ -32,10 +40,22 @@ def test_every_backbone_builds_with_its_feature_width(tmp_path, name):
 ])
 def test_bad_backbone_and_head_params_name_the_key(overrides, key):
     if key is None:
-        assert parse_params(overrides).backbone.name == "vgg16"
+        assert "vgg16" in parse_params(overrides).compare.backbones
         return
     with pytest.raises(ParamsError, match=key):
         parse_params(overrides)
+
+
+def test_compared_backbones_share_all_but_name_alpha_and_weights():
+    params = parse_params({"backbone": {"alpha": 0.35, "weights": "mnv2.h5", "pooling": "max"},
+                           "compare": {"backbones": ["mobilenet_v2", "resnet50", "vgg16"], "weights": {"vgg16": "none",
+                                                                                                       "resnet50": "r.h5"}}})
+    assert params.backbone_named("mobilenet_v2") == params.backbone
+    resnet = params.backbone_named("resnet50")
+    assert (resnet.name, resnet.alpha, resnet.weights, resnet.pooling) == ("resnet50", 1.0, "r.h5", "max")
+    assert params.backbone_named("vgg16").weights == "none"
+    with pytest.raises(ParamsError, match="--backbone: 'vgg19' is not in compare.backbones"):
+        params.backbone_named("vgg19")
 
 
 def test_image_size_below_the_minimum_is_refused():

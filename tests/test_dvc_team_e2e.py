@@ -38,7 +38,7 @@ def test_push_clone_pull_leaves_nothing_to_run(pipeline_run):
     run_tool(root, "git", "clone", "-q", str(workspace), str(clone))
     run_tool(clone, "dvc", "remote", "modify", "--local", "local", "url", str(root / "remote"))
     run_tool(clone, "dvc", "pull")
-    for out in ("data/raw", "data/prepared", "data/features", "models/head/head.keras",
+    for out in ("data/raw", "data/prepared", "data/features/resnet50", "models/head/resnet50/head.keras",
                 "models/fine_tuned/model.keras", "reports/adversarial/images"):
         assert (clone / out).exists(), out
     assert "up to date" in run_tool(clone, "dvc", "status").stdout
@@ -51,8 +51,29 @@ def test_two_learning_rate_experiments_share_one_feature_extraction(pipeline_run
     outputs = [run_tool(workspace, "dvc", "exp", "run", "-S", f"head.learning_rate={lr}").stdout
                for lr in (0.01, 0.003)]
     for output in outputs:
-        assert "Running stage 'train_head'" in output
-        assert "Running stage 'extract_features'" not in output
+        assert "Running stage 'train_head@resnet50'" in output
+        assert "Running stage 'extract_features" not in output
     shown = json.dumps(json.loads(run_tool(workspace, "dvc", "exp", "show", "--json").stdout))
     assert '"learning_rate": 0.01' in shown and '"learning_rate": 0.003' in shown
     assert shown.count("val_accuracy") >= 3  # the baseline and both experiments carry head metrics
+
+
+def test_queued_sweep_runs_every_experiment_and_tracks_them_in_the_repo_mlflow(pipeline_run):
+    _, workspace = pipeline_run
+    env = {"MLFLOW_TRACKING_URI": ""}  # the project default, sqlite:///mlflow.db in the repo root
+    for dropout in (0.1, 0.4):
+        run_tool(workspace, "dvc", "exp", "run", "--queue", "-S", f"head.dropout={dropout}", env=env)
+    ran = run_tool(workspace, "dvc", "exp", "run", "--run-all", "-j", "1", env=env)
+    assert ran.returncode == 0
+    status = run_tool(workspace, "dvc", "queue", "status").stdout
+    assert status.count("Success") >= 2 and "Failed" not in status
+    shown = json.dumps(json.loads(run_tool(workspace, "dvc", "exp", "show", "--json").stdout))
+    assert '"dropout": 0.1' in shown and '"dropout": 0.4' in shown
+    # Queued runs work in a temporary copy of the repo; their MLflow runs must land in the repo's own backend.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["transferlab"])
+    heads = runs[runs["tags.mlflow.runName"] == "train_head@resnet50"]
+    assert {"0.1", "0.4"} <= set(heads["params.head.dropout"])
+    assert heads["tags.dvc.experiment"].notna().sum() >= 2

@@ -10,7 +10,7 @@ from transferlab.features import cache_components, cache_key, load_split
 from transferlab.params import BackboneParams
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 10, "data.image_size": 32,
-        "data.shard_size": 4, "backbone.name": "resnet50", "backbone.weights": "none"}
+        "data.shard_size": 4, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none"}
 
 
 def test_cache_key_changes_with_everything_that_changes_a_feature():
@@ -26,7 +26,7 @@ def test_cache_key_changes_with_everything_that_changes_a_feature():
 def test_a_killed_run_resumes_from_completed_shards_with_identical_results(tmp_path):
     clean = tmp_path / "clean"
     run_stages(clean, TINY, STAGES[:3])
-    clean_features = clean / "data" / "features"
+    clean_features = clean / "data" / "features" / "resnet50"
     meta = json.loads((clean_features / "meta.json").read_text())
     assert meta["resumed_shards"] == 0 and sum(meta["counts"].values()) == 30
 
@@ -38,7 +38,7 @@ def test_a_killed_run_resumes_from_completed_shards_with_identical_results(tmp_p
     for name in ("train-00000.npz", "test-00000.npz"):
         shutil.copy(clean_features / name, scratch / name)
     run_stages(resumed, {}, ["extract_features"])
-    resumed_features = resumed / "data" / "features"
+    resumed_features = resumed / "data" / "features" / "resnet50"
     assert json.loads((resumed_features / "meta.json").read_text())["resumed_shards"] == 2
     for path in sorted(clean_features.glob("*.npz")):
         assert path.read_bytes() == (resumed_features / path.name).read_bytes(), path.name
@@ -47,7 +47,7 @@ def test_a_killed_run_resumes_from_completed_shards_with_identical_results(tmp_p
 
 def test_split_features_line_up_with_labels_and_manifest(tmp_path):
     run_stages(tmp_path, {**TINY, "backbone.dtype": "float16"}, STAGES[:3])
-    train = load_split(tmp_path / "data" / "features", "train")
+    train = load_split(tmp_path / "data" / "features" / "resnet50", "train")
     assert train.features.dtype == np.float16 and train.features.shape == (len(train.labels), 2048)
     import pandas as pd
 

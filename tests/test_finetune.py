@@ -10,7 +10,7 @@ from transferlab.model import backbone_of, full_model, load_keras
 from transferlab.params import FineTuneParams, load_params
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
-        "backbone.name": "resnet50", "backbone.weights": "none", "head.epochs": 3}
+        "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def trained_head(tmp_path_factory):
 
 def _model(trained_head):
     root, params = trained_head
-    return full_model(params.backbone, 32, root / "models" / "head" / "head.keras", root, 0)
+    return full_model(params.backbone, 32, root / "models" / "head" / "resnet50" / "head.keras", root, 0)
 
 
 def test_only_the_unfrozen_top_changes(trained_head, tmp_path):

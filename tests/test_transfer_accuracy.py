@@ -10,8 +10,8 @@ def _metrics(root, name):
 
 
 def test_cats_vs_dogs_head_reaches_098_validation_accuracy(cats_dogs_pipeline):
-    assert _metrics(cats_dogs_pipeline, "train_head.json")["val_accuracy"] >= 0.98
-    meta = json.loads((cats_dogs_pipeline / "data" / "features" / "meta.json").read_text())
+    assert _metrics(cats_dogs_pipeline, "train_head/mobilenet_v2.json")["val_accuracy"] >= 0.98
+    meta = json.loads((cats_dogs_pipeline / "data" / "features" / "mobilenet_v2" / "meta.json").read_text())
     assert meta["components"]["weights"].startswith("sha256:68fab08a5b4d")
     assert meta["counts"] == {"train": 1000, "validation": 400, "test": 100}
 
@@ -28,4 +28,4 @@ def test_cats_vs_dogs_fine_tuned_reaches_098_and_is_no_worse_than_the_head(cats_
 def test_head_on_oxford_3_breeds_reaches_095_test_accuracy(tmp_path, assets):
     run_stages(tmp_path, {"data.source": "folder", "data.folder.root": str(assets / "images" / "oxford_pets_3breeds"),
                           "data.image_size": 224, "backbone.weights": str(assets / MOBILENET_V2)}, HEAD_STAGES)
-    assert _metrics(tmp_path, "train_head.json")["test_accuracy"] >= 0.95
+    assert _metrics(tmp_path, "train_head/mobilenet_v2.json")["test_accuracy"] >= 0.95

@@ -12,7 +12,7 @@ from transferlab.params import load_params
 from transferlab.prepare import DATA_REPORT
 from transferlab.workspace import PROJECT_ROOT, create_workspace, run_tool
 
-DEMO_PARAMS = {"data.source": "synthetic", "data.image_size": 64, "backbone.name": "resnet50", "backbone.weights": "none", "fine_tune.epochs": 2,
+DEMO_PARAMS = {"data.source": "synthetic", "data.image_size": 64, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "fine_tune.epochs": 2,
                "adversarial.target": "class_0", "adversarial.num_images": 8, "adversarial.ideal_steps": 60}
 
 

@@ -27,12 +27,15 @@ def pipeline_stages(workspace: Path) -> list[str]:
 
 
 def outcomes(output: str, stages: list[str]) -> dict[str, str]:
-    """Which stages DVC ran and which it skipped or restored from its cache, read from its output."""
+    """Which stages DVC ran and which it skipped or restored from its cache, read from its output.
+
+    A `foreach` group (extract_features) counts as ran when any of its stages (extract_features@x) ran."""
     found = {}
     for stage in stages:
-        if re.search(rf"Running stage '{re.escape(stage)}'", output):
+        name = rf"{re.escape(stage)}(@[^']+)?"
+        if re.search(rf"Running stage '{name}'", output):
             found[stage] = RAN
-        elif re.search(rf"Stage '{re.escape(stage)}' (didn't change|is cached)", output):
+        elif re.search(rf"Stage '{name}' (didn't change|is cached)", output):
             found[stage] = CACHED
     return found
 
@@ -77,8 +80,8 @@ def summary_markdown(results: list[StageResult], metrics: dict[str, Any], mlflow
             f"## Registry\n\n{registry_note}\n")
 
 
-def flat_metrics(workspace: Path, files: list[str]) -> dict[str, Any]:
-    """Scalar metrics from the pipeline's JSON metrics files, keyed file:key.path."""
+def flat_metrics(workspace: Path, files: Mapping[str, str]) -> dict[str, Any]:
+    """Scalar metrics from the pipeline's JSON metrics files (label -> path), keyed label.key.path."""
     import json
 
     flat: dict[str, Any] = {}
@@ -90,8 +93,8 @@ def flat_metrics(workspace: Path, files: list[str]) -> dict[str, Any]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[prefix] = value
 
-    for name in files:
+    for label, name in files.items():
         path = workspace / name
         if path.is_file():
-            walk(Path(name).stem, {k: v for k, v in json.loads(path.read_text()).items() if k != "sweep"})
+            walk(label, {k: v for k, v in json.loads(path.read_text()).items() if k != "sweep"})
     return flat

@@ -35,6 +35,19 @@ class PathsParams(Section):
     reports: str = "reports"
     scratch: str = ".cache/transferlab"  # resumable partial work; never a DVC output
 
+    # One backbone's share of the per-backbone stages (extract_features@<name>, train_head@<name>).
+    def features_of(self, backbone: str) -> str:
+        return f"{self.features}/{backbone}"
+
+    def head_of(self, backbone: str) -> str:
+        return f"{self.models}/head/{backbone}"
+
+    def head_metrics_of(self, backbone: str) -> str:
+        return f"{self.metrics}/train_head/{backbone}.json"
+
+    def head_plots_of(self, backbone: str) -> str:
+        return f"{self.plots}/train_head/{backbone}"
+
 
 class TfdsParams(Section):
     name: Literal["oxford_iiit_pet", "cats_vs_dogs"] = "oxford_iiit_pet"
@@ -84,6 +97,24 @@ class BackboneParams(Section):
     pooling: Literal["avg", "max"] = "avg"
     dtype: Literal["float32", "float16"] = "float32"  # of the cached features
     batch_size: int = Field(32, ge=1, le=4096)
+
+
+class CompareParams(Section):
+    """Backbones put side by side: each gets its own feature cache and head (DVC `foreach` stages)."""
+
+    backbones: list[str] = Field(["mobilenet_v2"], min_length=1)  # must include backbone.name
+    # Weights of the other backbones (imagenet | none | path); default backbone.weights unless that is a file.
+    weights: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> "CompareParams":
+        repeated = sorted({name for name in self.backbones if self.backbones.count(name) > 1})
+        if repeated:
+            raise ValueError(f"compare.backbones: {repeated[0]!r} is listed twice")
+        stray = sorted(set(self.weights) - set(self.backbones))
+        if stray:
+            raise ValueError(f"compare.weights.{stray[0]}: not in compare.backbones {self.backbones}")
+        return self
 
 
 class HeadParams(Section):
@@ -161,6 +192,7 @@ class Params(Section):
     paths: PathsParams = PathsParams()
     data: DataParams = DataParams()
     backbone: BackboneParams = BackboneParams()
+    compare: CompareParams = CompareParams()
     head: HeadParams = HeadParams()
     fine_tune: FineTuneParams = FineTuneParams()
     evaluate: EvaluateParams = EvaluateParams()
@@ -172,7 +204,36 @@ class Params(Section):
         from transferlab.backbones import check_config
 
         check_config(self.backbone.name, self.backbone.alpha, self.data.image_size)
+        compare, primary = self.compare, self.backbone.name
+        if primary not in compare.backbones:
+            raise ValueError(f"compare.backbones: must include backbone.name {primary!r}, the backbone that is "
+                             f"fine-tuned (got {compare.backbones})")
+        if primary in compare.weights:
+            raise ValueError(f"compare.weights.{primary}: the fine-tuned backbone's weights are backbone.weights")
+        for name in compare.backbones:
+            if name == primary:
+                continue
+            spec = check_config(name, self.backbone.alpha if _takes_alpha(name) else 1.0, self.data.image_size,
+                                key=f"compare.backbones[{name}]")
+            if name not in compare.weights and self.backbone.weights not in ("imagenet", "none"):
+                raise ValueError(f"compare.weights.{name}: required, because backbone.weights is a file for "
+                                 f"{primary}; give imagenet, none or a {spec.name} weights file")
         return self
+
+    def backbone_named(self, name: str) -> BackboneParams:
+        """One compared backbone's settings. They depend on nothing but its name and the shared keys (alpha
+        for the MobileNet families, pooling, dtype), so switching the fine-tuned backbone re-extracts nothing."""
+        if name not in self.compare.backbones:
+            raise ParamsError(f"--backbone: {name!r} is not in compare.backbones {self.compare.backbones}")
+        alpha = self.backbone.alpha if _takes_alpha(name) else 1.0
+        weights = self.compare.weights.get(name, self.backbone.weights)
+        return self.backbone.model_copy(update={"name": name, "alpha": alpha, "weights": weights})
+
+
+def _takes_alpha(name: str) -> bool:
+    from transferlab.backbones import spec_for
+
+    return spec_for(name, key="compare.backbones").takes_alpha
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:

@@ -21,8 +21,14 @@ STAGE_TAG = "transferlab.stage"
 PARENT_TAG = "mlflow.parentRunId"
 
 
+def tracking_home(project_root: Path) -> Path:
+    """Where the default backend lives. A queued or --temp `dvc exp run` works in a throw-away copy of the
+    repo; DVC then sets DVC_ROOT to the repo itself, where the runs belong (dvclive reads it the same way)."""
+    return Path(os.environ.get("DVC_ROOT") or project_root).resolve()
+
+
 def tracking_uri(project_root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project_root / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_home(project_root) / 'mlflow.db'}"
 
 
 def _proc_stat(pid: int) -> tuple[int, str] | None:
@@ -74,7 +80,10 @@ def _parent_run_id(client, experiment_id: str, pid: str) -> str:
 
 
 def environment_tags() -> dict[str, str]:
-    return {"python": platform.python_version(), "host.platform": platform.platform()}
+    tags = {"python": platform.python_version(), "host.platform": platform.platform()}
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`: links the MLflow run to `dvc exp show`
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -94,7 +103,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     import mlflow
 
     # With the default local backend, artifacts live beside it; a team server decides its own.
-    artifact_root = None if os.environ.get("MLFLOW_TRACKING_URI") else project_root / "mlartifacts"
+    artifact_root = None if os.environ.get("MLFLOW_TRACKING_URI") else tracking_home(project_root) / "mlartifacts"
     mlflow.set_tracking_uri(tracking_uri(project_root))  # note: this also sets MLFLOW_TRACKING_URI
     experiment_id = _experiment_id(mlflow, experiment, artifact_root)
     pid = pipeline_id()
