@@ -3,7 +3,9 @@
     python bench/extract_throughput.py [--n 256] [--batch 32] [--weights PATH|none]
 
 Same backbone, batch size and precision on both sides; model build and one warm-up batch are not timed.
-Peak RSS is measured for extraction over N and 4N images, each in a fresh process.
+Peak RSS is measured for extraction over N and 4N images, each in a fresh process. The speed options
+(XLA `jit_compile`, bfloat16 compute) are timed on the stage path in one process and compared with the
+float32 features by cosine similarity; an option is worth turning on only with a gain and cosine >= 0.999.
 """
 
 from __future__ import annotations
@@ -67,6 +69,37 @@ def measure(n: int, batch: int, weights: str, mode: str) -> dict:
             "device": device.device, "precision": device.precision}
 
 
+def variants(n: int, batch: int, weights: str) -> dict:
+    """Stage-path throughput and feature agreement for float32, XLA and bfloat16 on the same images."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from transferlab.features import build_extractor, extract_shard, shard_dataset
+    from transferlab.params import BackboneParams
+    from transferlab.shards import shard_files
+
+    cfg = BackboneParams(weights=weights, batch_size=batch)
+    results, reference = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = shard_files(_prepared(Path(tmp), n, 224), "train")
+        for name, policy, jit in (("float32", "float32", False), ("xla", "float32", True),
+                                  ("bfloat16", "mixed_bfloat16", False)):
+            keras.mixed_precision.set_global_policy(policy)
+            model = build_extractor(cfg, 224, ROOT, 0)
+            forward = tf.function(lambda images, m=model: m(images, training=False), jit_compile=jit)
+            for warm in shard_dataset(shards[0], batch):  # every batch shape once: XLA compiles per shape
+                forward(warm[0])
+            started = time.perf_counter()
+            features = np.concatenate([extract_shard(forward, path, batch, "float32")["features"] for path in shards])
+            seconds = time.perf_counter() - started
+            reference = features if reference is None else reference
+            cosine = (features * reference).sum(1) / (np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1))
+            results[name] = {"images_per_s": len(features) / seconds, "min_cosine": float(cosine.min())}
+    keras.mixed_precision.set_global_policy("float32")
+    return results
+
+
 def _child(n: int, batch: int, weights: str, mode: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--n", str(n), "--batch", str(batch),
                           "--weights", weights], capture_output=True, text=True, cwd=ROOT)
@@ -80,8 +113,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--weights", default=str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none")
-    parser.add_argument("--child", choices=["stage", "predict"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["stage", "predict", "variants"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "variants":
+        print(json.dumps(variants(args.n, args.batch, args.weights)))
+        return
     if args.child:
         print(json.dumps(measure(args.n, args.batch, args.weights, args.child)))
         return
@@ -94,6 +130,11 @@ def main() -> None:
     print(f"ratio stage / predict:       {stage['images_per_s'] / predict['images_per_s']:7.2f} (target >= 0.9)")
     print(f"peak RSS N={stage['n']}: {stage['peak_rss_mb']:.0f} MB, 4N={large['n']}: {large['peak_rss_mb']:.0f} MB "
           f"(ratio {large['peak_rss_mb'] / stage['peak_rss_mb']:.2f}); 4N throughput {large['images_per_s']:.1f} images/s")
+    options = _child(args.n, args.batch, args.weights, "variants")
+    base = options["float32"]["images_per_s"]
+    for name, figures in options.items():
+        print(f"option {name:9s} {figures['images_per_s']:7.1f} images/s (x{figures['images_per_s'] / base:.2f}), "
+              f"min cosine to float32 {figures['min_cosine']:.5f}")
 
 
 if __name__ == "__main__":

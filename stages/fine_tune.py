@@ -10,7 +10,9 @@ import shutil
 from transferlab import tracking
 from transferlab.atomic import atomic_dir, atomic_write_text
 from transferlab.devices import configure_devices
-from transferlab.features import file_sha256
+from transferlab.distribution import choose_strategy, cluster_task, strategy_tags
+from transferlab.errors import UserError
+from transferlab.digest import file_sha256
 from transferlab.finetune import fine_tune
 from transferlab.history import history_tables
 from transferlab.model import full_model
@@ -31,11 +33,20 @@ def resume_key(context: StageContext, head_file) -> str:
 
 def tune(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
-    tracking.set_tags(configure_devices().tags())
-    head_dir = context.path(paths.models) / "head"
-    model = full_model(params.backbone, params.data.image_size, head_dir / "head.keras", context.root, params.base.seed)
+    if cluster_task() is not None:
+        raise UserError("TF_CONFIG: fine_tune does not run across workers: Keras 3 Model.fit fails under "
+                        "MultiWorkerMirroredStrategy (keras-team/keras#20585); unset TF_CONFIG for this stage "
+                        "(on one machine MirroredStrategy still uses every GPU)")
+    device = configure_devices()
+    strategy = choose_strategy()
+    tracking.set_tags({**device.tags(), **strategy_tags(strategy)})
+    head_dir = context.path(paths.head_of(params.backbone.name))
+    with strategy.scope():
+        model = full_model(params.backbone, params.data.image_size, head_dir / "head.keras", context.root,
+                           params.base.seed)
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(context, head_dir / "head.keras")
-    result = fine_tune(model, context.path(paths.prepared), params.fine_tune, scratch, params.base.seed)
+    result = fine_tune(model, context.path(paths.prepared), params.fine_tune, scratch, params.base.seed,
+                       strategy=strategy)
     best = min(range(len(result.history["val_loss"])), key=result.history["val_loss"].__getitem__)
     metrics = {"val_accuracy_head_only": result.initial["val_accuracy"], "val_loss_head_only": result.initial["val_loss"],
                "val_accuracy": result.initial["val_accuracy"] if result.kept_initial else result.history["val_accuracy"][best],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transferlab.digest import file_sha256
 from transferlab.errors import ParamsError
 
 
@@ -39,15 +39,15 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
 ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "mobilenet": (0.25, 0.5, 0.75, 1.0)}
 
 
-def spec_for(name: str) -> BackboneSpec:
+def spec_for(name: str, key: str = "backbone.name") -> BackboneSpec:
     if name not in BACKBONES:
-        raise ParamsError(f"backbone.name: unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}")
+        raise ParamsError(f"{key}: unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}")
     return BACKBONES[name]
 
 
-def check_config(name: str, alpha: float, image_size: int) -> BackboneSpec:
+def check_config(name: str, alpha: float, image_size: int, key: str = "backbone.name") -> BackboneSpec:
     """Validate what params alone can tell: the name, the alpha for that family and the input size."""
-    spec = spec_for(name)
+    spec = spec_for(name, key)
     if spec.takes_alpha and alpha not in ALPHAS[name]:
         raise ParamsError(f"backbone.alpha: {alpha} is not available for {name}; allowed: {ALPHAS[name]}")
     if not spec.takes_alpha and alpha != 1.0:
@@ -61,12 +61,7 @@ def weights_identity(weights: str, root: Path) -> str:
     """What the cache key records for the weights: the file's sha256, or the keyword."""
     if weights in ("imagenet", "none"):
         return weights
-    path = resolve_weights_path(weights, root)
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
+    return f"sha256:{file_sha256(resolve_weights_path(weights, root))}"
 
 
 def resolve_weights_path(weights: str, root: Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from transferlab.digest import file_sha256
 from transferlab.atomic import atomic_write_bytes
 from transferlab.backbones import build_base, preprocess_function, spec_for, weights_identity
 from transferlab.params import BackboneParams
@@ -30,10 +31,6 @@ class SplitFeatures:
     features: np.ndarray
     labels: np.ndarray
     keys: np.ndarray
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def cache_components(cfg: BackboneParams, image_size: int, manifest_sha: str, weights_id: str, seed: int) -> dict:

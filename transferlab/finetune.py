@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from transferlab.errors import ParamsError
-from transferlab.model import backbone_of
+from transferlab.model import backbone_of, compile_for
 from transferlab.params import FineTuneParams
 from transferlab.shards import parse_example, shard_files
 
@@ -71,20 +71,23 @@ def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = F
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_for(model, learning_rate: float) -> None:
-    sigmoid = model.output_shape[-1] == 1
-    loss = "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy"
-    metric = keras.metrics.BinaryAccuracy if sigmoid else keras.metrics.SparseCategoricalAccuracy
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric(name="accuracy")])
+def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2,
+              strategy: Any = None) -> FineTuneResult:
+    """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
+    `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica."""
+    import tensorflow as tf
 
-def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2) -> FineTuneResult:
-    """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`)."""
+    from transferlab.distribution import global_batch_size
+
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
-    trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
-    compile_for(model, cfg.learning_rate)  # recompile: trainable flags are read at compile time
-    train = image_dataset(prepared, "train", cfg.batch_size, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
-    validation = image_dataset(prepared, "validation", cfg.batch_size)
+    with strategy.scope():
+        trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
+        compile_for(model, cfg.learning_rate)  # recompile: trainable flags are read at compile time
+    batch = global_batch_size(cfg.batch_size, strategy)
+    train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
+    validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = model.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
     callbacks = [

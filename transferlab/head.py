@@ -48,32 +48,70 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
     units = 1 if activation == "sigmoid" else num_classes
     outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name="head")
-    loss = "binary_crossentropy" if activation == "sigmoid" else "sparse_categorical_crossentropy"
-    # One metric name for both cases, so histories, plots and MLflow keys never depend on the class count.
-    accuracy = keras.metrics.BinaryAccuracy if activation == "sigmoid" else keras.metrics.SparseCategoricalAccuracy
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=[accuracy(name="accuracy")])
+    from transferlab.model import compile_for
+
+    compile_for(model, cfg.learning_rate)
     return model
 
 
 def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures, num_classes: int,
-               seed: int, verbose: int = 2) -> HeadResult:
-    """Fit with early stopping on validation loss, keeping the best epoch's weights."""
-    import keras
+               seed: int, verbose: int = 2, strategy: Any = None) -> HeadResult:
+    """Fit with early stopping on validation loss, keeping the best epoch's weights.
 
+    The model is built in `strategy`'s scope (default: the current one) and `cfg.batch_size` is per replica."""
+    import keras
+    import tensorflow as tf
+
+    from transferlab.distribution import global_batch_size
+    from transferlab.multi_worker import is_multi_worker
+
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
-    model = build_head(cfg, train.features.shape[1], num_classes, train.features.astype(np.float32))
+    features = train.features.astype(np.float32)
+    with strategy.scope():
+        model = build_head(cfg, features.shape[1], num_classes, features)
+    batch = global_batch_size(cfg.batch_size, strategy)
     has_validation = len(validation.labels) > 0
     monitor = "val_loss" if has_validation else "loss"
-    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True)
-    fit = model.fit(train.features.astype(np.float32), train.labels, batch_size=cfg.batch_size, epochs=cfg.epochs,
-                    validation_data=(validation.features.astype(np.float32), validation.labels)
-                    if has_validation else None, callbacks=[stop], shuffle=True, verbose=verbose)
-    history = {name: [float(v) for v in values] for name, values in fit.history.items()}
+    validation_data = (validation.features.astype(np.float32), validation.labels) if has_validation else None
+    if is_multi_worker(strategy):
+        history = _fit_across_workers(model, cfg, (features, train.labels), validation_data, batch, strategy, seed)
+    else:
+        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True)
+        fit = model.fit(features, train.labels, batch_size=batch, epochs=cfg.epochs, validation_data=validation_data,
+                        callbacks=[stop], shuffle=True, verbose=verbose)
+        history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     best_epoch = int(np.argmin(history[monitor]))
     metrics = {name: values[best_epoch] for name, values in history.items()}
     metrics["best_epoch"] = best_epoch + 1
     metrics["epochs_run"] = len(history[monitor])
     return HeadResult(model, history, best_epoch + 1, metrics)
+
+
+def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple | None, batch: int, strategy: Any,
+                        seed: int) -> dict[str, list[float]]:
+    """Each epoch reshuffles (the same seed on every worker) and uses whole global batches only, so every
+    worker runs the same number of steps; each worker then reads its shard of every global batch."""
+    import logging
+
+    import tensorflow as tf
+
+    from transferlab.errors import ParamsError
+    from transferlab.multi_worker import fit_multi_worker
+
+    steps = len(train[1]) // batch
+    if steps == 0:
+        raise ParamsError(f"head.batch_size: {cfg.batch_size} per replica x {strategy.num_replicas_in_sync} replicas "
+                          f"is more than the {len(train[1])} training examples")
+
+    def train_fn(context):
+        examples = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[1]), seed=seed)
+        examples = examples.take(steps * batch).shard(context.num_input_pipelines, context.input_pipeline_id)
+        return examples.batch(context.get_per_replica_batch_size(batch))
+
+    checked = tf.data.Dataset.from_tensor_slices(validation).batch(batch) if validation is not None else None
+    return fit_multi_worker(model, model.optimizer, train_fn, checked, batch, cfg.epochs, cfg.patience, strategy,
+                            logging.getLogger("transferlab.head").info)
 
 
 def accuracy(model, split: SplitFeatures) -> float:

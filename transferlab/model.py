@@ -34,6 +34,15 @@ def assemble(base, head, backbone: str, image_size: int, name: str = "transferla
     return keras.Model(inputs, head(features), name=name)
 
 
+def compile_for(model, learning_rate: float) -> None:
+    """Adam, cross-entropy for the output (one sigmoid unit or softmax) and one metric name, `accuracy`,
+    for both, so histories, plots and MLflow keys never depend on the class count."""
+    sigmoid = model.output_shape[-1] == 1
+    loss = "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy"
+    metric = keras.metrics.BinaryAccuracy if sigmoid else keras.metrics.SparseCategoricalAccuracy
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric(name="accuracy")])
+
+
 def load_keras(path: Path):
     """Load a .keras file in safe mode: no arbitrary code runs from a model file."""
     return keras.saving.load_model(path, safe_mode=True, compile=False)

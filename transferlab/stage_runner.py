@@ -21,9 +21,14 @@ log = logging.getLogger("transferlab")
 class StageContext:
     params: Params
     root: Path  # the project root: every params path is relative to it
+    backbone_name: str = ""  # per-backbone stages: which of compare.backbones (default backbone.name)
 
     def path(self, relative: str) -> Path:
         return self.root / relative
+
+    @property
+    def backbone(self) -> str:
+        return self.backbone_name or self.params.backbone.name
 
 
 StageBody = Callable[[StageContext], dict[str, Any] | None]
@@ -33,6 +38,8 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--no-track", action="store_true", help="do not log this run to MLflow")
+    parser.add_argument("--backbone", default="", help="per-backbone stages: one of compare.backbones "
+                                                       "(default: backbone.name)")
     return parser.parse_args(argv)
 
 
@@ -43,14 +50,20 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
     args = _arguments(stage, argv)
     try:
         params = load_params(args.params)
-        context = StageContext(params, Path(args.params).resolve().parent)
-        if args.no_track:
+        context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
+        params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
+        from transferlab.distribution import is_chief
+
+        if args.no_track or not is_chief():  # in a cluster, only the chief records the run
             body(context)
             return 0
         from transferlab import tracking
 
         logged = {section: getattr(params, section).model_dump() for section in param_sections}
-        with tracking.stage_run(stage, params.mlflow.experiment, context.root, logged):
+        if "backbone" in logged:
+            logged["backbone"] = params.backbone_named(context.backbone).model_dump()
+        run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
+        with tracking.stage_run(run_name, params.mlflow.experiment, context.root, logged):
             metrics = body(context) or {}
             if metrics:
                 import mlflow

@@ -6,7 +6,6 @@ tfds retries a failing download for minutes; we check up front that every archiv
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import socket
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from transferlab.digest import file_sha256
 from transferlab.errors import DataError
 from transferlab.params import TfdsParams
 from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
@@ -89,7 +89,7 @@ def _import_cats_vs_dogs(cfg: TfdsParams, url_infos: dict, raw_dir: Path) -> Sou
     if archive is None:
         check_reachable(cfg, url_infos)
         archive = _download(url, Path(cfg.data_dir).expanduser() / "downloads" / info.filename, cfg.download_timeout_s)
-    digest = _sha256(archive)
+    digest = file_sha256(archive)
     note = "checksum verified" if digest == info.checksum else (
         f"sha256 {digest} differs from the tfds registry's {info.checksum} (the zip was re-published)")
     written = extract_cats_vs_dogs(archive, raw_dir / IMAGES_DIR / UNSPLIT)
@@ -127,10 +127,3 @@ def _download(url: str, target: Path, timeout_s: float) -> Path:
     partial.replace(target)
     return target
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

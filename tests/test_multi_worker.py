@@ -1,0 +1,94 @@
+"""Two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy train the head to the same loss as one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_cluster(commands: list[list[str]]) -> list[str]:
+    """Run one command per worker of a loopback cluster; returns each worker's output."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(commands))]
+    processes = []
+    for index, command in enumerate(commands):
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CONFIG": json.dumps(config)},
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, log in zip(processes, logs):
+        assert process.returncode == 0, log[-3000:]
+    return logs
+
+
+def _cluster_run(tmp_path, workers: int) -> list[dict]:
+    outs = [tmp_path / f"{workers}-worker-{index}.json" for index in range(workers)]
+    _start_cluster([[sys.executable, "-m", "tests.distributed_runs", "worker", str(out)] for out in outs])
+    return [json.loads(out.read_text()) for out in outs]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multi_worker")
+    single = tmp / "fit.json"
+    subprocess.run([sys.executable, "-m", "tests.distributed_runs", "worker", str(single)], cwd=PROJECT_ROOT,
+                   check=True, timeout=300, capture_output=True, env={k: v for k, v in os.environ.items()
+                                                                      if k != "TF_CONFIG"})
+    return {"two": _cluster_run(tmp, 2), "one": _cluster_run(tmp, 1)[0], "fit": json.loads(single.read_text())}
+
+
+def test_two_workers_agree_and_only_worker_0_is_chief(runs):
+    first, second = runs["two"]
+    # tf.distribute.MultiWorkerMirroredStrategy is the public name of CollectiveAllReduceStrategy.
+    assert first["strategy"] == second["strategy"] == "CollectiveAllReduceStrategy"
+    assert first["replicas"] == second["replicas"] == 2
+    assert (first["chief"], second["chief"]) == (True, False)
+    assert first["loss"] == second["loss"]  # one all-reduced model: both workers hold the same numbers
+
+
+def test_two_workers_reach_the_same_loss_as_one(runs):
+    two, one = runs["two"][0], runs["one"]
+    assert one["replicas"] == 1
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-4, atol=1e-5)
+    assert two["loss"][-1] < two["loss"][0] / 2
+
+
+def test_the_cluster_loop_trains_like_keras_fit_on_one_process(runs):
+    # Keras `fit` shuffles its own way, so batches differ: the same result within a training-noise margin.
+    two, fit = runs["two"][0], runs["fit"]
+    assert fit["strategy"] == "_DefaultDistributionStrategy" and fit["replicas"] == 1
+    assert abs(two["val_loss"][-1] - fit["val_loss"][-1]) < 0.1, (two["val_loss"], fit["val_loss"])
+
+
+def test_train_head_stage_runs_as_a_cluster_and_only_the_chief_writes(tmp_path):
+    from tests.conftest import STAGES, run_stages
+    from transferlab.workspace import SMOKE_PARAMS
+
+    params = run_stages(tmp_path, {**SMOKE_PARAMS, "head.batch_size": 4}, STAGES[:3])
+    command = [sys.executable, "-m", "stages.train_head", "--params", str(params), "--no-track"]
+    chief, other = _start_cluster([command, command])
+    metrics = json.loads((tmp_path / "metrics" / "train_head" / "resnet50.json").read_text())
+    assert metrics["epochs_run"] >= 1 and (tmp_path / "models" / "head" / "resnet50" / "head.keras").is_file()
+    assert "the chief writes the outputs" in other and "the chief writes the outputs" not in chief
