@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from transferlab.endpoints import redact
 from transferlab.orchestration import (CACHED, RAN, StageResult, failure_message, flat_metrics, outcomes,
                                        override_arguments, pipeline_stages, run_streaming, summary_markdown)
 from transferlab.params import load_params
@@ -70,8 +71,9 @@ def _registry_note(workspace: Path, pipeline_id: str) -> tuple[str, str]:
     if runs.empty:
         return "No MLflow runs: every stage was cached by DVC.", "No evaluation ran."
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
-    note = f"Parent run `{parent['run_id'].iloc[0]}` at `{mlflow.get_tracking_uri()}`" if len(parent) else ""
-    note += f" (`mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}`)"
+    where = redact(mlflow.get_tracking_uri())  # an artifact is shared: never a password in it
+    note = f"Parent run `{parent['run_id'].iloc[0]}` at `{where}`" if len(parent) else ""
+    note += f" (`mlflow ui --backend-store-uri {where}`)"
     evaluate = runs[runs["tags.mlflow.runName"] == "evaluate"]
     if evaluate.empty or "tags.registry.alias" not in evaluate:
         return note, "No evaluation ran in this flow run."

@@ -29,6 +29,14 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if any("error" in result for result in results) else 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from transferlab.doctor import as_records, diagnose, render
+
+    findings = diagnose(args.params)
+    print(json.dumps(as_records(findings), indent=2) if args.json else render(findings))
+    return 0 if all(finding.ok for finding in findings) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
                                                 "or sqlite:///mlflow.db)")
     predict.set_defaults(run=_predict)
+    doctor = commands.add_parser("doctor", help="versions, GPUs, data, weights, MLflow, Prefect, disk: each problem "
+                                                "with its fix (exit 1 when there is one)")
+    doctor.add_argument("--params", type=Path, default=Path("params.yaml"))
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 

@@ -15,6 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from transferlab.endpoints import redact, unreachable_reason
+from transferlab.errors import UserError
+
 PIPELINE_ID_ENV = "TRANSFERLAB_PIPELINE_ID"
 PIPELINE_TAG = "transferlab.pipeline_id"
 STAGE_TAG = "transferlab.stage"
@@ -99,7 +102,17 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any]) -> Iterator[Any]:
-    """Start the stage's nested run under its pipeline's parent; yields the active mlflow run."""
+    """Start the stage's nested run under its pipeline's parent; yields the active mlflow run.
+
+    A tracking server that does not answer stops the stage here, in seconds and before any work, rather
+    than after the work, when results could no longer be recorded (MLflow itself retries for minutes)."""
+    uri = tracking_uri(project_root)
+    reason = unreachable_reason(uri)
+    if reason:
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
+                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a server that dies mid-stage: fail in ~1 min
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
 
     # With the default local backend, artifacts live beside it; a team server decides its own.

@@ -1,0 +1,32 @@
+"""Two `dvc repro` in one workspace: the second stops with DVC's lock message; the first finishes cleanly.
+(Prefect flow runs on one workspace wait for each other instead: tests/test_flows.py.)"""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.test_flows import FAST
+from transferlab.workspace import create_workspace, run_tool, tool_env
+
+
+def test_a_second_repro_is_refused_by_dvcs_lock_and_outputs_stay_consistent(tmp_path):
+    workspace = create_workspace(tmp_path / "ws", FAST)
+    first = subprocess.Popen(["dvc", "repro", "train_head"], cwd=workspace, env=tool_env({}), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:  # wait until the first one is inside a stage, holding the lock
+            if line.startswith("Running stage"):
+                break
+        second = run_tool(workspace, "dvc", "repro", "train_head", check=False)
+        rest = first.stdout.read()
+        assert first.wait(timeout=600) == 0, rest[-2000:]
+    finally:
+        first.kill()
+    message = second.stdout + second.stderr
+    assert second.returncode != 0
+    # DVC's repo lock ("Unable to acquire lock") or, inside a stage, its per-output lock naming the holder.
+    assert "Unable to acquire lock" in message or ("is busy, it is being blocked by" in message and "dvc repro" in message)
+    status = run_tool(workspace, "dvc", "status", "train_head").stdout
+    assert "up to date" in status
+    assert (workspace / "metrics" / "train_head" / "resnet50.json").is_file()

@@ -1,0 +1,38 @@
+"""Credential-free URIs and quick reachability checks."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from transferlab.endpoints import redact, unreachable_reason
+
+
+@pytest.mark.parametrize(("uri", "shown"), [
+    ("https://alice:s3cret@mlflow.example.com:5000/x", "https://***@mlflow.example.com:5000/x"),
+    ("http://token@host/api", "http://***@host/api"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+])
+def test_redact_hides_user_and_password_only(uri, shown):
+    assert redact(uri) == shown
+
+
+def test_a_closed_loopback_port_is_reported_in_well_under_a_second():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    started = time.monotonic()
+    assert unreachable_reason(f"http://127.0.0.1:{port}") is not None
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_listening_port_and_local_backends_are_fine():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert unreachable_reason(f"http://127.0.0.1:{server.getsockname()[1]}") is None
+    assert unreachable_reason("sqlite:///mlflow.db") is None and unreachable_reason("file:///tmp/mlruns") is None

@@ -1,0 +1,45 @@
+"""Tracking: an unreachable MLflow server stops a stage in seconds, before any work, with one clear line."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.conftest import run_stages
+from transferlab.stage_runner import run_stage
+from transferlab.tracking import environment_tags, tracking_home
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, monkeypatch, capsys):
+    params = run_stages(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 4,
+                                   "data.image_size": 32})
+    manifest = tmp_path / "data" / "prepared" / "manifest.csv"
+    before = manifest.stat().st_mtime_ns
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:pw@127.0.0.1:{_closed_port()}")
+    from stages.preprocess import preprocess
+
+    started = time.monotonic()
+    code = run_stage("preprocess", preprocess, ["data"], ["--params", str(params)])
+    seconds = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and seconds < 10, (code, seconds)
+    assert err[-1].startswith("preprocess: error: MLFLOW_TRACKING_URI http://***@127.0.0.1:")
+    assert "no MLflow server answers" in err[-1] and "pw" not in err[-1]
+    assert manifest.stat().st_mtime_ns == before
+
+
+def test_queued_experiments_track_into_the_repo_that_queued_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking_home(tmp_path) == tmp_path.resolve()
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))  # what DVC sets in a queued run's temporary copy
+    assert tracking_home(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc") == (tmp_path / "repo").resolve()
+    monkeypatch.setenv("DVC_EXP_NAME", "raspy-wire")
+    assert environment_tags()["dvc.experiment"] == "raspy-wire"
