@@ -63,3 +63,36 @@ def test_folder_without_images_fails_clearly(tmp_path, capsys):
     with pytest.raises(AssertionError, match="preprocess exited 1"):
         prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(tmp_path / "images")})
     assert "no image files found" in capsys.readouterr().err
+
+
+def test_awkward_folder_names_sizes_and_a_one_image_class(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from tests.corrupt_files import good_files
+
+    images = tmp_path / "images"
+    classes = {"with space": 6, "ünïcode-猫": 6, "a..b": 6, "single": 1}
+    for name, count in classes.items():
+        (images / name).mkdir(parents=True)
+        for i in range(count):
+            (images / name / f"{i}.jpg").write_bytes(good_files()["plain.jpg"])
+    for name, fmt in (("huge.jpg", "JPEG"), ("huge.png", "PNG")):  # 12000 x 12000: 144 megapixels
+        buffer = io.BytesIO()
+        Image.new("RGB", (12000, 12000), (200, 30, 30)).save(buffer, fmt)
+        (images / "with space" / name).write_bytes(buffer.getvalue())
+    for name in ("tiny.png", "sixteen_bit.png", "exif_rotated.jpg"):
+        (images / "a..b" / name).write_bytes(good_files()[name])
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(images), "data.image_size": 32})
+    names = [c["name"] for c in json.loads((prepared / "classes.json").read_text())]
+    assert sorted(names) == sorted(classes)
+    report = json.loads((prepared / "data_report.json").read_text())
+    assert report["num_skipped"] == 0 and report["num_images"] == sum(classes.values()) + 5
+    manifest = pd.read_csv(prepared / "manifest.csv")
+    assert (manifest["path"].str.endswith("huge.png")).sum() == 1 and (manifest["path"].str.endswith("huge.jpg")).sum() == 1
+    single = manifest[manifest["label"] == names.index("single")]
+    assert list(single["split"]) == ["train"]  # one image: it trains; validation and test cannot hold it
+    after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert {p for p in after if not p.startswith("data")} - {"params.yaml"} == set(before)  # nothing outside data/

@@ -15,6 +15,9 @@ from transferlab.params import FineTuneParams
 from transferlab.shards import parse_example, shard_files
 
 
+HISTORY_LOG = "history.csv"
+
+
 @dataclass
 class FineTuneResult:
     model: Any
@@ -93,14 +96,26 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.BackupAndRestore(str(scratch / "backup")),
+        # A resumed fit reports only the epochs it ran; the log on disk keeps the killed run's epochs too.
+        keras.callbacks.CSVLogger(str(scratch / HISTORY_LOG), append=True),
     ]
-    fit = model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
-    history = {name: [float(v) for v in values] for name, values in fit.history.items()}
+    scratch.mkdir(parents=True, exist_ok=True)
+    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    history = epoch_history(scratch / HISTORY_LOG)
     kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
     if kept_initial:
         model.set_weights(start_weights)
     return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
                           kept_initial, trainable)
+
+
+def epoch_history(log: Path) -> dict[str, list[float]]:
+    """Per-epoch metrics from the CSVLogger file, across resumes: an epoch logged twice (killed after the
+    log line, before the backup) counts once, with its last values."""
+    import pandas as pd
+
+    table = pd.read_csv(log).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    return {name: [float(v) for v in table[name]] for name in table.columns if name != "epoch"}
 
 
 def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:

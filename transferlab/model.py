@@ -8,6 +8,7 @@ from typing import Any
 import keras
 
 from transferlab.backbones import build_base, preprocess_function, spec_for
+from transferlab.errors import UserError
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -45,7 +46,16 @@ def compile_for(model, learning_rate: float) -> None:
 
 def load_keras(path: Path):
     """Load a .keras file in safe mode: no arbitrary code runs from a model file."""
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    import zipfile
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        if "safe_mode" in str(exc):
+            raise UserError(f"{path}: refused: the model holds Python code (a Lambda layer) that loading would run; "
+                            f"only models without it load (Keras safe_mode)") from None
+        raise UserError(f"{path}: not a loadable Keras model ({first[:200]})") from None
 
 
 def full_model(backbone_cfg, image_size: int, head_path: Path, root: Path, seed: int):
