@@ -4,7 +4,7 @@
 
 Same backbone, batch size and precision on both sides; model build and one warm-up batch are not timed.
 Peak RSS is measured for extraction over N and 4N images, each in a fresh process. The speed options
-(XLA `jit_compile`, bfloat16 compute) are timed on the stage path in one process and compared with the
+(XLA `jit_compile`, bfloat16 compute, half and double the batch size) are timed on the stage path in one process and compared with the
 float32 features by cosine similarity; an option is worth turning on only with a gain and cosine >= 0.999.
 """
 
@@ -83,15 +83,17 @@ def variants(n: int, batch: int, weights: str) -> dict:
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         shards = shard_files(_prepared(Path(tmp), n, 224), "train")
-        for name, policy, jit in (("float32", "float32", False), ("xla", "float32", True),
-                                  ("bfloat16", "mixed_bfloat16", False)):
+        options = (("float32", "float32", False, batch), ("xla", "float32", True, batch),
+                   ("bfloat16", "mixed_bfloat16", False, batch),
+                   (f"batch {batch // 2}", "float32", False, batch // 2), (f"batch {batch * 2}", "float32", False, batch * 2))
+        for name, policy, jit, size in options:
             keras.mixed_precision.set_global_policy(policy)
             model = build_extractor(cfg, 224, ROOT, 0)
             forward = tf.function(lambda images, m=model: m(images, training=False), jit_compile=jit)
-            for warm in shard_dataset(shards[0], batch):  # every batch shape once: XLA compiles per shape
+            for warm in shard_dataset(shards[0], size):  # every batch shape once: XLA compiles per shape
                 forward(warm[0])
             started = time.perf_counter()
-            features = np.concatenate([extract_shard(forward, path, batch, "float32")["features"] for path in shards])
+            features = np.concatenate([extract_shard(forward, path, size, "float32")["features"] for path in shards])
             seconds = time.perf_counter() - started
             reference = features if reference is None else reference
             cosine = (features * reference).sum(1) / (np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1))

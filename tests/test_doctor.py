@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, closed_port
 from transferlab.doctor import diagnose, render
 from transferlab.workspace import set_params
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _params(tmp_path, overrides):
@@ -35,8 +26,8 @@ def test_a_healthy_synthetic_setup_has_no_problems(tmp_path):
 
 
 def test_each_problem_comes_with_its_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:secret@127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{_closed_port()}/api")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:secret@127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{closed_port()}/api")
     params = _params(tmp_path, {"data.source": "folder", "data.folder.root": "no/such/folder",
                                 "backbone.weights": "missing.h5", "compare.backbones": ["mobilenet_v2", "resnet50"],
                                 "compare.weights": {"resnet50": "none"}})

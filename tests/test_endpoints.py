@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.conftest import closed_port
 from transferlab.endpoints import redact, unreachable_reason
 
 
@@ -21,10 +22,7 @@ def test_redact_hides_user_and_password_only(uri, shown):
 
 
 def test_a_closed_loopback_port_is_reported_in_well_under_a_second():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = closed_port()
     started = time.monotonic()
     assert unreachable_reason(f"http://127.0.0.1:{port}") is not None
     assert time.monotonic() - started < 1.0

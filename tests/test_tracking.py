@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
-from tests.conftest import run_stages
+from tests.conftest import closed_port, run_stages
 from transferlab.stage_runner import run_stage
 from transferlab.tracking import environment_tags, tracking_home
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, monkeypatch, capsys):
@@ -23,7 +14,7 @@ def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, mo
                                    "data.image_size": 32})
     manifest = tmp_path / "data" / "prepared" / "manifest.csv"
     before = manifest.stat().st_mtime_ns
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:pw@127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:pw@127.0.0.1:{closed_port()}")
     from stages.preprocess import preprocess
 
     started = time.monotonic()
