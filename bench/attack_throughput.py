@@ -21,8 +21,8 @@ ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim
 def default_model():
     import keras
 
-    from transferlab.backbones import build_base
-    from transferlab.model import assemble
+    from transferlab.core.backbones import build_base
+    from transferlab.modeling.assembly import assemble
 
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
     base = build_base("mobilenet_v2", 1.0, 224, weights, ROOT)
@@ -39,9 +39,9 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from transferlab.attacks import class_mask, logits_model, pgd
-    from transferlab.devices import configure_devices
-    from transferlab.model import load_keras
+    from transferlab.adversarial.attacks import class_mask, logits_model, pgd
+    from transferlab.modeling.devices import configure_devices
+    from transferlab.modeling.assembly import load_keras
 
     device = configure_devices(mixed_precision=False)
     model = load_keras(args.model) if args.model else default_model()

@@ -25,10 +25,10 @@ ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim
 
 
 def _prepared(tmp: Path, n: int, size: int) -> Path:
-    from transferlab.params import DataParams
-    from transferlab.prepare import prepare_dataset
-    from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
-    from transferlab.synthetic import write_synthetic_folder
+    from transferlab.core.params import DataParams
+    from transferlab.data.preprocess import prepare_dataset
+    from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
+    from transferlab.data.sources.synthetic import write_synthetic_folder
 
     raw, out = tmp / "raw", tmp / "prepared"
     out.mkdir()
@@ -42,10 +42,10 @@ def measure(n: int, batch: int, weights: str, mode: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from transferlab.devices import configure_devices
-    from transferlab.features import build_extractor, extract_shard, shard_dataset
-    from transferlab.params import BackboneParams
-    from transferlab.shards import shard_files
+    from transferlab.modeling.devices import configure_devices
+    from transferlab.modeling.features import build_extractor, extract_shard, shard_dataset
+    from transferlab.core.params import BackboneParams
+    from transferlab.data.prepared import shard_files
 
     device = configure_devices()
     cfg = BackboneParams(weights=weights, batch_size=batch)
@@ -75,9 +75,9 @@ def variants(n: int, batch: int, weights: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from transferlab.features import build_extractor, extract_shard, shard_dataset
-    from transferlab.params import BackboneParams
-    from transferlab.shards import shard_files
+    from transferlab.modeling.features import build_extractor, extract_shard, shard_dataset
+    from transferlab.core.params import BackboneParams
+    from transferlab.data.prepared import shard_files
 
     cfg = BackboneParams(weights=weights, batch_size=batch)
     results, reference = {}, None

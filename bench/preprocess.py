@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 def measure(n: int, size: int) -> dict:
     """Run in a child process: generate n images, time prepare_dataset, report peak RSS (self + workers)."""
-    from transferlab.params import DataParams
-    from transferlab.prepare import prepare_dataset
-    from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
-    from transferlab.synthetic import write_synthetic_folder
+    from transferlab.core.params import DataParams
+    from transferlab.data.preprocess import prepare_dataset
+    from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
+    from transferlab.data.sources.synthetic import write_synthetic_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "prepared"

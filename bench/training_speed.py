@@ -61,13 +61,13 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from transferlab.devices import configure_devices
-    from transferlab.features import build_extractor, extract_shard
-    from transferlab.finetune import image_dataset, unfreeze_top
-    from transferlab.head import build_head
-    from transferlab.model import assemble, backbone_of, compile_for
-    from transferlab.params import BackboneParams, HeadParams
-    from transferlab.shards import shard_files
+    from transferlab.modeling.devices import configure_devices
+    from transferlab.modeling.features import build_extractor, extract_shard
+    from transferlab.modeling.fine_tuning import image_dataset, unfreeze_top
+    from transferlab.modeling.head import build_head
+    from transferlab.modeling.assembly import assemble, backbone_of, compile_for
+    from transferlab.core.params import BackboneParams, HeadParams
+    from transferlab.data.prepared import shard_files
 
     device = configure_devices()
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
@@ -87,7 +87,7 @@ def main() -> None:
         head.fit(features, labels, batch_size=args.batch, epochs=args.epochs + 1, callbacks=[timer], verbose=0)
         on_features = steady_epoch(timer.seconds)
 
-        from transferlab.backbones import build_base
+        from transferlab.core.backbones import build_base
 
         base = build_base("mobilenet_v2", 1.0, 224, weights, ROOT)
         base.trainable = False

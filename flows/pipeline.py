@@ -17,11 +17,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from transferlab.endpoints import redact
-from transferlab.orchestration import (CACHED, RAN, StageResult, failure_message, flat_metrics, outcomes,
+from transferlab.core.endpoints import redact
+from flows.orchestration import (CACHED, RAN, StageResult, failure_message, flat_metrics, outcomes,
                                        override_arguments, pipeline_stages, run_streaming, summary_markdown)
-from transferlab.params import load_params
-from transferlab.tracking import PIPELINE_ID_ENV
+from transferlab.core.params import load_params
+from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
 from transferlab.workspace import tool_env
 
 SUMMARY_KEY, METRICS_KEY = "transferlab-summary", "transferlab-metrics"
@@ -62,7 +62,7 @@ def _registry_note(workspace: Path, pipeline_id: str) -> tuple[str, str]:
     """The MLflow parent run of this flow run and the champion decision its evaluate run recorded."""
     import mlflow
 
-    from transferlab.tracking import PIPELINE_TAG, tracking_uri
+    from transferlab.tracking.mlflow_runs import PIPELINE_TAG, tracking_uri
 
     params = load_params(workspace / "params.yaml")
     mlflow.set_tracking_uri(tracking_uri(workspace))

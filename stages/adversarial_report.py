@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferlab import tracking
-from transferlab.adversarial import epsilon_sweep, replicate_seed_attack, target_classes, top_k
-from transferlab.adversarial_report import (plot_attack_grid, plot_ideal, plot_sweep, replication_lines,
+from transferlab.tracking import mlflow_runs
+from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
+from transferlab.adversarial.report import (plot_attack_grid, plot_ideal, plot_sweep, replication_lines,
                                             sweep_table, to_html, to_markdown)
-from transferlab.atomic import atomic_dir, atomic_write_text
-from transferlab.attacks import class_mask, ideal_image, logits_model, probabilities
-from transferlab.devices import configure_devices
-from transferlab.errors import ParamsError
-from transferlab.finetune import image_dataset
-from transferlab.images import UndecodableImage, decode_rgb, resize
-from transferlab.model import load_keras
+from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.adversarial.attacks import class_mask, ideal_image, logits_model, probabilities
+from transferlab.modeling.devices import configure_devices
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.fine_tuning import image_dataset
+from transferlab.data.images import UndecodableImage, decode_rgb, resize
+from transferlab.modeling.assembly import load_keras
 from transferlab.stage_runner import StageContext, main_for
 
-log = logging.getLogger("transferlab.adversarial_report")
+log = logging.getLogger("transferlab.adversarial.report")
 REPORT_DIR = "adversarial"
 
 
@@ -117,7 +117,7 @@ def imagenet_sections(context, images_dir: Path, dog: np.ndarray) -> tuple[list,
         return [], {}
     import keras
 
-    from transferlab.backbones import resolve_weights_path
+    from transferlab.core.backbones import resolve_weights_path
 
     weights = resolve_weights_path(cfg.weights, context.root)
     if not cfg.class_index:
@@ -154,7 +154,7 @@ def imagenet_sections(context, images_dir: Path, dog: np.ndarray) -> tuple[list,
 
 
 def _imagenet_forward(classifier, backbone: str):
-    from transferlab.backbones import preprocess_function, spec_for
+    from transferlab.core.backbones import preprocess_function, spec_for
 
     inner = logits_model(classifier)
     preprocess = preprocess_function(spec_for(backbone))
@@ -169,7 +169,7 @@ def _to_image(pixels: np.ndarray):
 
 def report(context: StageContext) -> dict:
     paths = context.params.paths
-    tracking.set_tags(configure_devices(mixed_precision=False).tags())  # gradients on inputs want float32
+    mlflow_runs.set_tags(configure_devices(mixed_precision=False).tags())  # gradients on inputs want float32
     model_dir = context.path(paths.models) / "fine_tuned"
     model = load_keras(model_dir / "model.keras")
     classes = json.loads((model_dir / "classes.json").read_text(encoding="utf-8"))
@@ -186,7 +186,7 @@ def report(context: StageContext) -> dict:
     sweep = metrics["sweep"]
     atomic_write_text(out / "sweep.tsv", pd.DataFrame(sweep).to_csv(sep="\t", index=False))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    tracking.log_artifacts(out, "adversarial_report")
+    mlflow_runs.log_artifacts(out, "adversarial_report")
     return {"targeted_success_at_max_epsilon": metrics["targeted_success_at_max_epsilon"],
             **{f"robust_accuracy_eps_{row['epsilon']:g}": row["robust_accuracy"] for row in sweep}}
 

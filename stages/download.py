@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transferlab.atomic import atomic_dir
-from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, list_raw_images, write_source_info
-from transferlab.sources.folder import import_folder
+from transferlab.core.atomic import atomic_dir
+from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, list_raw_images, write_source_info
+from transferlab.data.sources.folder import import_folder
 from transferlab.stage_runner import StageContext, main_for
-from transferlab.synthetic import write_synthetic_folder
+from transferlab.data.sources.synthetic import write_synthetic_folder
 
 log = logging.getLogger("transferlab.download")
 
@@ -23,7 +23,7 @@ def fetch(context: StageContext, target: Path) -> SourceInfo:
         return SourceInfo("synthetic", f"synthetic: {cfg.num_classes} classes x {cfg.images_per_class} images")
     if data.source == "folder":
         return import_folder(root / data.folder.root, target, data.folder.unlisted)
-    from transferlab.sources.tfds_source import import_tfds
+    from transferlab.data.sources.tfds_source import import_tfds
 
     tfds_cfg = data.tfds.model_copy(update={"data_dir": str(root / data.tfds.data_dir)})
     return import_tfds(tfds_cfg, target)

@@ -11,15 +11,15 @@ import logging
 
 import numpy as np
 
-from transferlab import tracking
-from transferlab.atomic import atomic_dir, atomic_write_text
-from transferlab.devices import configure_devices
-from transferlab.evaluation import (binary_curves, confusion_records, evaluate_predictions, plot_confusion,
+from transferlab.tracking import mlflow_runs
+from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.modeling.devices import configure_devices
+from transferlab.evaluation.scoring import (binary_curves, confusion_records, evaluate_predictions, plot_confusion,
                                     plot_curves, plot_gallery, worst_mistakes)
-from transferlab.finetune import image_dataset
-from transferlab.model import full_model, load_keras
-from transferlab.registry import register_and_gate
-from transferlab.shards import parse_example, shard_files
+from transferlab.modeling.fine_tuning import image_dataset
+from transferlab.modeling.assembly import full_model, load_keras
+from transferlab.tracking.promotion import register_and_gate
+from transferlab.data.prepared import parse_example, shard_files
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.evaluate")
@@ -51,7 +51,7 @@ def images_by_key(prepared, split: str, wanted: set[str]) -> dict[str, np.ndarra
 
 def evaluate(context: StageContext) -> dict:
     params, paths, cfg = context.params, context.params.paths, context.params.evaluate
-    tracking.set_tags(configure_devices().tags())
+    mlflow_runs.set_tags(configure_devices().tags())
     prepared, models = context.path(paths.prepared), context.path(paths.models)
     classes = [c["name"] for c in json.loads((models / "fine_tuned" / "classes.json").read_text(encoding="utf-8"))]
     candidates = {
@@ -82,7 +82,7 @@ def evaluate(context: StageContext) -> dict:
     atomic_write_text(metrics_dir / "evaluate_per_class.csv", final.per_class.to_csv(index=False))
     summary = {name: result.summary for name, result in results.items()}
     atomic_write_text(metrics_dir / "evaluate.json", json.dumps(summary, indent=2))
-    tracking.log_artifacts(context.path(paths.plots) / "evaluate", "evaluate")
+    mlflow_runs.log_artifacts(context.path(paths.plots) / "evaluate", "evaluate")
     gate(context, candidates["fine_tuned"], final.summary["accuracy"], classes)
     log.info("test: %s", summary)
     return {f"{name}_{key}": value for name, result in results.items() for key, value in result.summary.items()}
@@ -93,13 +93,13 @@ def gate(context: StageContext, model, accuracy: float, classes: list[str]) -> N
     cfg = context.params.evaluate
     size = context.params.data.image_size
     example = np.zeros((1, size, size, 3), np.float32)
-    uri = tracking.log_keras_model(model, "model", example)
+    uri = mlflow_runs.log_keras_model(model, "model", example)
     if uri is None:
         log.info("not tracked (--no-track): registry gate skipped")
         return
     version, decision = register_and_gate(uri, cfg.registered_model, accuracy, cfg.min_accuracy, cfg.max_regression,
                                           {"classes": json.dumps(classes), "image_size": str(size)})
-    tracking.set_tags({"registry.version": version, "registry.alias": decision.alias,
+    mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,
                        "registry.reason": decision.reason})
     log.info("registry: %s version %s -> %s (%s)", cfg.registered_model, version, decision.alias, decision.reason)
 

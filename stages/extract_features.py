@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from transferlab import tracking
-from transferlab.atomic import atomic_dir
-from transferlab.devices import configure_devices
-from transferlab.features import extract_features
+from transferlab.tracking import mlflow_runs
+from transferlab.core.atomic import atomic_dir
+from transferlab.modeling.devices import configure_devices
+from transferlab.modeling.features import extract_features
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.extract_features")
@@ -17,7 +17,7 @@ log = logging.getLogger("transferlab.extract_features")
 def extract(context: StageContext) -> dict:
     params = context.params
     device = configure_devices()
-    tracking.set_tags(device.tags())
+    mlflow_runs.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
     with atomic_dir(context.path(params.paths.features_of(context.backbone))) as target:
@@ -26,7 +26,7 @@ def extract(context: StageContext) -> dict:
                                 params.base.seed)
     seconds = time.perf_counter() - started
     total = sum(meta["counts"].values())
-    tracking.set_tags({"features.cache_key": meta["cache_key"]})
+    mlflow_runs.set_tags({"features.cache_key": meta["cache_key"]})
     log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
              meta["resumed_shards"], seconds)
     return {**{f"features_{split}": n for split, n in meta["counts"].items()},

@@ -7,16 +7,16 @@ import json
 import logging
 import shutil
 
-from transferlab import tracking
-from transferlab.atomic import atomic_dir, atomic_write_text
-from transferlab.devices import configure_devices
-from transferlab.distribution import choose_strategy, cluster_task, strategy_tags
-from transferlab.errors import UserError
-from transferlab.digest import file_sha256
-from transferlab.finetune import fine_tune
-from transferlab.history import history_tables
-from transferlab.model import full_model
-from transferlab.prepare import MANIFEST
+from transferlab.tracking import mlflow_runs
+from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.modeling.devices import configure_devices
+from transferlab.modeling.distribution import choose_strategy, cluster_task, strategy_tags
+from transferlab.core.errors import UserError
+from transferlab.core.digest import file_sha256
+from transferlab.modeling.fine_tuning import fine_tune
+from transferlab.modeling.history import history_tables
+from transferlab.modeling.assembly import full_model
+from transferlab.data.preprocess import MANIFEST
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.fine_tune")
@@ -39,7 +39,7 @@ def tune(context: StageContext) -> dict:
                         "(on one machine MirroredStrategy still uses every GPU)")
     device = configure_devices()
     strategy = choose_strategy()
-    tracking.set_tags({**device.tags(), **strategy_tags(strategy)})
+    mlflow_runs.set_tags({**device.tags(), **strategy_tags(strategy)})
     head_dir = context.path(paths.head_of(params.backbone.name))
     with strategy.scope():
         model = full_model(params.backbone, params.data.image_size, head_dir / "head.keras", context.root,
@@ -61,7 +61,7 @@ def tune(context: StageContext) -> dict:
             table.to_csv(target / f"{name}.tsv", sep="\t", index=False)
     atomic_write_text(context.path(paths.metrics) / "fine_tune.json", json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
-    tracking.log_history(result.history)
+    mlflow_runs.log_history(result.history)
     if result.kept_initial:
         log.warning("fine-tuning never beat the head-only validation loss %.4f: kept the head-only weights",
                     result.initial["val_loss"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from transferlab.atomic import atomic_dir
-from transferlab.prepare import prepare_dataset
+from transferlab.core.atomic import atomic_dir
+from transferlab.data.preprocess import prepare_dataset
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.preprocess")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
-from transferlab import tracking
-from transferlab.atomic import atomic_dir, atomic_write_text
-from transferlab.devices import configure_devices
-from transferlab.distribution import choose_strategy, is_chief, strategy_tags
-from transferlab.features import load_split, read_meta
-from transferlab.head import accuracy, train_head
-from transferlab.history import history_tables
+from transferlab.tracking import mlflow_runs
+from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.modeling.devices import configure_devices
+from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
+from transferlab.modeling.features import load_split, read_meta
+from transferlab.modeling.head import accuracy, train_head
+from transferlab.modeling.history import history_tables
 from transferlab.stage_runner import StageContext, main_for
 
 log = logging.getLogger("transferlab.train_head")
@@ -22,7 +22,7 @@ def train(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
     device = configure_devices()
     strategy = choose_strategy()
-    tracking.set_tags({**device.tags(), **strategy_tags(strategy)})
+    mlflow_runs.set_tags({**device.tags(), **strategy_tags(strategy)})
     features_dir = context.path(paths.features_of(context.backbone))
     meta = read_meta(features_dir)
     splits = {split: load_split(features_dir, split) for split in ("train", "validation", "test")}
@@ -42,8 +42,8 @@ def train(context: StageContext) -> dict:
         for name, table in history_tables(result.history).items():
             table.to_csv(target / f"{name}.tsv", sep="\t", index=False)
     atomic_write_text(context.path(paths.head_metrics_of(context.backbone)), json.dumps(metrics, indent=2))
-    tracking.log_history(result.history)
-    tracking.log_keras_model(result.model, "head", splits["train"].features[:4].astype("float32"))
+    mlflow_runs.log_history(result.history)
+    mlflow_runs.log_keras_model(result.model, "head", splits["train"].features[:4].astype("float32"))
     log.info("%s head: %s", context.backbone, metrics)
     return {key: float(value) for key, value in metrics.items() if value is not None}
 

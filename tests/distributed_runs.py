@@ -20,7 +20,7 @@ HEAD = {"epochs": 6, "patience": 10, "dropout": 0.0, "learning_rate": 0.01, "bat
 
 
 def blobs(n: int, classes: int = 3, width: int = 16, seed: int = 0):
-    from transferlab.features import SplitFeatures
+    from transferlab.modeling.features import SplitFeatures
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
@@ -30,8 +30,8 @@ def blobs(n: int, classes: int = 3, width: int = 16, seed: int = 0):
 
 
 def train(strategy, per_replica_batch: int) -> dict:
-    from transferlab.head import train_head
-    from transferlab.params import HeadParams
+    from transferlab.modeling.head import train_head
+    from transferlab.core.params import HeadParams
 
     result = train_head(HeadParams(**{**HEAD, "batch_size": per_replica_batch}), blobs(128), blobs(48, seed=1), 3,
                         seed=0, verbose=0, strategy=strategy)
@@ -47,14 +47,14 @@ def main() -> None:
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from transferlab.distribution import choose_strategy
+        from transferlab.modeling.distribution import choose_strategy
 
         one = train(tf.distribute.get_strategy(), HEAD["batch_size"])
         # The same global batch of 16 split over two replicas of 8.
         two = train(choose_strategy(devices=["/cpu:0", "/cpu:1"]), HEAD["batch_size"] // 2)
         result = {"one": one, "two": two}
     else:
-        from transferlab.distribution import choose_strategy, is_chief
+        from transferlab.modeling.distribution import choose_strategy, is_chief
 
         strategy = choose_strategy()
         workers = len(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"]) if "TF_CONFIG" in os.environ else 1

@@ -1,6 +1,6 @@
 import pytest
 
-from transferlab.atomic import atomic_dir, atomic_write_text
+from transferlab.core.atomic import atomic_dir, atomic_write_text
 
 
 def test_success_replaces_the_folder_whole(tmp_path):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from transferlab.adversarial import epsilon_sweep, target_classes
-from transferlab.attacks import (class_mask, fgsm, ideal_image, logits_model, pgd, probabilities,
+from transferlab.adversarial.sweep import epsilon_sweep, target_classes
+from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, logits_model, pgd, probabilities,
                                  total_variation, unbounded_steps)
-from transferlab.errors import ParamsError
-from transferlab.model import BackbonePreprocess
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.assembly import BackbonePreprocess
 
 
 def _tiny(units: int, seed: int = 0):

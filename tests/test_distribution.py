@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from transferlab.distribution import choose_strategy, cluster_task, global_batch_size, is_chief
-from transferlab.errors import UserError
+from transferlab.modeling.distribution import choose_strategy, cluster_task, global_batch_size, is_chief
+from transferlab.core.errors import UserError
 
 
 def _tf_config(kind: str, index: int, chief: bool = False) -> dict[str, str]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import closed_port
-from transferlab.endpoints import redact, unreachable_reason
+from transferlab.core.endpoints import redact, unreachable_reason
 
 
 @pytest.mark.parametrize(("uri", "shown"), [

@@ -1,7 +1,7 @@
 import numpy as np
 
-from transferlab.evaluation import confusion_records, evaluate_predictions, worst_mistakes
-from transferlab.registry import CHALLENGER, CHAMPION, decide
+from transferlab.evaluation.scoring import confusion_records, evaluate_predictions, worst_mistakes
+from transferlab.tracking.promotion import CHALLENGER, CHAMPION, decide
 
 
 def test_sigmoid_outputs_are_scored_as_two_classes():

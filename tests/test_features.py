@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 
 from tests.conftest import STAGES, run_stages
-from transferlab.features import cache_components, cache_key, load_split
-from transferlab.params import BackboneParams
+from transferlab.modeling.features import cache_components, cache_key, load_split
+from transferlab.core.params import BackboneParams
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 10, "data.image_size": 32,
         "data.shard_size": 4, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none"}

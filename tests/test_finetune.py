@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import STAGES, run_stages
-from transferlab.errors import ParamsError
-from transferlab.finetune import fine_tune, unfreeze_top, weight_snapshot
-from transferlab.model import backbone_of, full_model, load_keras
-from transferlab.params import FineTuneParams, load_params
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top, weight_snapshot
+from transferlab.modeling.assembly import backbone_of, full_model, load_keras
+from transferlab.core.params import FineTuneParams, load_params
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
         "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3}

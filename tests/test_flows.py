@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.test_pipeline_e2e import SMALL
-from transferlab.orchestration import CACHED, RAN, outcomes, override_arguments
+from flows.orchestration import CACHED, RAN, outcomes, override_arguments
 from transferlab.workspace import create_workspace
 
 FAST = {**SMALL, "data.synthetic.images_per_class": 5, "head.epochs": 2}

@@ -6,8 +6,8 @@ import shutil
 import pandas as pd
 
 from tests.conftest import prepare_with
-from transferlab.raw_layout import list_raw_images, read_source_info
-from transferlab.sources.folder import breed_of, detect_layout, import_folder
+from transferlab.data.raw_layout import list_raw_images, read_source_info
+from transferlab.data.sources.folder import breed_of, detect_layout, import_folder
 
 
 def _touch(path, data=b"x"):

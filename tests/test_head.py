@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from transferlab.errors import ParamsError
-from transferlab.features import SplitFeatures
-from transferlab.head import accuracy, build_head, train_head
-from transferlab.params import HeadParams
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.features import SplitFeatures
+from transferlab.modeling.head import accuracy, build_head, train_head
+from transferlab.core.params import HeadParams
 
 
 def _blobs(n, classes, width=16, seed=0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.corrupt_files import bad_files, good_files
-from transferlab.images import UndecodableImage, decode_rgb, encode_jpeg, resize
+from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, resize
 
 
 @pytest.mark.parametrize("name", sorted(good_files()))

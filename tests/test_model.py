@@ -9,8 +9,8 @@ import keras
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from transferlab.errors import UserError
-from transferlab.model import load_keras
+from transferlab.core.errors import UserError
+from transferlab.modeling.assembly import load_keras
 
 
 def _lambda_model(path):

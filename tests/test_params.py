@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from transferlab.errors import ParamsError
-from transferlab.params import Params, load_params, parse_params
+from transferlab.core.errors import ParamsError
+from transferlab.core.params import Params, load_params, parse_params
 from transferlab.workspace import PROJECT_ROOT
 from stages.download import download
 from stages.preprocess import preprocess

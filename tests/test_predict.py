@@ -12,7 +12,7 @@ from tests.conftest import PROJECT_ROOT
 def _save_model(path):
     import keras
 
-    from transferlab.model import BackbonePreprocess
+    from transferlab.modeling.assembly import BackbonePreprocess
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))

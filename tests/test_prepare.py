@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import prepare_with
 from tests.corrupt_files import bad_files, good_files, write_corrupt_folder
-from transferlab.shards import parse_example, shard_files
+from transferlab.data.prepared import parse_example, shard_files
 
 
 def _read_shards(prepared, split):

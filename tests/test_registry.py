@@ -4,15 +4,15 @@ import mlflow
 import numpy as np
 import pytest
 
-from transferlab import tracking
-from transferlab.predict import load_model
-from transferlab.registry import register_and_gate
+from transferlab.tracking import mlflow_runs
+from transferlab.evaluation.predict import load_model
+from transferlab.tracking.promotion import register_and_gate
 
 
 def _model(seed):
     import keras
 
-    from transferlab.model import BackbonePreprocess
+    from transferlab.modeling.assembly import BackbonePreprocess
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
@@ -22,8 +22,8 @@ def _model(seed):
 
 
 def _log_and_gate(tmp_path, model, accuracy):
-    with tracking.stage_run("evaluate", "registry-test", tmp_path, {}):
-        uri = tracking.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
+    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
+        uri = mlflow_runs.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
         return register_and_gate(uri, "pets", accuracy, 0.8, 0.01, {"classes": '["cat", "dog"]'})
 
 
@@ -45,8 +45,8 @@ def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path):
 
 
 def test_unknown_registered_model_is_a_one_line_error(tmp_path):
-    from transferlab.errors import UserError
+    from transferlab.core.errors import UserError
 
-    mlflow.set_tracking_uri(tracking.tracking_uri(tmp_path))
+    mlflow.set_tracking_uri(mlflow_runs.tracking_uri(tmp_path))
     with pytest.raises(UserError, match="cannot load models:/nothing@champion"):
         load_model("models:/nothing@champion")

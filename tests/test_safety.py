@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.conftest import PROJECT_ROOT
-from transferlab.params import Params
+from transferlab.core.params import Params
 
 
 def test_make_serve_binds_the_prefect_server_to_loopback():

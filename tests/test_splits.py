@@ -1,8 +1,8 @@
 from collections import Counter
 from pathlib import Path
 
-from transferlab.raw_layout import RawImage
-from transferlab.splits import assign_splits
+from transferlab.data.raw_layout import RawImage
+from transferlab.data.splits import assign_splits
 
 
 def _items(spec: dict[str, dict[str, int]]) -> list[RawImage]:

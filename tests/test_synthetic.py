@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from transferlab.synthetic import class_names, write_synthetic_folder
+from transferlab.data.sources.synthetic import class_names, write_synthetic_folder
 
 
 def _files(root):

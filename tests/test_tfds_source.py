@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import prepare_with
-from transferlab.errors import DataError
-from transferlab.params import TfdsParams
-from transferlab.sources.tfds_source import import_tfds
+from transferlab.core.errors import DataError
+from transferlab.core.params import TfdsParams
+from transferlab.data.sources.tfds_source import import_tfds
 
 
 @pytest.fixture

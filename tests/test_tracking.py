@@ -6,7 +6,7 @@ import time
 
 from tests.conftest import closed_port, run_stages
 from transferlab.stage_runner import run_stage
-from transferlab.tracking import environment_tags, tracking_home
+from transferlab.tracking.mlflow_runs import environment_tags, tracking_home
 
 
 def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, monkeypatch, capsys):

@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from transferlab.errors import UserError
+from transferlab.core.errors import UserError
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from transferlab.predict import load_model, predict_files
+    from transferlab.evaluation.predict import load_model, predict_files
 
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from transferlab.endpoints import redact, unreachable_reason
-from transferlab.errors import UserError
+from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.errors import UserError
 
 MIN_FREE_GIB = 5.0  # Oxford-IIIT Pet raw + prepared + one feature cache + models, with room to spare
 KERAS_WEIGHTS_HOST = "https://storage.googleapis.com"
@@ -66,7 +66,7 @@ def dataset(params, root: Path) -> Finding:
             return Finding("dataset", False, f"data.folder.root {folder} is not a folder",
                            "point data.folder.root at <class>/<image> folders or the extracted Oxford-IIIT archive")
         return Finding("dataset", True, f"folder {folder}")
-    from transferlab.sources.tfds_source import _builder, check_reachable
+    from transferlab.data.sources.tfds_source import _builder, check_reachable
 
     builder = _builder(data.tfds)
     try:
@@ -99,7 +99,7 @@ def weights(params, root: Path) -> list[Finding]:
 
 
 def mlflow_endpoint(root: Path) -> Finding:
-    from transferlab.tracking import tracking_uri
+    from transferlab.tracking.mlflow_runs import tracking_uri
 
     uri = tracking_uri(root)
     reason = unreachable_reason(uri)
@@ -127,7 +127,7 @@ def disk(root: Path) -> Finding:
 
 
 def diagnose(params_file: Path) -> list[Finding]:
-    from transferlab.params import load_params
+    from transferlab.core.params import load_params
 
     root = Path(params_file).resolve().parent
     findings = [versions(), disk(root), mlflow_endpoint(root), prefect_endpoint()]

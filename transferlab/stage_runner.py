@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.errors import UserError
-from transferlab.params import Params, load_params
+from transferlab.core.errors import UserError
+from transferlab.core.params import Params, load_params
 
 log = logging.getLogger("transferlab")
 
@@ -52,18 +52,18 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
         params = load_params(args.params)
         context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
         params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
-        from transferlab.distribution import is_chief
+        from transferlab.modeling.distribution import is_chief
 
         if args.no_track or not is_chief():  # in a cluster, only the chief records the run
             body(context)
             return 0
-        from transferlab import tracking
+        from transferlab.tracking import mlflow_runs
 
         logged = {section: getattr(params, section).model_dump() for section in param_sections}
         if "backbone" in logged:
             logged["backbone"] = params.backbone_named(context.backbone).model_dump()
         run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
-        with tracking.stage_run(run_name, params.mlflow.experiment, context.root, logged):
+        with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged):
             metrics = body(context) or {}
             if metrics:
                 import mlflow

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from transferlab.endpoints import redact, unreachable_reason
-from transferlab.errors import UserError
+from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.errors import UserError
 
 PIPELINE_ID_ENV = "TRANSFERLAB_PIPELINE_ID"
 PIPELINE_TAG = "transferlab.pipeline_id"

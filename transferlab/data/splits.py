@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from transferlab.raw_layout import RawImage
+from transferlab.data.raw_layout import RawImage
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 

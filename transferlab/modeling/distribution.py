@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from transferlab.errors import UserError
+from transferlab.core.errors import UserError
 
 TF_CONFIG = "TF_CONFIG"
 

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from transferlab.errors import DataError
-from transferlab.images import UndecodableImage, decode_rgb, encode_jpeg, resize
-from transferlab.params import DataParams
-from transferlab.raw_layout import RawImage, list_raw_images, read_source_info
-from transferlab.shards import ShardWriter
-from transferlab.splits import TEST, TRAIN, VALIDATION, assign_splits
+from transferlab.core.errors import DataError
+from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, resize
+from transferlab.core.params import DataParams
+from transferlab.data.raw_layout import RawImage, list_raw_images, read_source_info
+from transferlab.data.prepared import ShardWriter
+from transferlab.data.splits import TEST, TRAIN, VALIDATION, assign_splits
 
 MANIFEST = "manifest.csv"
 DATA_REPORT = "data_report.json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from transferlab.attacks import class_mask, pgd, probabilities, unbounded_steps
-from transferlab.errors import ParamsError
+from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
+from transferlab.core.errors import ParamsError
 
 CAT_NAMES = {"cat", "cats"}
 

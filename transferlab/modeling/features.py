@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from transferlab.digest import file_sha256
-from transferlab.atomic import atomic_write_bytes
-from transferlab.backbones import build_base, preprocess_function, spec_for, weights_identity
-from transferlab.params import BackboneParams
-from transferlab.prepare import CLASSES, MANIFEST, SPLITS
-from transferlab.shards import parse_example, shard_files
+from transferlab.core.digest import file_sha256
+from transferlab.core.atomic import atomic_write_bytes
+from transferlab.core.backbones import build_base, preprocess_function, spec_for, weights_identity
+from transferlab.core.params import BackboneParams
+from transferlab.data.preprocess import CLASSES, MANIFEST, SPLITS
+from transferlab.data.prepared import parse_example, shard_files
 
 META = "meta.json"
 

@@ -9,10 +9,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from transferlab.errors import ParamsError
-from transferlab.model import backbone_of, compile_for
-from transferlab.params import FineTuneParams
-from transferlab.shards import parse_example, shard_files
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.assembly import backbone_of, compile_for
+from transferlab.core.params import FineTuneParams
+from transferlab.data.prepared import parse_example, shard_files
 
 
 HISTORY_LOG = "history.csv"
@@ -81,7 +81,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica."""
     import tensorflow as tf
 
-    from transferlab.distribution import global_batch_size
+    from transferlab.modeling.distribution import global_batch_size
 
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)

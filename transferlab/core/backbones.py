@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.digest import file_sha256
-from transferlab.errors import ParamsError
+from transferlab.core.digest import file_sha256
+from transferlab.core.errors import ParamsError
 
 
 @dataclass(frozen=True)

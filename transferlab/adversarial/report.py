@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferlab.adversarial import Replication, Sweep
+from transferlab.adversarial.sweep import Replication, Sweep
 
 
 def _pyplot():

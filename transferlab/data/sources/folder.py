@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from transferlab.errors import DataError, ParamsError
-from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file
+from transferlab.core.errors import DataError, ParamsError
+from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file
 
 Layout = Literal["oxford", "splits", "classes"]
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",

@@ -14,10 +14,10 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from transferlab.digest import file_sha256
-from transferlab.errors import DataError
-from transferlab.params import TfdsParams
-from transferlab.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
+from transferlab.core.digest import file_sha256
+from transferlab.core.errors import DataError
+from transferlab.core.params import TfdsParams
+from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
 
 CATS_VS_DOGS_MEMBER = re.compile(r"^PetImages[\\/](Cat|Dog)[\\/](\d+)\.jpg$")
 

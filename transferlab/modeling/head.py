@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.features import SplitFeatures
-from transferlab.params import HeadParams
+from transferlab.modeling.features import SplitFeatures
+from transferlab.core.params import HeadParams
 
 
 @dataclass
@@ -23,7 +23,7 @@ def output_activation(cfg: HeadParams, num_classes: int) -> str:
     if cfg.activation == "auto":
         return "sigmoid" if num_classes == 2 else "softmax"
     if cfg.activation == "sigmoid" and num_classes != 2:
-        from transferlab.errors import ParamsError
+        from transferlab.core.errors import ParamsError
 
         raise ParamsError(f"head.activation: sigmoid needs exactly 2 classes, the data has {num_classes}")
     return cfg.activation
@@ -48,7 +48,7 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
     units = 1 if activation == "sigmoid" else num_classes
     outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name="head")
-    from transferlab.model import compile_for
+    from transferlab.modeling.assembly import compile_for
 
     compile_for(model, cfg.learning_rate)
     return model
@@ -62,8 +62,8 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     import keras
     import tensorflow as tf
 
-    from transferlab.distribution import global_batch_size
-    from transferlab.multi_worker import is_multi_worker
+    from transferlab.modeling.distribution import global_batch_size
+    from transferlab.modeling.multi_worker import is_multi_worker
 
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
@@ -96,8 +96,8 @@ def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple 
 
     import tensorflow as tf
 
-    from transferlab.errors import ParamsError
-    from transferlab.multi_worker import fit_multi_worker
+    from transferlab.core.errors import ParamsError
+    from transferlab.modeling.multi_worker import fit_multi_worker
 
     steps = len(train[1]) // batch
     if steps == 0:
@@ -111,14 +111,14 @@ def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple 
 
     checked = tf.data.Dataset.from_tensor_slices(validation).batch(batch) if validation is not None else None
     return fit_multi_worker(model, model.optimizer, train_fn, checked, batch, cfg.epochs, cfg.patience, strategy,
-                            logging.getLogger("transferlab.head").info)
+                            logging.getLogger("transferlab.modeling.head").info)
 
 
 def accuracy(model, split: SplitFeatures) -> float:
     """Top-1 accuracy of a head (sigmoid or softmax) on one split's features."""
     if len(split.labels) == 0:
         return float("nan")
-    from transferlab.model import predict_labels
+    from transferlab.modeling.assembly import predict_labels
 
     predicted = predict_labels(model.predict(split.features.astype(np.float32), verbose=0))
     return float((predicted == split.labels).mean())

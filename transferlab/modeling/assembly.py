@@ -7,8 +7,8 @@ from typing import Any
 
 import keras
 
-from transferlab.backbones import build_base, preprocess_function, spec_for
-from transferlab.errors import UserError
+from transferlab.core.backbones import build_base, preprocess_function, spec_for
+from transferlab.core.errors import UserError
 
 
 @keras.saving.register_keras_serializable(package="transferlab")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from transferlab.model import class_probabilities
+from transferlab.modeling.assembly import class_probabilities
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.errors import UserError
-from transferlab.images import UndecodableImage, decode_rgb, resize
+from transferlab.core.errors import UserError
+from transferlab.data.images import UndecodableImage, decode_rgb, resize
 
 
 @dataclass
@@ -29,7 +29,7 @@ def load_model(reference: str) -> LoadedModel:
         path = path / "model.keras"
     if not path.is_file():
         raise UserError(f"--model: no model file at {reference}")
-    from transferlab.model import load_keras
+    from transferlab.modeling.assembly import load_keras
 
     model = load_keras(path)
     classes_file = path.parent / "classes.json"
@@ -45,7 +45,7 @@ def _load_registered(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    import transferlab.model  # noqa: F401  (registers the custom preprocessing layer before loading)
+    import transferlab.modeling.assembly  # noqa: F401  (registers the custom preprocessing layer before loading)
 
     name, _, selector = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
@@ -64,7 +64,7 @@ def _load_registered(uri: str) -> LoadedModel:
 
 def predict_files(loaded: LoadedModel, paths: list[Path], top_k: int) -> list[dict[str, Any]]:
     """One result per file: its top-k classes, or the reason it could not be read."""
-    from transferlab.model import class_probabilities
+    from transferlab.modeling.assembly import class_probabilities
 
     results = []
     for path in paths:

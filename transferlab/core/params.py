@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from transferlab.errors import ParamsError
+from transferlab.core.errors import ParamsError
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -91,7 +91,7 @@ class DataParams(Section):
 
 
 class BackboneParams(Section):
-    name: str = "mobilenet_v2"  # checked against the registry in transferlab.backbones
+    name: str = "mobilenet_v2"  # checked against the registry in transferlab.core.backbones
     alpha: float = Field(1.0, gt=0, le=2.0)
     weights: str = Field("imagenet", min_length=1)  # imagenet | none | path to a weights file
     pooling: Literal["avg", "max"] = "avg"
@@ -201,7 +201,7 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _backbone_fits(self) -> "Params":
-        from transferlab.backbones import check_config
+        from transferlab.core.backbones import check_config
 
         check_config(self.backbone.name, self.backbone.alpha, self.data.image_size)
         compare, primary = self.compare, self.backbone.name
@@ -231,7 +231,7 @@ class Params(Section):
 
 
 def _takes_alpha(name: str) -> bool:
-    from transferlab.backbones import spec_for
+    from transferlab.core.backbones import spec_for
 
     return spec_for(name, key="compare.backbones").takes_alpha
 

@@ -1,0 +1,1 @@
+"""Gradient attacks, the epsilon sweep and the adversarial report."""

@@ -1,0 +1,1 @@
+"""The lowest floor: errors, the validated params model, atomic writes, hashing, endpoints, the backbone table."""

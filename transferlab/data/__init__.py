@@ -1,0 +1,1 @@
+"""Images in: sources into the raw layout, decoding, splits, and the prepared (sharded) dataset format."""

@@ -1,0 +1,1 @@
+"""MLflow: stage runs under one pipeline run, and the registry promotion gate."""
