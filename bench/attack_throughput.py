@@ -19,16 +19,12 @@ ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim
 
 
 def default_model():
-    import keras
-
-    from transferlab.core.backbones import build_base
-    from transferlab.modeling.assembly import assemble
+    from transferlab.core.params import BackboneParams, HeadParams
+    from transferlab.modeling.assembly import classifier
+    from transferlab.modeling.head import build_head
 
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
-    base = build_base("mobilenet_v2", 1.0, 224, weights, ROOT)
-    head_in = keras.Input((1280,))
-    head = keras.Model(head_in, keras.layers.Dense(1, activation="sigmoid", name="predictions")(head_in), name="head")
-    return assemble(base, head, "mobilenet_v2", 224)
+    return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False), 1280, 2), ROOT, 0)
 
 
 def main() -> None:
@@ -39,13 +35,14 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from transferlab.adversarial.attacks import class_mask, logits_model, pgd
+    from transferlab.adversarial.attacks import class_mask, pgd
     from transferlab.modeling.devices import configure_devices
     from transferlab.modeling.assembly import load_keras
+    from transferlab.modeling.outputs import logits_function
 
     device = configure_devices(mixed_precision=False)
     model = load_keras(args.model) if args.model else default_model()
-    forward = logits_model(model)
+    forward = logits_function(model)
     size = model.input_shape[1]
     images = np.random.default_rng(0).uniform(0, 255, (args.n, size, size, 3)).astype(np.float32)
     labels = np.zeros(args.n, np.int64)

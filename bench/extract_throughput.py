@@ -43,7 +43,9 @@ def measure(n: int, batch: int, weights: str, mode: str) -> dict:
     import tensorflow as tf
 
     from transferlab.modeling.devices import configure_devices
-    from transferlab.modeling.features import build_extractor, extract_shard, shard_dataset
+    from transferlab.data.prepared import image_batches
+    from transferlab.modeling.assembly import feature_extractor
+    from transferlab.modeling.features import extract_shard
     from transferlab.core.params import BackboneParams
     from transferlab.data.prepared import shard_files
 
@@ -52,14 +54,14 @@ def measure(n: int, batch: int, weights: str, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = _prepared(Path(tmp), n, 224)
         shards = shard_files(prepared, "train")
-        model = build_extractor(cfg, 224, ROOT, 0)
+        model = feature_extractor(cfg, 224, ROOT, 0)
         if mode == "stage":
             forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-            forward(next(iter(shard_dataset(shards[0], batch)))[0])
+            forward(next(iter(image_batches([shards[0]], batch)))[0])
             started = time.perf_counter()
             count = sum(len(extract_shard(forward, path, batch, "float32")["labels"]) for path in shards)
         else:
-            images = np.concatenate([b[0].numpy() for path in shards for b in shard_dataset(path, batch)])
+            images = np.concatenate([b[0].numpy() for path in shards for b in image_batches([path], batch)])
             model.predict(images[:batch], batch_size=batch, verbose=0)
             started = time.perf_counter()
             count = len(model.predict(images, batch_size=batch, verbose=0))
@@ -75,7 +77,9 @@ def variants(n: int, batch: int, weights: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from transferlab.modeling.features import build_extractor, extract_shard, shard_dataset
+    from transferlab.data.prepared import image_batches
+    from transferlab.modeling.assembly import feature_extractor
+    from transferlab.modeling.features import extract_shard
     from transferlab.core.params import BackboneParams
     from transferlab.data.prepared import shard_files
 
@@ -88,9 +92,9 @@ def variants(n: int, batch: int, weights: str) -> dict:
                    (f"batch {batch // 2}", "float32", False, batch // 2), (f"batch {batch * 2}", "float32", False, batch * 2))
         for name, policy, jit, size in options:
             keras.mixed_precision.set_global_policy(policy)
-            model = build_extractor(cfg, 224, ROOT, 0)
+            model = feature_extractor(cfg, 224, ROOT, 0)
             forward = tf.function(lambda images, m=model: m(images, training=False), jit_compile=jit)
-            for warm in shard_dataset(shards[0], size):  # every batch shape once: XLA compiles per shape
+            for warm in image_batches([shards[0]], size):  # every batch shape once: XLA compiles per shape
                 forward(warm[0])
             started = time.perf_counter()
             features = np.concatenate([extract_shard(forward, path, size, "float32")["features"] for path in shards])

@@ -62,10 +62,11 @@ def main() -> None:
     import numpy as np
 
     from transferlab.modeling.devices import configure_devices
-    from transferlab.modeling.features import build_extractor, extract_shard
-    from transferlab.modeling.fine_tuning import image_dataset, unfreeze_top
+    from transferlab.data.prepared import image_dataset
+    from transferlab.modeling.assembly import backbone_of, classifier, compile_for, feature_extractor
+    from transferlab.modeling.features import extract_shard
+    from transferlab.modeling.fine_tuning import unfreeze_top
     from transferlab.modeling.head import build_head
-    from transferlab.modeling.assembly import assemble, backbone_of, compile_for
     from transferlab.core.params import BackboneParams, HeadParams
     from transferlab.data.prepared import shard_files
 
@@ -75,7 +76,7 @@ def main() -> None:
     head_cfg = HeadParams(batch_size=args.batch, dropout=0.2)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = _prepared(Path(tmp), args.n)
-        extractor = build_extractor(cfg, 224, ROOT, 0)
+        extractor = feature_extractor(cfg, 224, ROOT, 0)
         parts = [extract_shard(lambda x: extractor(x, training=False), path, args.batch, "float32")
                  for path in shard_files(prepared, "train")]
         features = np.concatenate([p["features"] for p in parts])
@@ -87,11 +88,7 @@ def main() -> None:
         head.fit(features, labels, batch_size=args.batch, epochs=args.epochs + 1, callbacks=[timer], verbose=0)
         on_features = steady_epoch(timer.seconds)
 
-        from transferlab.core.backbones import build_base
-
-        base = build_base("mobilenet_v2", 1.0, 224, weights, ROOT)
-        base.trainable = False
-        frozen = assemble(base, build_head(head_cfg, features.shape[1], classes, features), "mobilenet_v2", 224)
+        frozen = classifier(cfg, 224, build_head(head_cfg, features.shape[1], classes, features), ROOT, 0)
         compile_for(frozen, head_cfg.learning_rate)
         timer = epoch_timer()
         frozen.fit(image_dataset(prepared, "train", args.batch), epochs=args.epochs + 1, callbacks=[timer], verbose=0)

@@ -101,7 +101,7 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
                 results.append(runner(stage, str(root), pipeline_id))
     params = load_params(root / "params.yaml")
     files = {f"train_head@{name}": params.paths.head_metrics_of(name) for name in params.compare.backbones}
-    files |= {stage: f"{params.paths.metrics}/{stage}.json" for stage in ("fine_tune", "evaluate")}
+    files |= {"fine_tune": params.paths.fine_tune_metrics, "evaluate": params.paths.evaluate_metrics}
     metrics = flat_metrics(root, files)
     mlflow_note, registry_note = _registry_note(root, pipeline_id)
     experiment = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or None

@@ -5,34 +5,33 @@ from __future__ import annotations
 import logging
 import time
 
-from transferlab.tracking import mlflow_runs
 from transferlab.core.atomic import atomic_dir
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.features import extract_features
 from transferlab.stage_runner import StageContext, main_for
+from transferlab.tracking import mlflow_runs
 
 log = logging.getLogger("transferlab.extract_features")
 
 
-def extract(context: StageContext) -> dict:
-    params = context.params
+def run(context: StageContext) -> dict:
+    params, paths = context.params, context.params.paths
     device = configure_devices()
     mlflow_runs.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
-    with atomic_dir(context.path(params.paths.features_of(context.backbone))) as target:
-        meta = extract_features(context.path(params.paths.prepared), target, context.path(params.paths.scratch),
+    with atomic_dir(context.path(paths.features_of(context.backbone))) as target:
+        meta = extract_features(context.path(paths.prepared), target, context.path(paths.scratch),
                                 params.backbone_named(context.backbone), params.data.image_size, context.root,
                                 params.base.seed)
     seconds = time.perf_counter() - started
-    total = sum(meta["counts"].values())
     mlflow_runs.set_tags({"features.cache_key": meta["cache_key"]})
     log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
              meta["resumed_shards"], seconds)
     return {**{f"features_{split}": n for split, n in meta["counts"].items()},
             "feature_width": meta["feature_width"], "resumed_shards": meta["resumed_shards"],
-            "images_per_second": total / seconds if seconds else 0.0}
+            "images_per_second": sum(meta["counts"].values()) / seconds if seconds else 0.0}
 
 
 if __name__ == "__main__":
-    main_for("extract_features", extract, ["base", "data", "backbone"])
+    main_for("extract_features", run, ["base", "data", "backbone"])

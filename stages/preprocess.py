@@ -11,7 +11,7 @@ from transferlab.stage_runner import StageContext, main_for
 log = logging.getLogger("transferlab.preprocess")
 
 
-def preprocess(context: StageContext) -> dict:
+def run(context: StageContext) -> dict:
     params = context.params
     with atomic_dir(context.path(params.paths.prepared)) as target:
         report = prepare_dataset(context.path(params.paths.raw), target, params.data, params.base.seed)
@@ -23,4 +23,4 @@ def preprocess(context: StageContext) -> dict:
 
 
 if __name__ == "__main__":
-    main_for("preprocess", preprocess, ["base", "data"])
+    main_for("preprocess", run, ["base", "data"])

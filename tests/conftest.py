@@ -52,10 +52,8 @@ def run_stages(tmp_path: Path, overrides: dict, stages=STAGES[:2], track: bool =
     if not params_file.exists():
         shutil.copy(PROJECT_ROOT / "params.yaml", params_file)
     set_params(params_file, overrides)
-    bodies = {"download": "download", "preprocess": "preprocess", "extract_features": "extract",
-              "train_head": "train", "fine_tune": "tune", "evaluate": "evaluate", "adversarial_report": "report"}
     for stage in stages:
-        body = getattr(importlib.import_module(f"stages.{stage}"), bodies[stage])
+        body = importlib.import_module(f"stages.{stage}").run
         argv = ["--params", str(params_file)] + ([] if track else ["--no-track"])
         code = run_stage(stage, body, ["data"], argv)
         assert code == 0, f"{stage} exited {code}"

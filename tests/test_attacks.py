@@ -6,23 +6,20 @@ import pytest
 import tensorflow as tf
 
 from transferlab.adversarial.sweep import epsilon_sweep, target_classes
-from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, logits_model, pgd, probabilities,
-                                 total_variation, unbounded_steps)
+from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, pgd, probabilities, total_variation,
+                                             unbounded_steps)
 from transferlab.core.errors import ParamsError
 from transferlab.modeling.assembly import BackbonePreprocess
+from transferlab.modeling.outputs import Output, logits_function, output_layers
 
 
 def _tiny(units: int, seed: int = 0):
-    """pixels -> preprocess -> (a 'backbone') -> head, shaped like the pipeline's assembled models."""
+    """pixels -> preprocess -> (a 'backbone') -> logits -> probabilities, as the pipeline's models end."""
     keras.utils.set_random_seed(seed)
-    base_in = keras.Input((8, 8, 3))
-    base = keras.Model(base_in, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(base_in)), name="base")
-    head_in = keras.Input((4,))
-    activation = "sigmoid" if units == 1 else "softmax"
-    head = keras.Model(head_in, keras.layers.Dense(units, activation=activation, name="predictions")(head_in),
-                       name="head")
     inputs = keras.Input((8, 8, 3))
-    return keras.Model(inputs, head(base(BackbonePreprocess("mobilenet_v2")(inputs), training=False)))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(BackbonePreprocess("mobilenet_v2")(inputs)))
+    logits, probabilities = output_layers(Output(2, True) if units == 1 else Output(units, False))
+    return keras.Model(inputs, probabilities(logits(features)))
 
 
 def _images(n=6, seed=1):
@@ -33,7 +30,7 @@ def _images(n=6, seed=1):
 def test_logits_reproduce_the_models_probabilities(units):
     model = _tiny(units)
     expected = model.predict(_images(), verbose=0)
-    got = probabilities(logits_model(model), _images())
+    got = probabilities(logits_function(model), _images())
     if units == 1:
         expected = np.concatenate([1 - expected, expected], axis=1)
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -41,7 +38,7 @@ def test_logits_reproduce_the_models_probabilities(units):
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.5, 8.0])
 def test_pgd_and_fgsm_respect_the_budget_and_the_pixel_range(epsilon):
-    forward, images = logits_model(_tiny(3)), _images()
+    forward, images = logits_function(_tiny(3)), _images()
     labels = np.zeros(len(images), np.int64)
     for adversarial in (pgd(forward, images, labels, epsilon, 5, epsilon / 2, seed=3), fgsm(forward, images, labels, epsilon),
                         pgd(forward, images, labels, epsilon, 5, epsilon / 2, class_mask(3, [2]))):
@@ -53,7 +50,7 @@ def test_pgd_and_fgsm_respect_the_budget_and_the_pixel_range(epsilon):
 
 
 def test_targeted_pgd_raises_the_target_probability():
-    forward, images = logits_model(_tiny(3)), _images()
+    forward, images = logits_function(_tiny(3)), _images()
     labels = np.zeros(len(images), np.int64)
     before = probabilities(forward, images)[:, 2]
     after = probabilities(forward, pgd(forward, images, labels, 16.0, 10, 4.0, class_mask(3, [2])))[:, 2]
@@ -61,7 +58,7 @@ def test_targeted_pgd_raises_the_target_probability():
 
 
 def test_unbounded_steps_and_ideal_image_reach_the_target():
-    forward = logits_model(_tiny(3))
+    forward = logits_function(_tiny(3))
     moved = unbounded_steps(forward, _images(1), class_mask(3, [1]), 50, 2000.0)
     assert probabilities(forward, moved)[0, 1] > probabilities(forward, _images(1))[0, 1]
     smooth = ideal_image(forward, 8, class_mask(3, [1]), 60, 5.0, 0.5, 20, seed=0)
@@ -90,7 +87,7 @@ def test_targets_resolve_by_species_name_or_class():
 
 def test_sweep_is_monotone_and_starts_with_no_success():
     model = _tiny(3)
-    forward, images = logits_model(model), _images(12)
+    forward, images = logits_function(model), _images(12)
     labels = probabilities(forward, images).argmax(1)  # every image "correct" by construction
     targets = [int(np.bincount(labels, minlength=3).argmin())]
     sweep = epsilon_sweep(forward, images, labels, targets, [8.0, 0.0, 2.0, 32.0], 5, 2.5, seed=0, batch=5)

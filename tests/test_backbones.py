@@ -2,7 +2,8 @@
 
 import pytest
 
-from transferlab.core.backbones import BACKBONES, build_base, check_config, weights_identity
+from transferlab.core.backbones import BACKBONES, check_config, weights_identity
+from transferlab.modeling.assembly import build_base
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import parse_params
 

@@ -5,8 +5,8 @@ import pytest
 
 from tests.conftest import STAGES, run_stages
 from transferlab.core.errors import ParamsError
-from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top, weight_snapshot
-from transferlab.modeling.assembly import backbone_of, full_model, load_keras
+from transferlab.modeling.assembly import backbone_of, classifier, load_keras
+from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top
 from transferlab.core.params import FineTuneParams, load_params
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
@@ -22,7 +22,12 @@ def trained_head(tmp_path_factory):
 
 def _model(trained_head):
     root, params = trained_head
-    return full_model(params.backbone, 32, root / "models" / "head" / "resnet50" / "head.keras", root, 0)
+    return classifier(params.backbone, 32, load_keras(root / params.paths.head_model_of("resnet50")), root, 0)
+
+
+def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:
+    """Copies of every variable (trainable or not, BatchNorm moving statistics included) by layer name."""
+    return {layer.name: [np.array(w.numpy()) for w in layer.weights] for layer in layers}
 
 
 def test_only_the_unfrozen_top_changes(trained_head, tmp_path):

@@ -11,8 +11,7 @@ import yaml
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import Params, load_params, parse_params
 from transferlab.workspace import PROJECT_ROOT
-from stages.download import download
-from stages.preprocess import preprocess
+from stages import download, preprocess
 from transferlab.stage_runner import run_stage
 
 
@@ -67,7 +66,7 @@ def test_bad_params_exit_2_name_the_key_and_touch_nothing(tmp_path, capsys, para
     output = tmp_path / "data" / "prepared"
     output.mkdir(parents=True)
     (output / "manifest.csv").write_text("previous result")
-    for stage, body in (("download", download), ("preprocess", preprocess)):
+    for stage, body in (("download", download.run), ("preprocess", preprocess.run)):
         code = run_stage(stage, body, ["data"], ["--params", str(params_file)])
         message = capsys.readouterr().err.strip()
         assert code == 2, message
@@ -86,7 +85,7 @@ def test_enum_errors_list_the_allowed_values(tmp_path):
 
 def test_missing_folder_root_is_a_params_error(tmp_path, capsys):
     params_file = _write(tmp_path, {"data": {"source": "folder", "folder": {"root": "no/such/dir"}}})
-    assert run_stage("download", download, ["data"], ["--params", str(params_file), "--no-track"]) == 2
+    assert run_stage("download", download.run, ["data"], ["--params", str(params_file), "--no-track"]) == 2
     assert "data.folder.root: folder not found" in capsys.readouterr().err
 
 

@@ -15,10 +15,10 @@ def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, mo
     manifest = tmp_path / "data" / "prepared" / "manifest.csv"
     before = manifest.stat().st_mtime_ns
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:pw@127.0.0.1:{closed_port()}")
-    from stages.preprocess import preprocess
+    from stages import preprocess
 
     started = time.monotonic()
-    code = run_stage("preprocess", preprocess, ["data"], ["--params", str(params)])
+    code = run_stage("preprocess", preprocess.run, ["data"], ["--params", str(params)])
     seconds = time.monotonic() - started
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and seconds < 10, (code, seconds)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from transferlab.core.errors import UserError
+from transferlab.core.params import PathsParams
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="top-k classes for image files")
     predict.add_argument("images", nargs="+", type=Path)
-    predict.add_argument("--model", default="models/fine_tuned/model.keras",
+    predict.add_argument("--model", default=PathsParams().fine_tuned_model,
                          help="a .keras file, or models:/<name>@champion (default: %(default)s)")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from transferlab.core.params import load_params
-from transferlab.data.preprocess import DATA_REPORT
+from transferlab.data.prepared import DATA_REPORT
 from transferlab.workspace import PROJECT_ROOT, create_workspace, run_tool
 
 DEMO_PARAMS = {"data.source": "synthetic", "data.image_size": 64, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "fine_tune.epochs": 2,

@@ -10,15 +10,12 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from transferlab.core.backbones import spec_for
 from transferlab.core.endpoints import redact, unreachable_reason
 from transferlab.core.errors import UserError
 
 MIN_FREE_GIB = 5.0  # Oxford-IIIT Pet raw + prepared + one feature cache + models, with room to spare
 KERAS_WEIGHTS_HOST = "https://storage.googleapis.com"
-# How keras.applications names its downloaded no-top weights in $KERAS_HOME/models.
-KERAS_CACHE_PATTERNS = {"mobilenet_v2": "mobilenet_v2_*no_top.h5", "mobilenet": "mobilenet_[0-9]*no_top.h5",
-                        "resnet50": "resnet50_*notop.h5", "vgg16": "vgg16_*notop.h5", "vgg19": "vgg19_*notop.h5",
-                        "efficientnet_b0": "efficientnetb0_notop.h5"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +63,9 @@ def dataset(params, root: Path) -> Finding:
             return Finding("dataset", False, f"data.folder.root {folder} is not a folder",
                            "point data.folder.root at <class>/<image> folders or the extracted Oxford-IIIT archive")
         return Finding("dataset", True, f"folder {folder}")
-    from transferlab.data.sources.tfds_source import _builder, check_reachable
+    from transferlab.data.sources.tfds_source import builder_for, check_reachable
 
-    builder = _builder(data.tfds)
+    builder = builder_for(data.tfds)
     try:
         check_reachable(data.tfds, dict(builder.url_infos or {}))
     except UserError as exc:
@@ -86,7 +83,7 @@ def weights(params, root: Path) -> list[Finding]:
             findings.append(Finding(check, True, "none: random initialisation"))
         elif cfg.weights == "imagenet":
             cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-            cached = sorted(p.name for p in cache.glob(KERAS_CACHE_PATTERNS[name])) if cache.is_dir() else []
+            cached = sorted(p.name for p in cache.glob(spec_for(name).keras_cache_pattern)) if cache.is_dir() else []
             reason = None if cached else unreachable_reason(KERAS_WEIGHTS_HOST)
             detail = f"imagenet: cached {cached}" if cached else f"imagenet: not cached in {cache}"
             findings.append(Finding(check, reason is None, detail + (f"; {KERAS_WEIGHTS_HOST}: {reason}" if reason else ""),

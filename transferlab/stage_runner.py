@@ -31,6 +31,7 @@ class StageContext:
         return self.backbone_name or self.params.backbone.name
 
 
+# The one contract of every stage module: `run(context) -> metrics` (logged to the stage's MLflow run).
 StageBody = Callable[[StageContext], dict[str, Any] | None]
 
 

@@ -1,11 +1,12 @@
 """Gradient attacks on a model that takes raw 0-255 pixels: FGSM, PGD (L-infinity), unbounded steps, ideal images.
 
-Losses work on logits, never on clipped probabilities, so saturated predictions still give gradients.
+Each attack takes `forward`, a function from pixels to logits (`transferlab.modeling.outputs.logits_function`):
+losses work on logits, never on clipped probabilities, so saturated predictions still give gradients.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -13,32 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 PIXEL_MAX = 255.0
-
-
-def logits_model(model) -> Callable:
-    """x -> class logits (n, classes). A one-unit sigmoid head becomes the two logits [0, z]."""
-    if any(layer.name == "head" for layer in model.layers):
-        head = model.get_layer("head")
-        dense = head.get_layer("predictions")
-        penultimate = keras.Model(head.inputs, dense.input)
-        body = [layer for layer in model.layers if layer.name != "head" and not isinstance(layer, keras.layers.InputLayer)]
-
-        def forward(x):
-            for layer in body:
-                x = layer(x, training=False)
-            z = tf.matmul(penultimate(x, training=False), dense.kernel) + dense.bias
-            return _two_logits(z)
-    else:  # a Keras application with its ImageNet top: the input of the final softmax
-        inner = keras.Model(model.inputs, model.get_layer("predictions").input)
-
-        def forward(x):
-            return _two_logits(inner(x, training=False))
-    return forward
-
-
-def _two_logits(z):
-    z = tf.cast(z, tf.float32)
-    return tf.concat([tf.zeros_like(z), z], axis=1) if z.shape[-1] == 1 else z
 
 
 def target_log_probability(logits, target_mask):

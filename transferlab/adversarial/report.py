@@ -1,133 +1,149 @@
-"""Figures and the Markdown/HTML report of the adversarial stage (the HTML embeds its images)."""
+"""The adversarial report, composed: the epsilon sweep, the seed lesson's unbounded demo and ideal-class images on
+the pipeline's model, and optionally the same on a full ImageNet classifier. Figures go into `images_dir`."""
 
 from __future__ import annotations
 
-import base64
-import html
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from transferlab.adversarial.sweep import Replication, Sweep
+from transferlab.adversarial.attacks import class_mask, ideal_image, probabilities
+from transferlab.adversarial.rendering import (plot_attack_grid, plot_ideal, plot_sweep, replication_lines,
+                                               sweep_table)
+from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
+from transferlab.core.errors import ParamsError
+from transferlab.core.params import AdversarialParams
+from transferlab.data.images import UndecodableImage, decode_rgb, resize
+from transferlab.data.prepared import first_images
+from transferlab.modeling.assembly import imagenet_classifier
+from transferlab.modeling.outputs import logits_function
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def sweep_table(sweep: Sweep) -> pd.DataFrame:
-    return pd.DataFrame([row.__dict__ for row in sweep.rows])
+SPLIT = "test"
 
 
-def plot_sweep(table: pd.DataFrame, path: Path) -> None:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(table["epsilon"], table["robust_accuracy"], marker="o", label="robust accuracy (untargeted PGD)")
-    axis.plot(table["epsilon"], table["targeted_success"], marker="s", label="targeted success rate")
-    axis.set(xlabel="epsilon (L-inf, pixels out of 255)", ylabel="rate", ylim=(-0.02, 1.02),
-             title="robustness vs. perturbation budget")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+@dataclass
+class Report:
+    sections: list = field(default_factory=list)  # (title, blocks) for rendering.to_markdown / to_html
+    metrics: dict = field(default_factory=dict)
 
 
-def _magnified(delta: np.ndarray) -> np.ndarray:
-    scale = max(float(np.abs(delta).max()), 1e-6)
-    return np.clip(0.5 + 0.5 * delta / scale, 0, 1)
+def build_report(model, classes: list[dict], prepared: Path, cfg: AdversarialParams, seed: int, root: Path,
+                 images_dir: Path) -> Report:
+    report = Report()
+    dog = _own_model(report, model, classes, prepared, cfg, seed, root, images_dir)
+    if cfg.imagenet.weights:
+        _imagenet(report, dog, cfg, seed, root, images_dir)
+    return report
 
 
-def plot_attack_grid(originals: np.ndarray, adversarials: np.ndarray, before: np.ndarray, after: np.ndarray,
-                     names: list[str], title: str, path: Path) -> None:
-    """Rows of original | perturbation (magnified) | adversarial, with labels and confidences."""
-    plt = _pyplot()
-    rows = max(1, len(originals))
-    figure, axes = plt.subplots(rows, 3, figsize=(9, 3.1 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for row, (original, adversarial, p0, p1) in enumerate(zip(originals, adversarials, before, after)):
-        delta = adversarial - original
-        axes[row, 0].imshow(original.astype(np.uint8))
-        axes[row, 0].set_title(f"{names[p0.argmax()]} {p0.max():.3f}", fontsize=9)
-        axes[row, 1].imshow(_magnified(delta))
-        axes[row, 1].set_title(f"perturbation, max |d| = {np.abs(delta).max():.1f}/255", fontsize=9)
-        axes[row, 2].imshow(np.clip(adversarial, 0, 255).astype(np.uint8))
-        axes[row, 2].set_title(f"{names[p1.argmax()]} {p1.max():.3f}", fontsize=9)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: AdversarialParams, seed: int,
+               root: Path, images_dir: Path) -> np.ndarray:
+    names = [c["name"] for c in classes]
+    targets = target_classes(cfg.target, classes)
+    forward = logits_function(model)
+    images, labels = first_images(prepared, SPLIT, cfg.num_images)
+    sweep = epsilon_sweep(forward, images, labels, targets, cfg.epsilons, cfg.steps, cfg.step_factor, seed,
+                          cfg.batch_size)
+    table = sweep_table(sweep)
+    plot_sweep(table, images_dir / "epsilon_sweep.png")
+    largest = max(cfg.epsilons)
+    shown = sweep.source_indices[:4]
+    adversarial = sweep.examples[largest][:4]
+    plot_attack_grid(images[shown], adversarial, probabilities(forward, images[shown]) if len(shown) else [],
+                     probabilities(forward, adversarial) if len(shown) else [], names,
+                     f"targeted PGD, epsilon {largest}/255, {cfg.steps} steps", images_dir / "pgd_examples.png")
+    np.savez_compressed(images_dir / "adversarial_batch.npz", images=np.round(adversarial).astype(np.uint8),
+                        originals=images[shown].astype(np.uint8), labels=labels[shown])
+    size = images.shape[1]
+    replication = replicate_seed_attack(forward, _replication_input(cfg, root, images, labels, targets, size), targets,
+                                        cfg.replication_steps, cfg.replication_step_size)
+    plot_attack_grid(replication.image[None], replication.adversarial[None], replication.before[None],
+                     replication.after[None], names, f"unbounded, {cfg.replication_steps} steps",
+                     images_dir / "replication.png")
+    mask = class_mask(len(names), targets)
+    ideal = {f"lambda={lam}": ideal_image(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lam,
+                                          cfg.ideal_snapshot_every, seed)
+             for lam in (cfg.ideal_tv_weight, 0.0)}
+    plot_ideal(ideal, images_dir / "ideal_class.png")
+    target_names = ", ".join(names[t] for t in targets)
+    report.metrics.update({
+        "sweep": table.to_dict(orient="records"),
+        "targeted_success_at_max_epsilon": float(table["targeted_success"].iloc[-1]),
+        "replication": {"target_probability_before": float(replication.before[mask].sum()),
+                        "target_probability_after": float(replication.after[mask].sum()), "linf": replication.linf},
+        "ideal": {label: {"target_probability": run.probability, "total_variation": run.total_variation}
+                  for label, run in ideal.items()}})
+    report.sections += [
+        ("Budgeted attacks (the pipeline's model)", [
+            ("text", f"PGD under an L-inf budget (random start, {cfg.steps} steps of {cfg.step_factor}*epsilon/steps) "
+                     f"on {len(images)} test images. Targeted: toward {target_names}, on the correctly classified "
+                     f"images of other classes. An image counts as broken at epsilon when an attack within that "
+                     f"budget (or a smaller one) fooled the model. Epsilon is in pixels out of 255."),
+            ("table", table), ("image", "robust accuracy vs epsilon", "images/epsilon_sweep.png"),
+            ("image", "original | perturbation | adversarial", "images/pgd_examples.png")]),
+        ("The seed lesson's demonstration (no budget)", [
+            ("text", f"Plain gradient steps on log p({target_names}), step {cfg.replication_step_size}, "
+                     f"{cfg.replication_steps} steps, no epsilon and no sign step, as in the lesson."),
+            ("list", replication_lines(replication, names)),
+            ("image", "unbounded attack", "images/replication.png")]),
+        ("Ideal class image", [
+            ("text", f"From noise, Adam on the input, loss = cross-entropy + lambda * TV, {cfg.ideal_steps} steps."),
+            ("list", [f"{label}: p({target_names}) = {run.probability:.3f}, total variation {run.total_variation:.2f}"
+                      for label, run in ideal.items()]),
+            ("image", "ideal class snapshots", "images/ideal_class.png")]),
+    ]
+    return replication.image
 
 
-def plot_ideal(runs: dict[str, "object"], path: Path) -> None:
-    """Each run's snapshots in a row (label -> IdealImage)."""
-    plt = _pyplot()
-    columns = max(len(run.snapshots) for run in runs.values())
-    figure, axes = plt.subplots(len(runs), columns, figsize=(2.6 * columns, 2.9 * len(runs)), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for row, (label, run) in enumerate(runs.items()):
-        for column, (step, image) in enumerate(run.snapshots):
-            axes[row, column].imshow(image)
-            axes[row, column].set_title(f"{label}\nstep {step}", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+def _replication_input(cfg: AdversarialParams, root: Path, images, labels, targets, size: int) -> np.ndarray:
+    """The configured image, or the first sampled test image outside the target classes."""
+    if cfg.replication_image:
+        try:
+            return np.asarray(resize(decode_rgb((root / cfg.replication_image).read_bytes()), size), np.float32)
+        except (OSError, UndecodableImage) as exc:
+            raise ParamsError(f"adversarial.replication_image: cannot read {cfg.replication_image}: {exc}") from None
+    candidates = [i for i in range(len(labels)) if labels[i] not in targets]
+    if not candidates:
+        raise ParamsError("adversarial.replication_image: the sampled test images hold no non-target image; set one")
+    return images[candidates[0]]
 
 
-def replication_lines(replication: Replication, names: list[str], top: int = 3) -> list[str]:
-    def ranked(row):
-        order = np.argsort(-row)[:top]
-        return ", ".join(f"{names[i]} {row[i]:.3f}" for i in order)
+def _imagenet(report: Report, dog: np.ndarray, cfg: AdversarialParams, seed: int, root: Path,
+              images_dir: Path) -> None:
+    """The lesson's ImageNet view: top-5 before and after the unbounded attack, and an ImageNet ideal class."""
+    net = cfg.imagenet
+    if not net.class_index:
+        raise ParamsError("adversarial.imagenet.class_index: required with adversarial.imagenet.weights")
+    index = json.loads((root / net.class_index).read_text())
+    names = [index[str(i)][1] for i in range(1000)]
+    forward = logits_function(imagenet_classifier(net.backbone, net.alpha, net.weights, root))
+    replication = replicate_seed_attack(forward, np.asarray(resize(_to_image(dog), 224), np.float32),
+                                        [net.target_class], cfg.replication_steps, cfg.replication_step_size)
+    plot_attack_grid(replication.image[None], replication.adversarial[None], replication.before[None],
+                     replication.after[None], names, "ImageNet classifier, unbounded",
+                     images_dir / "imagenet_replication.png")
+    ideal = ideal_image(forward, 224, class_mask(1000, [net.target_class]), cfg.ideal_steps, cfg.ideal_learning_rate,
+                        cfg.ideal_tv_weight, cfg.ideal_snapshot_every, seed)
+    target = names[net.target_class]
+    plot_ideal({f"ImageNet {target}": ideal}, images_dir / "imagenet_ideal.png")
+    before, after = top_k(replication.before, names), top_k(replication.after, names)
+    report.metrics["imagenet"] = {"top5_before": before, "top5_after": after,
+                                  "ideal_target_probability": ideal.probability}
+    report.sections.append(("ImageNet classifier", [
+        ("text", f"{net.backbone} alpha {net.alpha} with its ImageNet top; target class {net.target_class} ({target})."),
+        ("list", [f"top-5 before: {_ranked(before)}", f"top-5 after: {_ranked(after)}",
+                  f"ideal {target}: p = {ideal.probability:.3f}"]),
+        ("image", "ImageNet unbounded attack", "images/imagenet_replication.png"),
+        ("image", "ImageNet ideal class", "images/imagenet_ideal.png")]))
 
-    return [f"before: {ranked(replication.before)}", f"after: {ranked(replication.after)}",
-            f"largest pixel change: {replication.linf:.1f}/255 (no budget)"]
+
+def _ranked(ranked: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{name} {p:.3f}" for name, p in ranked)
 
 
-# A report is a list of sections (title, blocks); a block is ("text", str), ("list", [str]),
-# ("table", DataFrame) or ("image", alt text, path relative to the report).
-Block = tuple
+def _to_image(pixels: np.ndarray):
+    from PIL import Image
 
-
-def to_markdown(sections: list[tuple[str, list[Block]]]) -> str:
-    out = ["# Adversarial report"]
-    for title, blocks in sections:
-        out.append(f"## {title}")
-        for kind, *content in blocks:
-            if kind == "text":
-                out.append(content[0])
-            elif kind == "list":
-                out.append("\n".join(f"- {line}" for line in content[0]))
-            elif kind == "table":
-                out.append(content[0].to_markdown(index=False, floatfmt=".4g"))
-            else:
-                out.append(f"![{content[0]}]({content[1]})")
-    return "\n\n".join(out) + "\n"
-
-
-def to_html(sections: list[tuple[str, list[Block]]], images_dir: Path) -> str:
-    """A self-contained page: every image (found by file name in images_dir) is embedded as base64."""
-    parts = []
-    for title, blocks in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        for kind, *content in blocks:
-            if kind == "text":
-                parts.append(f"<p>{html.escape(content[0])}</p>")
-            elif kind == "list":
-                parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in content[0]) + "</ul>")
-            elif kind == "table":
-                parts.append(content[0].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0))
-            else:
-                data = base64.b64encode((images_dir / Path(content[1]).name).read_bytes()).decode()
-                parts.append(f'<figure><img alt="{html.escape(content[0])}" src="data:image/png;base64,{data}">'
-                             f"<figcaption>{html.escape(content[0])}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}img{max-width:100%}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Adversarial report</title><style>{style}"
-            f"</style></head><body><h1>Adversarial report</h1>{''.join(parts)}</body></html>\n")
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))

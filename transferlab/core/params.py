@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from transferlab.core.backbones import check_config, spec_for
 from transferlab.core.errors import ParamsError
 
 DEFAULT_PARAMS_FILE = "params.yaml"
@@ -23,8 +24,14 @@ class BaseParams(Section):
     seed: int = Field(42, ge=0, le=2**31 - 1)
 
 
+MODEL_FILE, HEAD_FILE, CLASSES_FILE = "model.keras", "head.keras", "classes.json"
+
+
 class PathsParams(Section):
-    """Every on-disk location of the pipeline, relative to the project root (dvc.yaml templates these)."""
+    """Every on-disk location of the pipeline, relative to the project root.
+
+    The folders are params; the artifacts inside them are named once, below, and used by stages, predict,
+    the CLI and flows alike. dvc.yaml templates the same values (tests/test_dvc_yaml.py holds them equal)."""
 
     raw: str = "data/raw"
     prepared: str = "data/prepared"
@@ -42,11 +49,48 @@ class PathsParams(Section):
     def head_of(self, backbone: str) -> str:
         return f"{self.models}/head/{backbone}"
 
+    def head_model_of(self, backbone: str) -> str:
+        return f"{self.head_of(backbone)}/{HEAD_FILE}"
+
     def head_metrics_of(self, backbone: str) -> str:
         return f"{self.metrics}/train_head/{backbone}.json"
 
     def head_plots_of(self, backbone: str) -> str:
         return f"{self.plots}/train_head/{backbone}"
+
+    @property
+    def fine_tuned(self) -> str:
+        """The whole fine-tuned model: model.keras and classes.json."""
+        return f"{self.models}/fine_tuned"
+
+    @property
+    def fine_tuned_model(self) -> str:
+        return f"{self.fine_tuned}/{MODEL_FILE}"
+
+    @property
+    def fine_tune_metrics(self) -> str:
+        return f"{self.metrics}/fine_tune.json"
+
+    @property
+    def fine_tune_plots(self) -> str:
+        return f"{self.plots}/fine_tune"
+
+    @property
+    def evaluate_metrics(self) -> str:
+        return f"{self.metrics}/evaluate.json"
+
+    @property
+    def evaluate_per_class(self) -> str:
+        return f"{self.metrics}/evaluate_per_class.csv"
+
+    @property
+    def evaluate_plots(self) -> str:
+        return f"{self.plots}/evaluate"
+
+    @property
+    def adversarial_report(self) -> str:
+        """report.md, report.html, metrics.json, sweep.tsv and images/."""
+        return f"{self.reports}/adversarial"
 
 
 class TfdsParams(Section):
@@ -201,8 +245,6 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _backbone_fits(self) -> "Params":
-        from transferlab.core.backbones import check_config
-
         check_config(self.backbone.name, self.backbone.alpha, self.data.image_size)
         compare, primary = self.compare, self.backbone.name
         if primary not in compare.backbones:
@@ -231,8 +273,6 @@ class Params(Section):
 
 
 def _takes_alpha(name: str) -> bool:
-    from transferlab.core.backbones import spec_for
-
     return spec_for(name, key="compare.backbones").takes_alpha
 
 

@@ -1,10 +1,28 @@
-"""Sharded TFRecord files of re-encoded images: the compact, streamable form of the prepared dataset."""
+"""The prepared dataset, written by stage `preprocess` and read by every later stage: the one owner of its format.
+
+    <prepared>/<split>-<index>.tfrecord   re-encoded JPEGs with label and key (the raw file's relative path)
+    <prepared>/manifest.csv               one row per image: path, label, class_name, split, sha256, size, shard
+    <prepared>/classes.json               [{index, name, species}] in label order
+    <prepared>/data_report.json           counts per split and class, skipped files and why
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from transferlab.data.splits import SPLITS
+
+MANIFEST = "manifest.csv"
+CLASSES = "classes.json"
+DATA_REPORT = "data_report.json"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
+
+__all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "first_images", "image_batches",
+           "image_dataset", "images_by_key", "read_classes", "shard_files", "split_of"]
 
 
 class ShardWriter:
@@ -48,14 +66,71 @@ def shard_files(folder: Path, split: str) -> list[Path]:
     return sorted(Path(folder).glob(f"{split}-*.tfrecord"))
 
 
-def parse_example(serialized):
-    """tf.data map function: serialized Example -> (JPEG bytes, label, key)."""
+def split_of(shard: Path) -> str:
+    """The split a shard (or a file named after one, such as its feature file) belongs to."""
+    return Path(shard).stem.split("-")[0]
+
+
+def read_classes(prepared: Path) -> list[dict[str, Any]]:
+    return json.loads((Path(prepared) / CLASSES).read_text(encoding="utf-8"))
+
+
+def _parse(serialized):
     import tensorflow as tf
 
-    spec = {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "key": tf.io.FixedLenFeature([], tf.string),
-    }
+    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
+            "key": tf.io.FixedLenFeature([], tf.string)}
     parsed = tf.io.parse_single_example(serialized, spec)
     return parsed["image"], parsed["label"], parsed["key"]
+
+
+def _decode(serialized):
+    """Serialized example -> (0-255 float32 pixels, label, key)."""
+    import tensorflow as tf
+
+    image, label, key = _parse(serialized)
+    return tf.cast(tf.io.decode_jpeg(image, channels=3), tf.float32), label, key
+
+
+def image_batches(files: list[Path], batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
+                  with_keys: bool = True):
+    """tf.data over shard files: parallel JPEG decode, batching, optional shuffle and augmentation, prefetch."""
+    import tensorflow as tf
+
+    dataset = tf.data.TFRecordDataset([str(path) for path in files])
+    if shuffle:
+        dataset = dataset.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if not with_keys:
+        dataset = dataset.map(lambda pixels, label, key: (pixels, label))
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
+                  with_keys: bool = False):
+    """Decoded 0-255 float images and labels (and keys) of one split, in shard order unless shuffled."""
+    return image_batches(shard_files(prepared, split), batch_size, shuffle, augment, seed, with_keys)
+
+
+def first_images(prepared: Path, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` images and labels of a split in shard order (preprocess shuffled them, seeded)."""
+    images, labels = [], []
+    for batch_images, batch_labels in image_dataset(prepared, split, 64):
+        images.append(batch_images.numpy())
+        labels.append(batch_labels.numpy())
+        if sum(len(b) for b in labels) >= count:
+            break
+    return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def images_by_key(prepared: Path, split: str, wanted: set[str]) -> dict[str, np.ndarray]:
+    """uint8 pixels of the images whose keys are wanted."""
+    found = {}
+    for pixels, _, key in image_dataset(prepared, split, 64, with_keys=True).unbatch():
+        name = key.numpy().decode()
+        if name in wanted:
+            found[name] = pixels.numpy().astype(np.uint8)
+    return found

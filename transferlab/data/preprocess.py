@@ -1,4 +1,4 @@
-"""Preprocess: decode every raw image, drop and report bad ones, resize, split, write shards + manifest."""
+"""Stage `preprocess`: decode every raw image, drop and report bad ones, resize, split, write shards + manifest."""
 
 from __future__ import annotations
 
@@ -18,13 +18,8 @@ from transferlab.core.errors import DataError
 from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, resize
 from transferlab.core.params import DataParams
 from transferlab.data.raw_layout import RawImage, list_raw_images, read_source_info
-from transferlab.data.prepared import ShardWriter
-from transferlab.data.splits import TEST, TRAIN, VALIDATION, assign_splits
-
-MANIFEST = "manifest.csv"
-DATA_REPORT = "data_report.json"
-CLASSES = "classes.json"
-SPLITS = (TRAIN, VALIDATION, TEST)
+from transferlab.data.prepared import CLASSES, DATA_REPORT, MANIFEST, ShardWriter
+from transferlab.data.splits import SPLITS, assign_splits
 
 
 @dataclass(frozen=True)

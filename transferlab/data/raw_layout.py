@@ -13,7 +13,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SPLITS = ("train", "validation", "test")
 UNSPLIT = "all"
 SOURCE_FILE = "source.json"
 IMAGES_DIR = "images"

@@ -10,6 +10,7 @@ import numpy as np
 from transferlab.data.raw_layout import RawImage
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
 
 
 def _class_rng(seed: int, class_name: str, purpose: str) -> np.random.Generator:

@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 
 from transferlab.core.errors import UserError
+from transferlab.core.params import CLASSES_FILE, MODEL_FILE
+from transferlab.modeling.assembly import load_keras  # also registers the pixel-scaling layer that models hold
+from transferlab.modeling.outputs import class_probabilities
 from transferlab.data.images import UndecodableImage, decode_rgb, resize
 
 
@@ -26,13 +29,11 @@ def load_model(reference: str) -> LoadedModel:
         return _load_registered(reference)
     path = Path(reference)
     if path.is_dir():
-        path = path / "model.keras"
+        path = path / MODEL_FILE
     if not path.is_file():
         raise UserError(f"--model: no model file at {reference}")
-    from transferlab.modeling.assembly import load_keras
-
     model = load_keras(path)
-    classes_file = path.parent / "classes.json"
+    classes_file = path.parent / CLASSES_FILE
     classes = [c["name"] for c in json.loads(classes_file.read_text())] if classes_file.is_file() else None
     return LoadedModel(model, classes or [str(i) for i in range(_num_classes(model))], model.input_shape[1])
 
@@ -44,8 +45,6 @@ def _num_classes(model) -> int:
 def _load_registered(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
-
-    import transferlab.modeling.assembly  # noqa: F401  (registers the custom preprocessing layer before loading)
 
     name, _, selector = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
@@ -64,8 +63,6 @@ def _load_registered(uri: str) -> LoadedModel:
 
 def predict_files(loaded: LoadedModel, paths: list[Path], top_k: int) -> list[dict[str, Any]]:
     """One result per file: its top-k classes, or the reason it could not be read."""
-    from transferlab.modeling.assembly import class_probabilities
-
     results = []
     for path in paths:
         try:

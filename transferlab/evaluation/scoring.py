@@ -1,4 +1,4 @@
-"""Test-set evaluation: accuracy, top-k, per-class report, confusion matrix, ROC/PR, worst mistakes."""
+"""Scoring on a prepared split: predictions, accuracy, top-k, per-class report, confusion, ROC/PR, worst mistakes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from transferlab.modeling.assembly import class_probabilities
+from transferlab.data.prepared import image_dataset
+from transferlab.modeling.outputs import class_probabilities
 
 
 @dataclass
@@ -60,53 +61,21 @@ def worst_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) ->
     return wrong[np.argsort(true_probability, kind="stable")][:count]
 
 
-def plot_confusion(confusion: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
-    import matplotlib
+def predict_split(model, prepared: Path, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw outputs, labels, keys) of a model over one prepared split, in shard order."""
+    import tensorflow as tf
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.35 * len(class_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    skm.ConfusionMatrixDisplay(confusion, display_labels=class_names).plot(
-        ax=axes, colorbar=False, xticks_rotation="vertical", include_values=len(class_names) <= 12)
-    axes.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    outputs, labels, keys = [], [], []
+    for images, label, key in image_dataset(prepared, split, batch_size, with_keys=True):
+        outputs.append(forward(images).numpy())
+        labels.append(label.numpy())
+        keys.append(key.numpy())
+    return np.concatenate(outputs), np.concatenate(labels), np.concatenate(keys).astype(str)
 
 
-def plot_curves(curves: dict[str, pd.DataFrame], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
-    roc.plot(curves["roc"]["fpr"], curves["roc"]["tpr"])
-    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    pr.plot(curves["precision_recall"]["recall"], curves["precision_recall"]["precision"])
-    pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def plot_gallery(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, image, caption in zip(axes.flat, images, captions):
-        axis.imshow(image)
-        axis.set_title(caption, fontsize=8)
-    if not images:
-        axes.flat[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+def score_model(model, prepared: Path, split: str, batch_size: int, class_names: list[str],
+                top_k: int) -> tuple[Evaluation, np.ndarray, np.ndarray]:
+    """A model's Evaluation on a split, with the labels and keys it was scored on."""
+    outputs, labels, keys = predict_split(model, prepared, split, batch_size)
+    return evaluate_predictions(labels, outputs, class_names, top_k), labels, keys

@@ -1,4 +1,8 @@
-"""The whole model users get: raw 0-255 RGB in, class probabilities out (preprocessing inside)."""
+"""The one assembly of backbone + pixel scaling that extraction, training, evaluation and export all use.
+
+Every model takes raw 0-255 RGB pixels: the backbone's own `preprocess_input` runs inside it, so a saved
+model needs no preprocessing by its caller. Model files load in Keras safe mode.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Any
 
 import keras
 
-from transferlab.core.backbones import build_base, preprocess_function, spec_for
-from transferlab.core.errors import UserError
+from transferlab.core.backbones import KERAS_WEIGHTS, check_config, resolve_weights_path, spec_for
+from transferlab.core.errors import ParamsError, UserError
+from transferlab.modeling.outputs import PROBABILITIES, Output
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -18,7 +23,7 @@ class BackbonePreprocess(keras.layers.Layer):
     def __init__(self, backbone: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
-        self._function = preprocess_function(spec_for(backbone))
+        self._function = getattr(keras.applications, spec_for(backbone).preprocess_module).preprocess_input
 
     def call(self, inputs):
         return self._function(keras.ops.cast(inputs, self.compute_dtype))
@@ -27,21 +32,90 @@ class BackbonePreprocess(keras.layers.Layer):
         return {**super().get_config(), "backbone": self.backbone}
 
 
-def assemble(base, head, backbone: str, image_size: int, name: str = "transferlab"):
-    """Input -> preprocess -> base (BatchNorm always in inference mode) -> head."""
+def _keras_weights(weights: str, root: Path, key: str) -> str | None:
+    if weights in KERAS_WEIGHTS:
+        return {"imagenet": "imagenet", "none": None}[weights]
+    return str(resolve_weights_path(weights, root, key))
+
+
+def build_base(name: str, alpha: float, image_size: int, weights: str, root: Path, pooling: str | None = "avg") -> Any:
+    """The ImageNet CNN without its top; a weights file that does not fit the architecture is a ParamsError."""
+    spec = check_config(name, alpha, image_size)
+    kwargs: dict[str, Any] = {"include_top": False, "input_shape": (image_size, image_size, 3), "pooling": pooling}
+    if spec.takes_alpha:
+        kwargs["alpha"] = alpha
+    return _construct(spec.application, _keras_weights(weights, root, "backbone.weights"), kwargs, name, alpha,
+                      weights, "backbone.weights")
+
+
+def _construct(application: str, keras_weights: str | None, kwargs: dict, name: str, alpha: float, weights: str,
+               key: str) -> Any:
+    constructor = getattr(keras.applications, application)
+    try:
+        return constructor(weights=keras_weights, **kwargs)
+    except Exception as exc:  # keras' download raises a bare Exception on a failed fetch
+        if weights == "imagenet":
+            raise ParamsError(f"{key}: imagenet weights for {name} could not be loaded "
+                              f"({_first_line(exc)}); offline, use a weights file path") from None
+        if not isinstance(exc, (ValueError, OSError, KeyError, TypeError)):
+            raise
+        raise ParamsError(f"{key}: {weights} does not fit {name}(alpha={alpha}): {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _scaled_pixels(backbone: str, image_size: int):
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    scaled = BackbonePreprocess(backbone, name="preprocess")(inputs)
-    features = base(scaled, training=False)
-    return keras.Model(inputs, head(features), name=name)
+    return inputs, BackbonePreprocess(backbone, name="preprocess")(inputs)
+
+
+def feature_extractor(cfg, image_size: int, root: Path, seed: int):
+    """Raw pixels in, pooled float32 features out; the frozen backbone runs in inference mode."""
+    keras.utils.set_random_seed(seed)
+    base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
+    base.trainable = False
+    inputs, scaled = _scaled_pixels(cfg.name, image_size)
+    outputs = keras.layers.Activation("linear", dtype="float32", name="features")(base(scaled, training=False))
+    return keras.Model(inputs, outputs, name=f"{cfg.name}_extractor")
+
+
+def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "transferlab"):
+    """The whole model: pixels -> scaling -> frozen backbone (BatchNorm in inference mode) -> head.
+
+    `head` is a trained head (features -> probabilities); its logits part is nested as `head` and its
+    `probabilities` layer ends the model, so the output convention holds for the whole model too."""
+    keras.utils.set_random_seed(seed)
+    base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
+    base.trainable = False
+    head_logits = keras.Model(head.inputs, head.get_layer(PROBABILITIES).input, name="head")
+    inputs, scaled = _scaled_pixels(cfg.name, image_size)
+    logits = head_logits(base(scaled, training=False))
+    outputs = keras.layers.Activation(Output.of(head).activation, dtype="float32", name=PROBABILITIES)(logits)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def imagenet_classifier(backbone: str, alpha: float, weights: str, root: Path, key: str = "adversarial.imagenet"):
+    """A Keras application with its ImageNet top, following the output convention (logits, then softmax)."""
+    spec = spec_for(backbone, f"{key}.backbone")
+    kwargs = {"include_top": True, "alpha": alpha, "classifier_activation": None}
+    top = _construct(spec.application, _keras_weights(weights, root, f"{key}.weights"), kwargs, backbone, alpha,
+                     weights, f"{key}.weights")
+    inputs, scaled = _scaled_pixels(backbone, top.input_shape[1])
+    outputs = keras.layers.Activation("softmax", dtype="float32", name=PROBABILITIES)(top(scaled))
+    return keras.Model(inputs, outputs, name=f"{backbone}_imagenet")
 
 
 def compile_for(model, learning_rate: float) -> None:
-    """Adam, cross-entropy for the output (one sigmoid unit or softmax) and one metric name, `accuracy`,
-    for both, so histories, plots and MLflow keys never depend on the class count."""
-    sigmoid = model.output_shape[-1] == 1
-    loss = "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy"
-    metric = keras.metrics.BinaryAccuracy if sigmoid else keras.metrics.SparseCategoricalAccuracy
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric(name="accuracy")])
+    """Adam, with the loss and the `accuracy` metric of the model's output convention."""
+    output = Output.of(model)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=output.loss(), metrics=[output.metric()])
+
+
+def backbone_of(model):
+    """The nested backbone inside an assembled model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")
 
 
 def load_keras(path: Path):
@@ -56,37 +130,3 @@ def load_keras(path: Path):
             raise UserError(f"{path}: refused: the model holds Python code (a Lambda layer) that loading would run; "
                             f"only models without it load (Keras safe_mode)") from None
         raise UserError(f"{path}: not a loadable Keras model ({first[:200]})") from None
-
-
-def full_model(backbone_cfg, image_size: int, head_path: Path, root: Path, seed: int):
-    """The head-only model: the frozen pretrained backbone with the trained head on top."""
-    keras.utils.set_random_seed(seed)
-    base = build_base(backbone_cfg.name, backbone_cfg.alpha, image_size, backbone_cfg.weights, root,
-                      pooling=backbone_cfg.pooling)
-    base.trainable = False
-    return assemble(base, load_keras(head_path), backbone_cfg.name, image_size)
-
-
-def backbone_of(model):
-    """The nested backbone inside an assembled model."""
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")
-
-
-def predict_labels(probabilities) -> Any:
-    """Class indices from sigmoid (one column) or softmax outputs."""
-    import numpy as np
-
-    probabilities = np.asarray(probabilities)
-    if probabilities.shape[1] == 1:
-        return (probabilities[:, 0] >= 0.5).astype(np.int64)
-    return probabilities.argmax(axis=1)
-
-
-def class_probabilities(probabilities) -> Any:
-    """Per-class probabilities; a sigmoid's single column p becomes [1 - p, p]."""
-    import numpy as np
-
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape[1] == 1:
-        return np.concatenate([1.0 - probabilities, probabilities], axis=1)
-    return probabilities

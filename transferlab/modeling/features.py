@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from transferlab.core.digest import file_sha256
 from transferlab.core.atomic import atomic_write_bytes
-from transferlab.core.backbones import build_base, preprocess_function, spec_for, weights_identity
+from transferlab.core.backbones import spec_for, weights_identity
+from transferlab.core.digest import file_sha256
 from transferlab.core.params import BackboneParams
-from transferlab.data.preprocess import CLASSES, MANIFEST, SPLITS
-from transferlab.data.prepared import parse_example, shard_files
+from transferlab.data.prepared import MANIFEST, SPLITS, image_batches, read_classes, shard_files, split_of
+from transferlab.modeling.assembly import feature_extractor
 
 META = "meta.json"
 
@@ -34,7 +34,8 @@ class SplitFeatures:
 
 
 def cache_components(cfg: BackboneParams, image_size: int, manifest_sha: str, weights_id: str, seed: int) -> dict:
-    """Everything that changes a feature vector (see DESIGN.md, 'Bottleneck cache')."""
+    """Everything that changes a feature vector: the data, the network and its weights, how pixels are scaled,
+    pooling, dtype, and the library versions that compute it."""
     import keras
     import tensorflow as tf
 
@@ -53,35 +54,10 @@ def cache_key(components: dict) -> str:
     return hashlib.sha256(json.dumps(components, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def build_extractor(cfg: BackboneParams, image_size: int, root: Path, seed: int):
-    """Raw 0-255 RGB in, pooled float32 features out; the backbone runs in inference mode."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
-    base.trainable = False
-    inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    scaled = keras.layers.Lambda(preprocess_function(spec_for(cfg.name)), name="preprocess")(inputs)
-    outputs = keras.layers.Activation("linear", dtype="float32", name="features")(base(scaled, training=False))
-    return keras.Model(inputs, outputs, name=f"{cfg.name}_extractor")
-
-
-def shard_dataset(path: Path, batch_size: int):
-    """tf.data over one shard: parallel JPEG decode, batching, prefetch."""
-    import tensorflow as tf
-
-    def decode(serialized):
-        image, label, key = parse_example(serialized)
-        return tf.cast(tf.io.decode_jpeg(image, channels=3), tf.float32), label, key
-
-    return (tf.data.TFRecordDataset(str(path)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-
-
 def extract_shard(forward, path: Path, batch_size: int, dtype: str) -> dict[str, np.ndarray]:
     """Features of one shard (shards are never empty: preprocess opens one only to write into it)."""
     features, labels, keys = [], [], []
-    for images, label, key in shard_dataset(path, batch_size):
+    for images, label, key in image_batches([path], batch_size):
         features.append(forward(images).numpy().astype(dtype))
         labels.append(label.numpy())
         keys.append(key.numpy())
@@ -110,7 +86,7 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
     shards = [path for split in SPLITS for path in shard_files(prepared, split)]
     todo = [path for path in shards if not (resume_dir / f"{path.stem}.npz").is_file()]
     if todo:
-        extractor = build_extractor(cfg, image_size, root, seed)
+        extractor = feature_extractor(cfg, image_size, root, seed)
         forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
         for path in tqdm(todo, desc="extract-features (shards)", disable=not progress):
             atomic_write_bytes(resume_dir / f"{path.stem}.npz",
@@ -121,10 +97,10 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
         target = out_dir / f"{path.stem}.npz"
         shutil.copyfile(resume_dir / target.name, target)
         with np.load(target) as arrays:
-            counts[path.stem.split("-")[0]] += len(arrays["labels"])
+            counts[split_of(path)] += len(arrays["labels"])
             width = arrays["features"].shape[1] or width
     meta = {"cache_key": key, "components": components, "counts": counts, "feature_width": width,
-            "classes": json.loads((prepared / CLASSES).read_text(encoding="utf-8")),
+            "classes": read_classes(prepared),
             "resumed_shards": len(shards) - len(todo)}
     (out_dir / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     shutil.rmtree(resume_dir, ignore_errors=True)
@@ -142,3 +118,7 @@ def load_split(features_dir: Path, split: str) -> SplitFeatures:
 
 def read_meta(features_dir: Path) -> dict[str, Any]:
     return json.loads((Path(features_dir) / META).read_text(encoding="utf-8"))
+
+
+def load_splits(features_dir: Path) -> dict[str, SplitFeatures]:
+    return {split: load_split(features_dir, split) for split in SPLITS}

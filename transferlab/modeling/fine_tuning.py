@@ -1,4 +1,4 @@
-"""Fine-tuning: unfreeze the top of the backbone (BatchNorm stays frozen) and train on augmented images."""
+"""Stage `fine_tune`'s library: unfreeze the top of the backbone (BatchNorm stays frozen) and train on augmented images."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
+from transferlab.core.digest import file_sha256
 from transferlab.core.errors import ParamsError
+from transferlab.core.params import BackboneParams, FineTuneParams
+from transferlab.data.prepared import MANIFEST, image_dataset
 from transferlab.modeling.assembly import backbone_of, compile_for
-from transferlab.core.params import FineTuneParams
-from transferlab.data.prepared import parse_example, shard_files
 
 
 HISTORY_LOG = "history.csv"
@@ -25,6 +25,36 @@ class FineTuneResult:
     initial: dict[str, float]  # validation metrics of the head-only starting point
     kept_initial: bool  # fine-tuning never beat the starting point, so its weights were kept
     trainable_layers: list[str]
+    first_epoch: int  # 1 for a fresh run; later when a killed run's backup was resumed
+
+    def metrics(self) -> dict[str, float]:
+        """The figures of fine_tune.json: the head-only start beside the kept result."""
+        history, initial = self.history, self.initial
+        best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+        kept = initial if self.kept_initial else {name: history[name][best] for name in ("val_loss", "val_accuracy")}
+        return {"val_accuracy_head_only": initial["val_accuracy"], "val_loss_head_only": initial["val_loss"],
+                "val_accuracy": kept["val_accuracy"], "val_loss": kept["val_loss"],
+                "epochs_run": len(history["val_loss"]), "kept_head_only_weights": int(self.kept_initial),
+                "trainable_layers": len(self.trainable_layers)}
+
+
+def resume_key(cfg: FineTuneParams, backbone: BackboneParams, seed: int, head_file: Path, prepared: Path) -> str:
+    """A backup from a killed run is reused only for exactly the same inputs."""
+    import hashlib
+
+    parts = [cfg.model_dump_json(), backbone.model_dump_json(), str(seed), file_sha256(head_file),
+             file_sha256(Path(prepared) / MANIFEST)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+class _FirstEpoch(keras.callbacks.Callback):
+    """Records the epoch fit starts at (BackupAndRestore moves it past the epochs a killed run finished)."""
+
+    first: int | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first is None:
+            self.first = epoch + 1
 
 
 def unfreeze_top(base, count: int) -> list[str]:
@@ -53,27 +83,6 @@ def augmentation(cfg: FineTuneParams, seed: int):
     return keras.Sequential(layers, name="augment") if layers else None
 
 
-def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
-                  with_keys: bool = False):
-    """Decoded 0-255 float images and labels (and keys) from the prepared shards, in shard order unless shuffled."""
-    import tensorflow as tf
-
-    files = [str(path) for path in shard_files(prepared, split)]
-    dataset = tf.data.TFRecordDataset(files)
-    if shuffle:
-        dataset = dataset.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-
-    def decode(serialized):
-        image, label, key = parse_example(serialized)
-        pixels = tf.cast(tf.io.decode_jpeg(image, channels=3), tf.float32)
-        return (pixels, label, key) if with_keys else (pixels, label)
-
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-    if augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
 def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2,
               strategy: Any = None) -> FineTuneResult:
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
@@ -93,7 +102,9 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = model.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
+    first_epoch = _FirstEpoch()
     callbacks = [
+        first_epoch,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.BackupAndRestore(str(scratch / "backup")),
         # A resumed fit reports only the epochs it ran; the log on disk keeps the killed run's epochs too.
@@ -106,7 +117,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     if kept_initial:
         model.set_weights(start_weights)
     return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
-                          kept_initial, trainable)
+                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1)
 
 
 def epoch_history(log: Path) -> dict[str, list[float]]:
@@ -116,8 +127,3 @@ def epoch_history(log: Path) -> dict[str, list[float]]:
 
     table = pd.read_csv(log).drop_duplicates("epoch", keep="last").sort_values("epoch")
     return {name: [float(v) for v in table[name]] for name in table.columns if name != "epoch"}
-
-
-def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:
-    """Copies of every variable (trainable or not, BatchNorm moving statistics included) by layer name."""
-    return {layer.name: [np.array(w) for w in layer.weights] for layer in layers}

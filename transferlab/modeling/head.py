@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.modeling.features import SplitFeatures
 from transferlab.core.params import HeadParams
+from transferlab.modeling.assembly import compile_for
+from transferlab.modeling.features import SplitFeatures
+from transferlab.modeling.outputs import Output, output_layers, predicted_labels
 
 
 @dataclass
@@ -18,19 +20,16 @@ class HeadResult:
     best_epoch: int
     metrics: dict[str, float]
 
-
-def output_activation(cfg: HeadParams, num_classes: int) -> str:
-    if cfg.activation == "auto":
-        return "sigmoid" if num_classes == 2 else "softmax"
-    if cfg.activation == "sigmoid" and num_classes != 2:
-        from transferlab.core.errors import ParamsError
-
-        raise ParamsError(f"head.activation: sigmoid needs exactly 2 classes, the data has {num_classes}")
-    return cfg.activation
+    def summary(self, test: SplitFeatures) -> dict[str, float | None]:
+        """The figures of metrics/train_head/<backbone>.json: the best epoch's, and accuracy on the test split."""
+        return {"train_accuracy": self.metrics["accuracy"], "train_loss": self.metrics["loss"],
+                "val_accuracy": self.metrics.get("val_accuracy"), "val_loss": self.metrics.get("val_loss"),
+                "test_accuracy": accuracy(self.model, test), "best_epoch": self.best_epoch,
+                "epochs_run": self.metrics["epochs_run"]}
 
 
 def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None):
-    """Dropout, an optional hidden layer, then softmax (or sigmoid for two classes); float32 output."""
+    """Standardize, dropout, an optional hidden layer, then the output convention's logits and probabilities."""
     import keras
 
     inputs = keras.Input((feature_width,), name="features")
@@ -44,12 +43,8 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
     if cfg.hidden_units:
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name="hidden")(x)
         x = keras.layers.Dropout(cfg.dropout)(x)
-    activation = output_activation(cfg, num_classes)
-    units = 1 if activation == "sigmoid" else num_classes
-    outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="predictions")(x)
-    model = keras.Model(inputs, outputs, name="head")
-    from transferlab.modeling.assembly import compile_for
-
+    logits, probabilities = output_layers(Output.for_task(num_classes, cfg.activation))
+    model = keras.Model(inputs, probabilities(logits(x)), name="head")
     compile_for(model, cfg.learning_rate)
     return model
 
@@ -118,7 +113,5 @@ def accuracy(model, split: SplitFeatures) -> float:
     """Top-1 accuracy of a head (sigmoid or softmax) on one split's features."""
     if len(split.labels) == 0:
         return float("nan")
-    from transferlab.modeling.assembly import predict_labels
-
-    predicted = predict_labels(model.predict(split.features.astype(np.float32), verbose=0))
+    predicted = predicted_labels(model.predict(split.features.astype(np.float32), verbose=0))
     return float((predicted == split.labels).mean())

@@ -14,3 +14,11 @@ def history_tables(history: dict[str, list[float]]) -> dict[str, pd.DataFrame]:
             table["validation"] = history[f"val_{name}"]
         tables[name] = table
     return tables
+
+
+def write_history_tables(folder, history: dict[str, list[float]]) -> None:
+    """<folder>/<metric>.tsv for each metric, the files dvc.yaml declares as plots."""
+    from pathlib import Path
+
+    for name, table in history_tables(history).items():
+        table.to_csv(Path(folder) / f"{name}.tsv", sep="\t", index=False)

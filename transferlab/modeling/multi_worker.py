@@ -14,37 +14,21 @@ from typing import Any
 
 import numpy as np
 
+from transferlab.modeling.outputs import Output
+
+
+def _correct(output: Output, labels, probabilities):
+    import tensorflow as tf
+
+    matches = tf.equal(output.predicted(probabilities), tf.cast(tf.reshape(labels, [-1]), tf.int64))
+    return tf.reduce_sum(tf.cast(matches, tf.float32))
+
+
 
 def is_multi_worker(strategy: Any) -> bool:
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def _loss_for(model) -> Any:
-    import keras
-
-    sigmoid = model.output_shape[-1] == 1
-    kind = keras.losses.BinaryCrossentropy if sigmoid else keras.losses.SparseCategoricalCrossentropy
-    return kind(reduction=None)
-
-
-def _correct(labels, probabilities):
-    import tensorflow as tf
-
-    if probabilities.shape[-1] == 1:
-        predicted = tf.cast(probabilities[:, 0] > 0.5, tf.int64)
-    else:
-        predicted = tf.argmax(probabilities, axis=-1)
-    return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(tf.reshape(labels, [-1]), tf.int64)), tf.float32))
-
-
-def _per_example_loss(loss, labels, probabilities):
-    import tensorflow as tf
-
-    if probabilities.shape[-1] == 1:
-        labels = tf.reshape(tf.cast(labels, probabilities.dtype), [-1, 1])
-    return loss(labels, probabilities)
 
 
 def fit_multi_worker(model, optimizer, train_fn: Callable[[Any], Any], validation, global_batch: int, epochs: int,
@@ -56,7 +40,8 @@ def fit_multi_worker(model, optimizer, train_fn: Callable[[Any], Any], validatio
     """
     import tensorflow as tf
 
-    loss = _loss_for(model)
+    output = Output.of(model)
+    loss = output.loss(reduction=None)
     with strategy.scope():
         optimizer.build(model.trainable_variables)
     batches = strategy.distribute_datasets_from_function(train_fn)
@@ -66,11 +51,11 @@ def fit_multi_worker(model, optimizer, train_fn: Callable[[Any], Any], validatio
         def replica_step(images, labels):
             with tf.GradientTape() as tape:
                 probabilities = model(images, training=True)
-                per_example = _per_example_loss(loss, labels, probabilities)
+                per_example = loss(output.targets(labels), probabilities)
                 scaled = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             gradients = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return tf.reduce_sum(per_example), _correct(labels, probabilities), tf.cast(tf.size(per_example),
+            return tf.reduce_sum(per_example), _correct(output, labels, probabilities), tf.cast(tf.size(per_example),
                                                                                      tf.float32)
         totals = strategy.run(replica_step, args=(images, labels))
         return [strategy.reduce("SUM", value, axis=None) for value in totals]
@@ -78,8 +63,8 @@ def fit_multi_worker(model, optimizer, train_fn: Callable[[Any], Any], validatio
     @tf.function
     def evaluate_step(images, labels):
         probabilities = model(images, training=False)
-        per_example = _per_example_loss(loss, labels, probabilities)
-        return tf.reduce_sum(per_example), _correct(labels, probabilities), tf.cast(tf.size(per_example), tf.float32)
+        per_example = loss(output.targets(labels), probabilities)
+        return tf.reduce_sum(per_example), _correct(output, labels, probabilities), tf.cast(tf.size(per_example), tf.float32)
 
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     monitor = "val_loss" if validation is not None else "loss"

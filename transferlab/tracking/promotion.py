@@ -1,4 +1,4 @@
-"""The MLflow model registry gate: `champion` moves only for a model that is good enough and no worse."""
+"""The MLflow registry promotion gate: `champion` moves only for a model that is good enough and no worse."""
 
 from __future__ import annotations
 
@@ -50,3 +50,24 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, min_accuracy: 
         client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, decision.alias, version.version)
     return str(version.version), decision
+
+
+def log_and_promote(model, accuracy: float, classes: list[str], cfg, image_size: int) -> tuple[str, Decision] | None:
+    """Log the model to the active stage run, register it as `cfg.registered_model`, and gate `champion`.
+
+    `cfg` is the evaluate section of params. Returns None when the stage is not tracked (--no-track)."""
+    import json
+
+    import numpy as np
+
+    from transferlab.tracking import mlflow_runs
+
+    example = np.zeros((1, image_size, image_size, 3), np.float32)
+    uri = mlflow_runs.log_keras_model(model, "model", example)
+    if uri is None:
+        return None
+    version, decision = register_and_gate(uri, cfg.registered_model, accuracy, cfg.min_accuracy, cfg.max_regression,
+                                          {"classes": json.dumps(classes), "image_size": str(image_size)})
+    mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,
+                          "registry.reason": decision.reason})
+    return version, decision

@@ -22,7 +22,7 @@ from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
 CATS_VS_DOGS_MEMBER = re.compile(r"^PetImages[\\/](Cat|Dog)[\\/](\d+)\.jpg$")
 
 
-def _builder(cfg: TfdsParams):
+def builder_for(cfg: TfdsParams):
     import tensorflow_datasets as tfds
 
     return tfds.builder(cfg.name, data_dir=str(Path(cfg.data_dir).expanduser()))
@@ -53,7 +53,7 @@ def check_reachable(cfg: TfdsParams, url_infos: dict) -> None:
 
 
 def import_tfds(cfg: TfdsParams, raw_dir: Path) -> SourceInfo:
-    builder = _builder(cfg)
+    builder = builder_for(cfg)
     url_infos = dict(builder.url_infos or {})
     if cfg.name == "cats_vs_dogs":
         return _import_cats_vs_dogs(cfg, url_infos, raw_dir)
