@@ -18,10 +18,6 @@ def redact(uri: str) -> str:
     return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, parts.fragment))
 
 
-def is_remote(uri: str) -> bool:
-    return urlsplit(uri).scheme in DEFAULT_PORTS
-
-
 def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
     """Why a TCP connection to an http(s) URI's host fails within `timeout_s`; None when it connects
     (or when the URI is not a network one: sqlite, file, databricks profiles ...)."""

@@ -1,0 +1,43 @@
+"""dvc.yaml declares exactly the outputs the paths model names, as DVC itself resolves them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from transferlab.core.params import load_params
+
+
+def _expected_outs(paths, backbones: list[str], fine_tuned: str) -> dict[str, set[str]]:
+    report = paths.adversarial_report
+    expected = {"download": {paths.raw}, "preprocess": {paths.prepared},
+                "fine_tune": {paths.fine_tuned, paths.fine_tune_metrics, paths.fine_tune_plots},
+                "evaluate": {paths.evaluate_per_class, paths.evaluate_metrics, paths.evaluate_plots},
+                "adversarial_report": {f"{report}/{name}" for name in
+                                       ("images", "report.md", "report.html", "metrics.json", "sweep.tsv")}}
+    for name in backbones:
+        expected[f"extract_features@{name}"] = {paths.features_of(name)}
+        expected[f"train_head@{name}"] = {paths.head_of(name), paths.head_metrics_of(name), paths.head_plots_of(name)}
+    return expected
+
+
+@pytest.fixture(scope="module")
+def stages():
+    from dvc.repo import Repo
+
+    with Repo(str(PROJECT_ROOT)) as repo:
+        return {stage.addressing: stage for stage in repo.index.stages}
+
+
+def test_every_stage_writes_what_the_paths_model_names(stages):
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    expected = _expected_outs(params.paths, params.compare.backbones, params.backbone.name)
+    assert {name: {str(out.def_path) for out in stage.outs} for name, stage in stages.items()} == expected
+
+
+def test_fine_tune_and_evaluate_read_the_head_the_paths_model_names(stages):
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    head = params.paths.head_of(params.backbone.name)
+    for name in ("fine_tune", "evaluate"):
+        assert head in {str(dep.def_path) for dep in stages[name].deps}, name
+    assert params.paths.fine_tuned in {str(dep.def_path) for dep in stages["adversarial_report"].deps}
