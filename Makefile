@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PREFECT_PORT ?= 4200
-.PHONY: run test demo bench serve install install-test install-gpu
+.PHONY: run test test-fast demo bench serve install install-test install-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ install-gpu: $(BIN)/python
 run: install
 	$(BIN)/dvc repro
 
+# Everything, end-to-end runs included: what CI runs.
 test: install-test
 	$(BIN)/python -m pytest
+
+# The inner loop: no end-to-end runs (`slow`); tests of ../shared/assets run where it exists.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
 	$(BIN)/python -m transferlab.demo

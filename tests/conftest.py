@@ -20,10 +20,37 @@ def assets() -> Path:
     return ASSETS
 
 
+# Variables of the developer's shell that would send a test's runs, flows or experiments elsewhere.
+FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME", "DVC_ROOT", "DVC_EXP_NAME", "TF_CONFIG",
+               "TRANSFERLAB_PIPELINE_ID")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory):
+    """Before any fixture of any scope: nothing in the suite tracks into the developer's MLflow, talks to
+    their Prefect server, or writes into the checkout; every variable is restored afterwards."""
+    home = tmp_path_factory.mktemp("session-env")
+    saved = {name: os.environ.pop(name, None) for name in FOREIGN_ENV}
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow-session.db'}"
+    os.environ["PREFECT_HOME"] = str(home / "prefect-home")
+    yield
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path, monkeypatch):
-    """No test writes into the developer's mlflow.db: a test that tracks gets its own backend."""
+    """A test that tracks gets its own backend, whatever an earlier test left behind."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow-test.db'}")
+
+
+def pytest_collection_modifyitems(items):
+    """`assets` marks every test that reads ../shared/assets, through the fixture or the session pipeline."""
+    for item in items:
+        if {"assets", "cats_dogs_pipeline"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.assets)
 
 
 def closed_port() -> int:
@@ -70,6 +97,31 @@ MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_
 
 
 @pytest.fixture(scope="session")
+def built_workspace(tmp_path_factory):
+    """One project copy with the whole pipeline run once by `dvc repro` (synthetic data, two compared
+    backbones, the project's default MLflow backend). Tests only read it; tests that change it copy it."""
+    from transferlab.workspace import SMOKE_PARAMS, create_workspace, run_tool
+
+    path = create_workspace(tmp_path_factory.mktemp("built") / "ws",
+                            {**SMOKE_PARAMS, "compare.backbones": ["resnet50", "vgg16"]})
+    env = {"MLFLOW_TRACKING_URI": ""}  # the project default: sqlite:///mlflow.db in the workspace
+    repro = run_tool(path, "dvc", "repro", env=env)
+    return path, repro, env
+
+
+@pytest.fixture
+def workspace_copy(built_workspace, tmp_path):
+    """A private copy of the built workspace (git, DVC cache and outputs; no MLflow runs), for tests that
+    change params, run experiments or add stages' runs."""
+    import shutil
+
+    source, _, env = built_workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    return copy, env
+
+
+@pytest.fixture(scope="session")
 def cats_dogs_pipeline(tmp_path_factory, assets) -> Path:
     """The whole pipeline, once per session, on the real Kaggle photos with real MobileNetV2 weights."""
     root = tmp_path_factory.mktemp("cats_dogs")
@@ -77,3 +129,18 @@ def cats_dogs_pipeline(tmp_path_factory, assets) -> Path:
                       "data.image_size": 224, "backbone.name": "mobilenet_v2", "backbone.alpha": 1.0,
                       "backbone.weights": str(assets / MOBILENET_V2)}, STAGES)
     return root
+
+
+def experiments(shown: list[dict]) -> list[dict]:
+    """The experiments in `dvc exp show --json` (DVC 3: a list of baselines, each with its experiments' revs)."""
+    return [rev for baseline in shown for experiment in baseline.get("experiments") or []
+            for rev in experiment.get("revs") or []]
+
+
+def params_of(entry: dict) -> dict:
+    """params.yaml as an entry of `dvc exp show --json` recorded it."""
+    return entry["data"]["params"]["params.yaml"]["data"]
+
+
+def metrics_of(entry: dict, path: str) -> dict:
+    return entry["data"]["metrics"][path]["data"]

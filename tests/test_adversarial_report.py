@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import ASSETS, run_stages
 
+pytestmark = pytest.mark.slow
+
 REPORT = {"adversarial.num_images": 16, "adversarial.epsilons": [0, 1, 4, 8], "adversarial.steps": 10,
           "adversarial.ideal_steps": 100,
           "adversarial.imagenet.weights": str(ASSETS / "weights" / "mobilenet_2_5_224_tf.h5"),

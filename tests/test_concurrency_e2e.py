@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.test_flows import FAST
-from transferlab.workspace import create_workspace, run_tool, tool_env
+import pytest
+
+from transferlab.workspace import run_tool, set_params, tool_env
+
+pytestmark = pytest.mark.slow
 
 
-def test_a_second_repro_is_refused_by_dvcs_lock_and_outputs_stay_consistent(tmp_path):
-    workspace = create_workspace(tmp_path / "ws", FAST)
+def test_a_second_repro_is_refused_by_dvcs_lock_and_outputs_stay_consistent(workspace_copy):
+    workspace, _ = workspace_copy
+    set_params(workspace / "params.yaml", {"head.dropout": 0.25})  # the heads must run again: the lock is held
     first = subprocess.Popen(["dvc", "repro", "train_head"], cwd=workspace, env=tool_env({}), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:

@@ -14,8 +14,9 @@ import urllib.request
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.test_flows import FAST
-from transferlab.workspace import create_workspace, tool_env
+from transferlab.workspace import tool_env
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -51,13 +52,13 @@ def server(tmp_path):
         process.wait(timeout=60)
 
 
-def test_scheduled_deployment_is_served_and_runs(server, tmp_path):
+def test_scheduled_deployment_is_served_and_runs(server, workspace_copy):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    workspace = create_workspace(tmp_path / "ws", FAST)
+    workspace, _ = workspace_copy  # built: the served run reports every stage cached
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--workspace", str(workspace),
                               "--cron", "30 4 * * 1", "--timezone", "Europe/Berlin"],
                              cwd=PROJECT_ROOT, env=server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -13,14 +13,31 @@ TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 10, "data
         "data.shard_size": 4, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none"}
 
 
-def test_cache_key_changes_with_everything_that_changes_a_feature():
-    base = cache_components(BackboneParams(), 224, "m" * 64, "sha256:abc", 0)
-    key = cache_key(base)
-    for change in ({"manifest_sha256": "x"}, {"backbone": "vgg16"}, {"weights": "sha256:def"}, {"alpha": 0.35},
-                   {"input_size": 160}, {"pooling": "max"}, {"dtype": "float16"}, {"keras": "9"},
-                   {"preprocess": "other"}):
-        assert cache_key({**base, **change}) != key, change
-    assert cache_key(dict(base)) == key
+def _key(cfg=BackboneParams(), size=224, manifest="m" * 64, weights="sha256:abc", seed=0):
+    return cache_key(cache_components(cfg, size, manifest, weights, seed))
+
+
+def test_cache_key_changes_with_everything_that_changes_a_feature(monkeypatch):
+    key = _key()
+    assert _key() == key
+    assert _key(BackboneParams(batch_size=7)) == key  # the batch size changes no feature: extraction is reused
+    changes = {"manifest": _key(manifest="x" * 64), "backbone": _key(BackboneParams(name="vgg16", alpha=1.0)),
+               "weights": _key(weights="sha256:def"), "alpha": _key(BackboneParams(alpha=0.35)),
+               "input size": _key(size=160), "pooling": _key(BackboneParams(pooling="max")),
+               "dtype": _key(BackboneParams(dtype="float16")),
+               "init seed of random weights": _key(weights="none", seed=1) != _key(weights="none", seed=0)}
+    for change, changed in changes.items():
+        assert changed is True or changed != key, change
+    import keras
+    import tensorflow as tf
+
+    real_keras = keras.__version__
+    monkeypatch.setattr(keras, "__version__", "9.9.9")
+    assert _key() != key, "keras version"
+    monkeypatch.setattr(keras, "__version__", real_keras)
+    monkeypatch.setattr(tf, "__version__", "9.9.9")
+    assert _key() != key, "tensorflow version"
+
 
 
 def test_a_killed_run_resumes_from_completed_shards_with_identical_results(tmp_path):

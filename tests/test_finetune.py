@@ -1,5 +1,7 @@
 """Fine-tuning changes only the unfrozen top: BatchNorm statistics and frozen layers stay bit-identical."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,36 @@ def test_fine_tune_stage_saves_a_safe_mode_loadable_whole_model(trained_head):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     assert model.predict(pixels, verbose=0).shape == (2, 3)
     assert (root / "plots" / "fine_tune" / "loss.tsv").is_file()
+
+
+def _with_rotated_training_labels(prepared: Path, target: Path) -> Path:
+    """A copy of the prepared data whose training labels are all wrong: every step moves away from the truth."""
+    import shutil
+
+    import tensorflow as tf
+
+    from transferlab.data.prepared import shard_files
+
+    shutil.copytree(prepared, target)
+    for path in shard_files(target, "train"):
+        examples = [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(path))]
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for example in examples:
+                label = example.features.feature["label"].int64_list.value
+                label[0] = (label[0] + 1) % 3
+                writer.write(example.SerializeToString())
+    return target
+
+
+def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_head, tmp_path):
+    root, _ = trained_head
+    prepared = _with_rotated_training_labels(root / "data" / "prepared", tmp_path / "prepared")
+    model = _model(trained_head)
+    start = [np.array(w) for w in model.get_weights()]
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-2, epochs=2, patience=2, flip=False, rotation=0.0, zoom=0.0)
+    result = fine_tune(model, prepared, cfg, tmp_path / "scratch", seed=0, verbose=0)
+    assert min(result.history["val_loss"]) > result.initial["val_loss"]  # it really never improved
+    assert result.kept_initial and result.metrics()["kept_head_only_weights"] == 1
+    assert result.metrics()["val_loss"] == result.initial["val_loss"]
+    for kept, original in zip(result.model.get_weights(), start):
+        np.testing.assert_array_equal(kept, original)

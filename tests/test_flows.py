@@ -1,25 +1,25 @@
-"""The Prefect flow on a synthetic workspace: real DVC stages, real Prefect (test harness), real MLflow."""
+"""The Prefect flow on synthetic workspaces: real DVC stages, real Prefect (test harness), real MLflow."""
 
 from __future__ import annotations
 
-import os
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.test_pipeline_e2e import SMALL
-from flows.orchestration import CACHED, RAN, outcomes, override_arguments
-from transferlab.workspace import create_workspace
+from flows.orchestration import CACHED, RAN
+from tests.conftest import experiments, params_of
+from transferlab.workspace import SMOKE_PARAMS, create_workspace, run_tool
 
-FAST = {**SMALL, "data.synthetic.images_per_class": 5, "head.epochs": 2}
+pytestmark = pytest.mark.slow
+FAST = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 5, "head.epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    with prefect_test_harness(server_startup_timeout=180):  # PREFECT_HOME is the session's (tests/conftest.py)
         yield
 
 
@@ -35,39 +35,20 @@ def _artifact(key):
     return found[0] if found else None
 
 
-def test_outcomes_are_read_from_dvc_output():
-    text = "Running stage 'train_head':\nStage 'download' didn't change, skipping\nStage 'x' is cached - skipping"
-    assert outcomes(text, ["download", "train_head", "x", "y"]) == {"download": CACHED, "train_head": RAN, "x": CACHED}
-    assert override_arguments({"head.dropout": 0.3, "adversarial.epsilons": [0, 2]}) == \
-        ["-S", "adversarial.epsilons=[0, 2]", "-S", "head.dropout=0.3"]
-
-
-def test_flow_runs_every_stage_then_reports_them_cached(harness, tmp_path):
+def test_two_flow_runs_on_one_workspace_one_runs_every_stage_the_other_finds_them_cached(harness, tmp_path):
     from flows.pipeline import METRICS_KEY, SUMMARY_KEY, pipeline
 
     workspace = create_workspace(tmp_path / "ws", FAST)
-    first = pipeline(workspace=str(workspace))
-    assert set(first["stages"].values()) == {RAN}
-    second = pipeline(workspace=str(workspace))
-    assert set(second["stages"].values()) == {CACHED}
-    summary = _artifact(SUMMARY_KEY)
-    assert summary is not None and "| download | cached |" in summary.data
-    assert _artifact(METRICS_KEY) is not None
-
-
-def test_two_flow_runs_on_one_workspace_both_succeed_one_after_the_other(harness, tmp_path):
-    from flows.pipeline import pipeline
-
-    workspace = create_workspace(tmp_path / "ws", FAST)
-
-    def run(name):
-        result = pipeline(workspace=str(workspace))
-        return name, result
-
     with ThreadPoolExecutor(2) as pool:
-        results = [future.result() for future in [pool.submit(run, "a"), pool.submit(run, "b")]]
-    outcomes_seen = sorted(tuple(sorted(set(r["stages"].values()))) for _, r in results)
-    assert outcomes_seen == [(CACHED,), (RAN,)]  # one did the work, the other waited and found it cached
+        results = [future.result() for future in [pool.submit(pipeline, workspace=str(workspace)) for _ in range(2)]]
+    outcomes_seen = sorted(tuple(sorted(set(r["stages"].values()))) for r in results)
+    assert outcomes_seen == [(CACHED,), (RAN,)]  # one did the work, the other waited for the lock and found it cached
+    assert all(set(r["stages"]) == {"download", "preprocess", "extract_features", "train_head", "fine_tune",
+                                    "evaluate", "adversarial_report"} for r in results)
+    summary = _artifact(SUMMARY_KEY)
+    assert summary is not None and "| download | cached |" in summary.data  # the later run's summary
+    metrics = _artifact(METRICS_KEY)
+    assert metrics is not None and "evaluate.fine_tuned.accuracy" in metrics.data
 
 
 def test_a_failing_stage_fails_the_flow_with_its_own_message(harness, tmp_path):
@@ -79,14 +60,11 @@ def test_a_failing_stage_fails_the_flow_with_its_own_message(harness, tmp_path):
         pipeline(workspace=str(workspace))
 
 
-def test_overrides_run_as_a_recorded_dvc_experiment(harness, tmp_path):
-    import json
-
+def test_overrides_run_as_a_recorded_dvc_experiment(harness, workspace_copy):
     from flows.pipeline import pipeline
-    from transferlab.workspace import run_tool
 
-    workspace = create_workspace(tmp_path / "ws", FAST)
+    workspace, _ = workspace_copy
     result = pipeline(workspace=str(workspace), overrides={"head.dropout": 0.35})
-    assert result["stages"]["train_head"] == RAN
-    shown = run_tool(workspace, "dvc", "exp", "show", "--json").stdout
-    assert "0.35" in json.dumps(json.loads(shown))
+    assert result["stages"]["train_head"] == RAN and result["stages"]["extract_features"] == CACHED
+    shown = json.loads(run_tool(workspace, "dvc", "exp", "show", "--json").stdout)
+    assert [params_of(exp)["head"]["dropout"] for exp in experiments(shown)] == [0.35]

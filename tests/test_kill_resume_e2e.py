@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, STAGES, run_stages
 from transferlab.workspace import SMOKE_PARAMS
+
+pytestmark = pytest.mark.slow
 
 # Many small shards, so a kill lands between shards; several epochs, so one lands between epochs.
 DATA = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 20, "data.shard_size": 4, "fine_tune.epochs": 4,
@@ -59,7 +62,7 @@ def test_killed_extraction_resumes_from_its_shards_and_matches_a_clean_run(clean
     assert [p.name for p in (tmp_path / "data" / "features").iterdir()] == ["resnet50"]  # the killed temp is gone
 
 
-def test_killed_fine_tune_resumes_from_its_last_epoch_and_matches_a_clean_run(clean, tmp_path):
+def test_killed_fine_tune_resumes_from_its_last_epoch_and_matches_a_clean_run(clean, tmp_path, caplog):
     params = run_stages(tmp_path, DATA, STAGES[:4])
     log = tmp_path / ".cache" / "transferlab" / "fine_tune"
     process = _start("fine_tune", params)
@@ -67,7 +70,12 @@ def test_killed_fine_tune_resumes_from_its_last_epoch_and_matches_a_clean_run(cl
     _kill_when(process, lambda: any(len(p.read_text().splitlines()) >= 2 for p in log.glob("*/history.csv"))
                and any(log.glob("*/backup/*")))
     assert not (tmp_path / "models" / "fine_tuned").exists()
-    run_stages(tmp_path, {}, ["fine_tune"])
+    done = max(len(p.read_text().splitlines()) - 1 for p in log.glob("*/history.csv"))  # epochs logged before the kill
+    with caplog.at_level("INFO", logger="transferlab.fine_tune"):
+        run_stages(tmp_path, {}, ["fine_tune"])
+    resumed_at = [int(m.group(1)) for m in (re.search(r"resumed a killed run at epoch (\d+) of 4", r.getMessage())
+                                          for r in caplog.records) if m]
+    assert resumed_at and resumed_at[0] >= done + 1 > 1  # it went on from the backup, not from epoch 1
     resumed = json.loads((tmp_path / "metrics" / "fine_tune.json").read_text())
     reference = json.loads((clean / "metrics" / "fine_tune.json").read_text())
     assert resumed["epochs_run"] == reference["epochs_run"] == 4  # the killed run's epochs are not lost

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow
+
 
 def _free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]

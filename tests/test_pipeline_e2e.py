@@ -1,4 +1,7 @@
-"""Real `dvc repro` in a throw-away copy of the project, on synthetic data, with a real MLflow backend."""
+"""Real `dvc repro` in a throw-away copy of the project, on synthetic data, with a real MLflow backend.
+
+The session's built workspace (tests/conftest.py: resnet50 fine-tuned, vgg16 compared) is read here; tests
+that change params or run experiments work on their own copy of it."""
 
 import json
 
@@ -6,19 +9,17 @@ import mlflow
 import pytest
 import yaml
 
-from transferlab.workspace import SMOKE_PARAMS, create_workspace, run_tool
+from tests.conftest import experiments, params_of
+from transferlab.workspace import run_tool, set_params
 
-SMALL = {**SMOKE_PARAMS, "compare.backbones": ["resnet50", "vgg16"]}  # resnet50 is fine-tuned, vgg16 compared
+pytestmark = pytest.mark.slow
 STAGE_NAMES = sorted(["download", "preprocess", "extract_features@resnet50", "extract_features@vgg16",
                       "train_head@resnet50", "train_head@vgg16", "fine_tune", "evaluate", "adversarial_report"])
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    path = create_workspace(tmp_path_factory.mktemp("e2e") / "ws", SMALL)
-    env = {"MLFLOW_TRACKING_URI": ""}  # the project default: sqlite:///mlflow.db in the workspace
-    first = run_tool(path, "dvc", "repro", env=env)
-    return path, first, env
+@pytest.fixture
+def workspace(built_workspace):
+    return built_workspace
 
 
 def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
@@ -34,21 +35,21 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     assert (path / "data" / "features" / ".gitignore").read_text().split() == ["/resnet50", "/vgg16"]
 
 
-def test_dvc_metrics_and_plots_show_work(workspace):
+def test_dvc_metrics_and_plots_show_work(workspace, tmp_path):
     path, _, env = workspace
     metrics = json.dumps(json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout))
     for name in ("train_head/resnet50.json", "train_head/vgg16.json", "fine_tune.json", "evaluate.json", "top_3_accuracy", "targeted_success"):
         assert name in metrics
-    rendered = run_tool(path, "dvc", "plots", "show", "-o", str(path / "rendered"), env=env)
-    assert rendered.returncode == 0 and (path / "rendered" / "index.html").is_file()
-    html = (path / "rendered" / "index.html").read_text()
+    rendered = run_tool(path, "dvc", "plots", "show", "-o", str(tmp_path / "rendered"), env=env)
+    assert rendered.returncode == 0 and (tmp_path / "rendered" / "index.html").is_file()
+    html = (tmp_path / "rendered" / "index.html").read_text()
     assert "confusion" in html and "head accuracy" in html and "robust accuracy vs epsilon" in html
     for name in ("confusion.png", "misclassified.png", "confusion.json"):
         assert (path / "plots" / "evaluate" / name).is_file()
 
 
-def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextracts_nothing(workspace):
-    path, _, env = workspace
+def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextracts_nothing(workspace_copy):
+    path, env = workspace_copy
     shown = json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout)
     files = next(iter(shown.values()))["data"]
     heads = {name: files[f"metrics/train_head/{name}.json"]["data"] for name in ("resnet50", "vgg16")}
@@ -56,14 +57,9 @@ def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextra
         assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs_run"] >= 1
     vgg_meta = json.loads((path / "data" / "features" / "vgg16" / "meta.json").read_text())
     assert vgg_meta["feature_width"] == 512 and vgg_meta["components"]["backbone"] == "vgg16"
-    from transferlab.workspace import set_params
-
     set_params(path / "params.yaml", {"backbone.name": "vgg16"})
-    try:
-        status = json.loads(run_tool(path, "dvc", "status", "--json", env=env).stdout)
-        assert set(status) == {"fine_tune", "evaluate"}  # the stages that read backbone.*; nothing upstream
-    finally:
-        set_params(path / "params.yaml", {"backbone.name": "resnet50"})
+    status = json.loads(run_tool(path, "dvc", "status", "--json", env=env).stdout)
+    assert set(status) == {"fine_tune", "evaluate"}  # the stages that read backbone.*; nothing upstream
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
@@ -92,10 +88,8 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     assert experiment.artifact_location == (path / "mlartifacts").as_uri()
 
 
-def test_changing_only_head_params_reruns_only_the_head(workspace):
-    path, _, env = workspace
-    from transferlab.workspace import set_params
-
+def test_changing_only_head_params_reruns_only_the_head(workspace_copy):
+    path, env = workspace_copy
     set_params(path / "params.yaml", {"head.dropout": 0.3})
     status = run_tool(path, "dvc", "status", "--json", env=env).stdout
     assert set(json.loads(status)) == {"train_head@resnet50", "train_head@vgg16"}  # only what the params change
@@ -105,8 +99,8 @@ def test_changing_only_head_params_reruns_only_the_head(workspace):
     assert "Running stage 'extract_features" not in result.stdout
 
 
-def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace):
-    path, _, env = workspace
+def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace_copy):
+    path, env = workspace_copy
     run_tool(path, "git", "add", "-A")
     run_tool(path, "git", "commit", "-q", "-m", "baseline")
     result = run_tool(path, "dvc", "exp", "run", "-S", "data.image_size=48", env=env)
@@ -115,11 +109,15 @@ def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace):
     assert "Running stage 'extract_features@resnet50'" in result.stdout
     assert yaml.safe_load((path / "params.yaml").read_text())["data"]["image_size"] == 48
     shown = json.loads(run_tool(path, "dvc", "exp", "show", "--json", env=env).stdout)
-    assert "48" in json.dumps(shown)
+    assert [params_of(exp)["data"]["image_size"] for exp in experiments(shown)] == [48]
+    assert params_of(shown[0])["data"]["image_size"] == 32  # the workspace's baseline keeps its own
 
 
-def test_bad_override_fails_with_exit_2_message(workspace):
-    path, _, env = workspace
+def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(workspace_copy):
+    path, env = workspace_copy
     result = run_tool(path, "dvc", "exp", "run", "-S", "data.resize=stretch", check=False, env=env)
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "data.resize" in result.stdout + result.stderr
+    assert "failed to run: python -m stages.preprocess, exited with 2" in output  # the stage's own exit code
+    assert "preprocess: error: params.yaml: data.resize: Input should be 'squash' or 'center_crop'" in output
+

@@ -3,6 +3,9 @@
 import json
 
 from tests.conftest import HEAD_STAGES, MOBILENET_V2, run_stages
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def _metrics(root, name):
