@@ -52,6 +52,15 @@ def run_streaming(command: list[str], cwd: Path, emit: Callable[[str], None], en
     return process.returncode, "".join(lines)
 
 
+PARAMS_ERROR_EXIT = 2  # transferlab.core.errors.ParamsError: the configuration is wrong; running again cannot help
+
+
+def stage_exit_code(output: str) -> int | None:
+    """The exit code of the stage command DVC ran last, from its message `failed to run: ..., exited with N`."""
+    codes = re.findall(r"exited with (-?\d+)", output)
+    return int(codes[-1]) if codes else None
+
+
 def failure_message(stage: str, output: str) -> str:
     """The stage's own one-line error when it printed one, else the last output line."""
     errors = [line for line in output.splitlines() if ": error: " in line]

@@ -28,8 +28,22 @@ SUMMARY_KEY, METRICS_KEY = "transferlab-summary", "transferlab-metrics"
 LOCK_FILE = ".dvc/tmp/transferlab-flow.lock"
 
 
+class ConfigurationError(RuntimeError):
+    """A stage refused its params (exit 2): the flow fails at once instead of retrying."""
+
+
 def _env(pipeline_id: str) -> dict[str, str]:
     return tool_env({PIPELINE_ID_ENV: pipeline_id})
+
+
+def _failure(stage: str, output: str) -> RuntimeError:
+    kind = ConfigurationError if stage_exit_code(output) == PARAMS_ERROR_EXIT else RuntimeError
+    return kind(failure_message(stage, output))
+
+
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retries are for what can pass on its own (a network hiccup), never for a wrong configuration."""
+    return not isinstance(state.data, ConfigurationError)
 
 
 @task(name="dvc-stage", task_run_name="{stage}")
@@ -40,7 +54,7 @@ def run_stage(stage: str, workspace: str, pipeline_id: str) -> StageResult:
     code, output = run_streaming(["dvc", "repro", "--single-item", stage], Path(workspace), logger.info,
                                  _env(pipeline_id))
     if code != 0:
-        raise RuntimeError(failure_message(stage, output))
+        raise _failure(stage, output)
     outcome = outcomes(output, [stage]).get(stage, CACHED)
     logger.info("stage %s: %s", stage, "ran" if outcome == RAN else "cached by DVC, skipped")
     return StageResult(stage, outcome, time.monotonic() - started)
@@ -53,7 +67,7 @@ def run_experiment(workspace: str, overrides: dict[str, Any], pipeline_id: str, 
     command = ["dvc", "exp", "run", *override_arguments(overrides)]
     code, output = run_streaming(command, Path(workspace), logger.info, _env(pipeline_id))
     if code != 0:
-        raise RuntimeError(failure_message("dvc exp run", output))
+        raise _failure("dvc exp run", output)
     found = outcomes(output, stages)
     return [StageResult(stage, found.get(stage, CACHED), None) for stage in stages]
 
@@ -96,8 +110,8 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
         else:
             results = []
             for stage in stages:
-                runner = run_stage.with_options(retries=3, retry_delay_seconds=[10, 30, 90]) if stage == "download" \
-                    else run_stage
+                runner = run_stage.with_options(retries=3, retry_delay_seconds=[10, 30, 90],
+                                                retry_condition_fn=_worth_retrying) if stage == "download" else run_stage
                 results.append(runner(stage, str(root), pipeline_id))
     params = load_params(root / "params.yaml")
     files = {f"train_head@{name}": params.paths.head_metrics_of(name) for name in params.compare.backbones}

@@ -51,12 +51,13 @@ def test_two_flow_runs_on_one_workspace_one_runs_every_stage_the_other_finds_the
     assert metrics is not None and "evaluate.fine_tuned.accuracy" in metrics.data
 
 
-def test_a_failing_stage_fails_the_flow_with_its_own_message(harness, tmp_path):
-    from flows.pipeline import pipeline
+def test_a_wrong_configuration_fails_the_flow_at_once_with_the_stages_message(harness, tmp_path):
+    from flows.pipeline import ConfigurationError, pipeline
 
     workspace = create_workspace(tmp_path / "ws", {**FAST, "data.source": "folder",
                                                    "data.folder.root": str(tmp_path / "missing")})
-    with pytest.raises(RuntimeError, match="data.folder.root: folder not found"):
+    # ConfigurationError (exit 2) is the failure the download task's retries skip (tests/test_orchestration.py)
+    with pytest.raises(ConfigurationError, match="data.folder.root: folder not found"):
         pipeline(workspace=str(workspace))
 
 

@@ -1,6 +1,6 @@
 """What the flow reads from DVC's output and how it passes overrides: no Prefect, no DVC run needed."""
 
-from flows.orchestration import CACHED, RAN, outcomes, override_arguments
+from flows.orchestration import CACHED, RAN, outcomes, override_arguments, stage_exit_code
 
 
 def test_outcomes_are_read_from_dvc_output():
@@ -12,3 +12,21 @@ def test_outcomes_are_read_from_dvc_output():
 def test_overrides_become_dvc_exp_arguments_in_yaml():
     assert override_arguments({"head.dropout": 0.3, "adversarial.epsilons": [0, 2], "data.folder.root": None}) == \
         ["-S", "adversarial.epsilons=[0, 2]", "-S", "data.folder.root=null", "-S", "head.dropout=0.3"]
+
+
+def test_the_stage_exit_code_is_read_from_dvcs_failure_message():
+    output = ("Running stage 'download':\n> python -m stages.download\ndownload: error: params.yaml: data.folder.root: "
+              "folder not found\nERROR: failed to reproduce 'download': failed to run: python -m stages.download, "
+              "exited with 2")
+    assert stage_exit_code(output) == 2
+    assert stage_exit_code("ERROR: failed to run: python -m stages.train_head, exited with 1") == 1
+    assert stage_exit_code("Running stage 'x'") is None
+
+
+def test_a_wrong_configuration_is_not_retried_a_transient_failure_is():
+    from prefect.states import Failed
+
+    from flows.pipeline import ConfigurationError, _worth_retrying
+
+    assert not _worth_retrying(None, None, Failed(data=ConfigurationError("stage download failed: ...")))
+    assert _worth_retrying(None, None, Failed(data=RuntimeError("stage download failed: cannot reach host")))

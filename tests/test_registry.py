@@ -1,5 +1,8 @@
 """A real MLflow registry (sqlite): log, register, gate, and load back through models:/<name>@champion."""
 
+import os
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -27,7 +30,10 @@ def _log_and_gate(tmp_path, model, accuracy):
         return register_and_gate(uri, "pets", accuracy, 0.8, 0.01, {"classes": '["cat", "dog"]'})
 
 
-def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path):
+def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"  # MLflow's own default would put artifacts in ./mlruns: the checkout
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     first, second = _model(0), _model(1)
     version, decision = _log_and_gate(tmp_path, first, 0.95)
     assert (version, decision.alias) == ("1", "champion")
@@ -42,6 +48,10 @@ def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path):
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("pets", "challenger").version) == "2"
     assert client.get_model_version("pets", "2").tags["gate.reason"] == decision.reason
+    assert list(elsewhere.iterdir()) == []  # nothing written where the command happened to run
+    database = Path(os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"))
+    location = mlflow.get_experiment_by_name("registry-test").artifact_location
+    assert location == (database.resolve().parent / "mlartifacts").as_uri()  # artifacts beside their database
 
 
 def test_unknown_registered_model_is_a_one_line_error(tmp_path):

@@ -73,8 +73,13 @@ def fgsm(forward, images, labels, epsilon: float, target_mask=None):
 def unbounded_steps(forward, image, target_mask, steps: int, step_size: float):
     """The seed lesson's attack: plain gradient steps on the target log-probability, no budget, no sign."""
     x = tf.convert_to_tensor(image, tf.float32)
+
+    @tf.function(reduce_retracing=True)  # a graph step, as in pgd
+    def step(x):
+        return tf.clip_by_value(x + step_size * _gradient(forward, x, None, target_mask), 0.0, PIXEL_MAX)
+
     for _ in range(steps):
-        x = tf.clip_by_value(x + step_size * _gradient(forward, x, None, target_mask), 0.0, PIXEL_MAX)
+        x = step(x)
     return x
 
 
@@ -99,13 +104,19 @@ def ideal_image(forward, size: int, target_mask, steps: int, learning_rate: floa
     rng = np.random.default_rng(seed)
     x = tf.Variable(np.clip(127.5 + 20.0 * rng.standard_normal((1, size, size, 3)), 0, 255).astype(np.float32))
     optimizer = keras.optimizers.Adam(learning_rate)
-    snapshots = []
-    for step in range(1, steps + 1):
+    optimizer.build([x])  # its slots exist before the graph step below first runs
+
+    @tf.function
+    def update():
         with tf.GradientTape() as tape:
             pixels = tf.identity(x)  # preprocess_input divides in place, which a variable refuses
             loss = -target_log_probability(forward(pixels), target_mask) + tv_weight * total_variation(pixels)
         optimizer.apply_gradients([(tape.gradient(loss, x), x)])
         x.assign(tf.clip_by_value(x, 0.0, PIXEL_MAX))
+
+    snapshots = []
+    for step in range(1, steps + 1):
+        update()
         if snapshot_every and (step % snapshot_every == 0 or step == steps):
             snapshots.append((step, np.round(x.numpy()[0]).astype(np.uint8)))
     probability = float(tf.exp(target_log_probability(forward(tf.identity(x)), target_mask))[0])

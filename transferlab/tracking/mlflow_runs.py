@@ -34,6 +34,13 @@ def tracking_uri(project_root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{tracking_home(project_root) / 'mlflow.db'}"
 
 
+def local_artifact_root(uri: str) -> Path | None:
+    """Where a local sqlite backend keeps its artifacts: beside the database, never in the current directory
+    (MLflow's own default, ./mlruns). A tracking server decides its own (None)."""
+    prefix = "sqlite:///"
+    return Path(uri.removeprefix(prefix)).resolve().parent / "mlartifacts" if uri.startswith(prefix) else None
+
+
 def _proc_stat(pid: int) -> tuple[int, str] | None:
     """(parent pid, start time) of a process from /proc; None where /proc is absent."""
     try:
@@ -115,10 +122,8 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
 
-    # With the default local backend, artifacts live beside it; a team server decides its own.
-    artifact_root = None if os.environ.get("MLFLOW_TRACKING_URI") else tracking_home(project_root) / "mlartifacts"
-    mlflow.set_tracking_uri(tracking_uri(project_root))  # note: this also sets MLFLOW_TRACKING_URI
-    experiment_id = _experiment_id(mlflow, experiment, artifact_root)
+    mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
+    experiment_id = _experiment_id(mlflow, experiment, local_artifact_root(uri))
     pid = pipeline_id()
     parent = _parent_run_id(mlflow.MlflowClient(), experiment_id, pid)
     tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, **environment_tags()}
