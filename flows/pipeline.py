@@ -18,8 +18,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from transferlab.core.endpoints import redact
-from flows.orchestration import (CACHED, RAN, StageResult, failure_message, flat_metrics, outcomes,
-                                       override_arguments, pipeline_stages, run_streaming, summary_markdown)
+from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message, flat_metrics,
+                                 outcomes, override_arguments, pipeline_stages, run_streaming, stage_exit_code,
+                                 summary_markdown)
 from transferlab.core.params import load_params
 from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
 from transferlab.workspace import tool_env

@@ -26,7 +26,13 @@ def test_the_stage_exit_code_is_read_from_dvcs_failure_message():
 def test_a_wrong_configuration_is_not_retried_a_transient_failure_is():
     from prefect.states import Failed
 
-    from flows.pipeline import ConfigurationError, _worth_retrying
+    from flows.pipeline import ConfigurationError, _failure, _worth_retrying
+
+    refused = _failure("download", "download: error: data.folder.root: folder not found\nERROR: failed to "
+                                   "reproduce 'download': failed to run: python -m stages.download, exited with 2")
+    assert isinstance(refused, ConfigurationError) and "data.folder.root: folder not found" in str(refused)
+    crashed = _failure("download", "ERROR: failed to run: python -m stages.download, exited with 1")
+    assert type(crashed) is RuntimeError
 
     assert not _worth_retrying(None, None, Failed(data=ConfigurationError("stage download failed: ...")))
     assert _worth_retrying(None, None, Failed(data=RuntimeError("stage download failed: cannot reach host")))
