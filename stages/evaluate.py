@@ -28,7 +28,7 @@ def run(context: StageContext) -> dict:
     mlflow_runs.set_tags(configure_devices().tags())
     prepared = context.path(paths.prepared)
     classes = [c["name"] for c in read_classes(prepared)]
-    head = load_keras(context.path(paths.head_model_of(params.backbone.name)))
+    head = context.path(paths.head_model_of(params.backbone.name))
     candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed),
                   "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}
     results = {name: score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)

@@ -9,7 +9,7 @@ import shutil
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.errors import UserError
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
-from transferlab.modeling.assembly import classifier, load_keras
+from transferlab.modeling.assembly import classifier
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.distribution import choose_strategy, cluster_task, strategy_tags
 from transferlab.modeling.fine_tuning import fine_tune, resume_key
@@ -30,8 +30,7 @@ def run(context: StageContext) -> dict:
     mlflow_runs.set_tags({**configure_devices().tags(), **strategy_tags(strategy)})
     head_file, prepared = context.path(paths.head_model_of(params.backbone.name)), context.path(paths.prepared)
     with strategy.scope():
-        model = classifier(params.backbone, params.data.image_size, load_keras(head_file), context.root,
-                           params.base.seed)
+        model = classifier(params.backbone, params.data.image_size, head_file, context.root, params.base.seed)
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(params.fine_tune, params.backbone,
                                                                       params.base.seed, head_file, prepared)
     result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, strategy=strategy)

@@ -24,7 +24,7 @@ def trained_head(tmp_path_factory):
 
 def _model(trained_head):
     root, params = trained_head
-    return classifier(params.backbone, 32, load_keras(root / params.paths.head_model_of("resnet50")), root, 0)
+    return classifier(params.backbone, 32, root / params.paths.head_model_of("resnet50"), root, 0)
 
 
 def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:

@@ -84,11 +84,15 @@ def feature_extractor(cfg, image_size: int, root: Path, seed: int):
 def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "transferlab"):
     """The whole model: pixels -> scaling -> frozen backbone (BatchNorm in inference mode) -> head.
 
-    `head` is a trained head (features -> probabilities); its logits part is nested as `head` and its
-    `probabilities` layer ends the model, so the output convention holds for the whole model too."""
+    `head` is a trained head (features -> probabilities), or the path of its .keras file; its logits part is
+    nested as `head` and its `probabilities` layer ends the model, so the output convention holds for the
+    whole model too. A head file is loaded after seeding: its Dropout layers draw their seeds as they load,
+    so fine-tuning is a pure function of its inputs."""
     keras.utils.set_random_seed(seed)
     base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
     base.trainable = False
+    if not isinstance(head, keras.Model):
+        head = load_keras(head)
     head_logits = keras.Model(head.inputs, head.get_layer(PROBABILITIES).input, name="head")
     inputs, scaled = _scaled_pixels(cfg.name, image_size)
     logits = head_logits(base(scaled, training=False))
