@@ -96,14 +96,21 @@ def prepare_with(tmp_path: Path, overrides: dict) -> Path:
 MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
+BUILT_PARAMS = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
+                "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none",
+                "compare.backbones": ["resnet50", "vgg16"], "head.epochs": 5, "fine_tune.epochs": 1,
+                "evaluate.min_accuracy": 0.0, "adversarial.target": "class_0", "adversarial.num_images": 4,
+                "adversarial.epsilons": [0, 8], "adversarial.steps": 2, "adversarial.ideal_steps": 4,
+                "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}
+
+
 @pytest.fixture(scope="session")
 def built_workspace(tmp_path_factory):
     """One project copy with the whole pipeline run once by `dvc repro` (synthetic data, two compared
     backbones, the project's default MLflow backend). Tests only read it; tests that change it copy it."""
-    from transferlab.workspace import SMOKE_PARAMS, create_workspace, run_tool
+    from transferlab.workspace import create_workspace, run_tool
 
-    path = create_workspace(tmp_path_factory.mktemp("built") / "ws",
-                            {**SMOKE_PARAMS, "compare.backbones": ["resnet50", "vgg16"]})
+    path = create_workspace(tmp_path_factory.mktemp("built") / "ws", BUILT_PARAMS)
     env = {"MLFLOW_TRACKING_URI": ""}  # the project default: sqlite:///mlflow.db in the workspace
     repro = run_tool(path, "dvc", "repro", env=env)
     return path, repro, env

@@ -1,0 +1,36 @@
+"""The architecture v2 refactor (issue 13) changed nothing a user gets: the pipeline at the last commit before
+it, run on the same synthetic configuration, writes the same figures as the session's built workspace."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+
+import pytest
+
+from tests.conftest import BUILT_PARAMS, PROJECT_ROOT
+from transferlab.workspace import create_workspace, run_tool
+
+pytestmark = pytest.mark.slow
+BEFORE = "10dc663"  # the last commit of the flat layout
+
+
+def _compare_revisions():
+    spec = importlib.util.spec_from_file_location("compare_revisions", PROJECT_ROOT / "bench" / "compare_revisions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pipeline_before_the_refactor_writes_the_same_figures(built_workspace, tmp_path):
+    if subprocess.run(["git", "cat-file", "-e", f"{BEFORE}^{{commit}}"], cwd=PROJECT_ROOT).returncode != 0:
+        pytest.skip(f"commit {BEFORE} is not in this clone's history")
+    compare = _compare_revisions()
+    after, _, env = built_workspace
+    before = create_workspace(tmp_path / "ws", BUILT_PARAMS, source=compare.export(BEFORE, tmp_path / "src"))
+    run_tool(before, "dvc", "repro", env=env)
+    old, new = compare.figures(before), compare.figures(after)
+    assert len(new) >= 40 and set(old) == set(new)
+    differ = {key: (old[key], new[key]) for key in old if not math.isclose(old[key], new[key], rel_tol=1e-4, abs_tol=1e-4)}
+    assert not differ
