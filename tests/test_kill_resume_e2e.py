@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT, STAGES, run_stages
 from transferlab.workspace import SMOKE_PARAMS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # Many small shards, so a kill lands between shards; several epochs, so one lands between epochs.
 DATA = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 20, "data.shard_size": 4, "fine_tune.epochs": 4,
@@ -27,12 +27,11 @@ def _start(stage: str, params: Path) -> subprocess.Popen:
                             cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _kill_when(process: subprocess.Popen, ready, timeout_s: float = 240) -> None:
-    """SIGKILL `process` as soon as `ready()` holds; fails if the process ends first."""
-    deadline = time.monotonic() + timeout_s
+def _kill_when(process: subprocess.Popen, ready) -> None:
+    """SIGKILL `process` as soon as `ready()` holds; fails if the process ends first (a stage that hangs is
+    stopped by the module's pytest-timeout, not by a wall-clock assertion)."""
     while not ready():
         assert process.poll() is None, "the stage finished before it could be killed"
-        assert time.monotonic() < deadline, "the stage never got far enough to be killed"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
