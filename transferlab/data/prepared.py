@@ -127,10 +127,12 @@ def first_images(prepared: Path, split: str, count: int) -> tuple[np.ndarray, np
 
 
 def images_by_key(prepared: Path, split: str, wanted: set[str]) -> dict[str, np.ndarray]:
-    """uint8 pixels of the images whose keys are wanted."""
+    """uint8 pixels of the images whose keys are wanted; only those are decoded."""
+    import tensorflow as tf
+
     found = {}
-    for pixels, _, key in image_dataset(prepared, split, 64, with_keys=True).unbatch():
+    for image, _, key in tf.data.TFRecordDataset([str(p) for p in shard_files(prepared, split)]).map(_parse):
         name = key.numpy().decode()
         if name in wanted:
-            found[name] = pixels.numpy().astype(np.uint8)
+            found[name] = tf.io.decode_jpeg(image, channels=3).numpy()
     return found
