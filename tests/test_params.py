@@ -40,6 +40,19 @@ BAD_PARAMS = [
     ({"data": 5}, "data"),
     ({"data": {"synthetic": {"num_classes": 1}}}, "data.synthetic.num_classes"),
     ({"paths": {"raw": ["a"]}}, "paths.raw"),
+    # issue 14, finding 1: a path that would replace the workspace, the MLflow store, code, or leave the workspace
+    ({"paths": {"raw": "."}}, "paths.raw: '.' is the workspace itself"),
+    ({"paths": {"raw": "mlartifacts"}}, "paths.raw: 'mlartifacts' is inside 'mlartifacts'"),
+    ({"paths": {"raw": "flows"}}, "paths.raw: 'flows' is inside 'flows'"),
+    ({"paths": {"models": ".git/models"}}, "paths.models: '.git/models' is inside '.git'"),
+    ({"paths": {"prepared": "mlflow.db"}}, "paths.prepared: 'mlflow.db'"),
+    ({"paths": {"raw": "../x"}}, "paths.raw: '../x' leaves the workspace"),
+    ({"paths": {"raw": "/tmp/x"}}, "paths.raw: '/tmp/x' is absolute"),
+    ({"paths": {"scratch": "../../elsewhere"}}, "paths.scratch: '../../elsewhere' leaves the workspace"),
+    ({"paths": {"raw": "data"}}, "paths.prepared ('data/prepared') and paths.raw ('data') overlap"),
+    ({"paths": {"plots": "metrics"}}, "paths.metrics ('metrics') and paths.plots ('metrics') overlap"),
+    ({"paths": {"reports": ""}}, "paths.reports: must be a folder inside the workspace"),
+    ({"data": {"tfds": {"data_dir": "data/raw/tfds"}}}, "data.tfds.data_dir ('data/raw/tfds') and paths.raw"),
     # every stage's section is validated by every stage, before any work
     ({"backbone": {"name": "alexnet"}}, "backbone.name: unknown backbone 'alexnet'"),
     ({"backbone": {"alpha": 0.3}}, "backbone.alpha"),
@@ -110,3 +123,17 @@ def test_cli_reports_bad_params_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "data.image_size" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_symlink_out_of_the_workspace_is_refused_not_followed(tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("someone else's file")
+    workspace = tmp_path / "ws"
+    (workspace / "data").mkdir(parents=True)
+    (workspace / "data" / "raw").symlink_to(outside, target_is_directory=True)
+    params_file = _write(workspace, {"data": {"source": "synthetic"}})
+    code = run_stage("download", download.run, ["data"], ["--params", str(params_file), "--no-track"])
+    message = capsys.readouterr().err.strip()
+    assert code == 2 and "data/raw: resolves to" in message and "outside the workspace" in message
+    assert [p.name for p in outside.iterdir()] == ["keep.txt"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.errors import UserError
+from transferlab.core.errors import ParamsError, UserError
 from transferlab.core.params import Params, load_params
 
 log = logging.getLogger("transferlab")
@@ -24,7 +24,12 @@ class StageContext:
     backbone_name: str = ""  # per-backbone stages: which of compare.backbones (default backbone.name)
 
     def path(self, relative: str) -> Path:
-        return self.root / relative
+        """A params path in the workspace; one that a symlink leads out of it is refused, never followed."""
+        path = self.root / relative
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ParamsError(f"{relative}: resolves to {path.resolve()}, outside the workspace {self.root} (through "
+                              f"a symlink); outputs stay inside the workspace, remove the link or change paths.*")
+        return path
 
     @property
     def backbone(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -26,6 +26,32 @@ class BaseParams(Section):
 
 MODEL_FILE, HEAD_FILE, CLASSES_FILE = "model.keras", "head.keras", "classes.json"
 
+# Top-level entries of the workspace that no params path may name or enter: the repository, DVC's and MLflow's
+# stores, the code and the configuration. A stage replaces its output folder whole, so `paths.raw: flows` would
+# otherwise overwrite code and `paths.raw: mlartifacts` would delete every logged model.
+PROTECTED_ENTRIES = frozenset({
+    ".git", ".dvc", ".dvcignore", ".gitignore", ".venv", ".ci", ".github", "mlflow.db", "mlartifacts", "mlruns",
+    "transferlab", "stages", "flows", "tests", "bench", "params.yaml", "dvc.yaml", "dvc.lock", "pyproject.toml",
+    "Makefile", "README.md", "ARCHITECTURE.md",
+})
+
+
+def workspace_relative(value: str, key: str) -> PurePosixPath:
+    """`value` as a normalized path inside the workspace, or a ValueError naming `key` and why not."""
+    if not value or not value.strip():
+        raise ValueError(f"{key}: must be a folder inside the workspace, got an empty path")
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or value.startswith("~") or (len(value) > 1 and value[1] == ":"):
+        raise ValueError(f"{key}: {value!r} is absolute; give a path relative to the workspace (e.g. data/raw)")
+    if ".." in path.parts:
+        raise ValueError(f"{key}: {value!r} leaves the workspace ('..'); give a path inside it")
+    if not path.parts or path == PurePosixPath("."):
+        raise ValueError(f"{key}: {value!r} is the workspace itself; give a folder inside it (e.g. data/raw)")
+    if path.parts[0] in PROTECTED_ENTRIES:
+        raise ValueError(f"{key}: {value!r} is inside {path.parts[0]!r}, which belongs to the project "
+                         f"(code, Git, DVC or MLflow); choose another folder")
+    return path
+
 
 class PathsParams(Section):
     """Every on-disk location of the pipeline, relative to the project root.
@@ -41,6 +67,17 @@ class PathsParams(Section):
     plots: str = "plots"
     reports: str = "reports"
     scratch: str = ".cache/transferlab"  # resumable partial work; never a DVC output
+
+    @model_validator(mode="after")
+    def _paths_stay_apart(self) -> "PathsParams":
+        """Every folder inside the workspace, off the project's own files, and no folder inside another."""
+        folders = {key: workspace_relative(getattr(self, key), f"paths.{key}") for key in type(self).model_fields}
+        for key, path in folders.items():
+            for other, other_path in folders.items():
+                if key < other and (path == other_path or path in other_path.parents or other_path in path.parents):
+                    raise ValueError(f"paths.{key} ({str(path)!r}) and paths.{other} ({str(other_path)!r}) overlap; "
+                                     f"each stage replaces its folder whole, so they must be separate folders")
+        return self
 
     # One backbone's share of the per-backbone stages (extract_features@<name>, train_head@<name>).
     def features_of(self, backbone: str) -> str:
@@ -95,7 +132,7 @@ class PathsParams(Section):
 
 class TfdsParams(Section):
     name: Literal["oxford_iiit_pet", "cats_vs_dogs"] = "oxford_iiit_pet"
-    data_dir: str = ".cache/tensorflow_datasets"
+    data_dir: str = ".cache/tensorflow_datasets"  # TFDS' own download cache: relative (in the workspace) or absolute
     manual_dir: str | None = None
     download_timeout_s: float = Field(20.0, gt=0, le=3600)
 
@@ -244,6 +281,19 @@ class Params(Section):
     mlflow: MlflowParams = MlflowParams()
 
     @model_validator(mode="after")
+    def _download_cache_apart(self) -> "Params":
+        """TFDS writes its cache itself: absolute is the user's choice; relative must keep off outputs and code."""
+        data_dir = self.data.tfds.data_dir
+        if PurePosixPath(data_dir).is_absolute() or data_dir.startswith("~"):
+            return self
+        cache = workspace_relative(data_dir, "data.tfds.data_dir")
+        for key in type(self.paths).model_fields:
+            folder = PurePosixPath(getattr(self.paths, key))
+            if cache == folder or folder in cache.parents or cache in folder.parents:
+                raise ValueError(f"data.tfds.data_dir ({data_dir!r}) and paths.{key} ({str(folder)!r}) overlap")
+        return self
+
+    @model_validator(mode="after")
     def _backbone_fits(self) -> "Params":
         check_config(self.backbone.name, self.backbone.alpha, self.data.image_size)
         compare, primary = self.compare, self.backbone.name
@@ -288,7 +338,7 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
     shown = f" (got {value!r})" if not isinstance(value, dict) else ""
     message = error["msg"].removeprefix("Value error, ")
     if kind == "value_error":
-        return message if not key else f"{key}: {message}"
+        return message if not key or message.startswith(f"{key}.") else f"{key}: {message}"
     return f"{key}: {message}{shown}"
 
 
