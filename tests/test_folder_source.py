@@ -85,3 +85,49 @@ def test_oxford_unlisted_images_can_join_training_and_the_gif_decodes(tmp_path, 
     manifest = pd.read_csv(prepared / "manifest.csv")
     assert "train/Abyssinian/Abyssinian_34.jpg" in set(manifest["path"])  # a GIF named .jpg
     assert read_source_info(tmp_path / "run" / "data" / "raw").source == "folder"
+
+
+def _image_bytes(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_symlink_loop_is_walked_once_and_reported(tmp_path):
+    """Issue 14, finding 2: `ln -s .. cats/loop` once made 20 images into 1,220 rows, dogs labelled cats."""
+    src = tmp_path / "src"
+    for index in range(3):
+        _touch(src / "cats" / f"c{index}.png", _image_bytes(index))
+        _touch(src / "dogs" / f"d{index}.png", _image_bytes(10 + index))
+    (src / "cats" / "loop").symlink_to("..", target_is_directory=True)
+    (src / "cats" / "again").symlink_to(".", target_is_directory=True)
+    outside = tmp_path / "elsewhere"
+    _touch(outside / "secret.png", _image_bytes(99))
+    (src / "dogs" / "out").symlink_to(outside, target_is_directory=True)
+    info = import_folder(src, tmp_path / "raw")
+    found = sorted(i.relative for i in list_raw_images(tmp_path / "raw"))
+    assert found == [f"all/cats/c{i}.png" for i in range(3)] + [f"all/dogs/d{i}.png" for i in range(3)]
+    reasons = {entry["file"]: entry["reason"] for entry in info.left_out}
+    assert "out of its class folder" in reasons["cats/loop"] and "out of its class folder" in reasons["dogs/out"]
+    assert "already read" in reasons["cats/again"] and set(reasons) == {"cats/loop", "cats/again", "dogs/out"}
+
+
+def test_byte_identical_images_across_classes_and_splits_are_reported(tmp_path):
+    src = tmp_path / "src"
+    same = _image_bytes(7)
+    _touch(src / "train" / "cat" / "a.png", same)
+    _touch(src / "train" / "dog" / "b.png", same)  # the same photo labelled twice
+    _touch(src / "test" / "cat" / "c.png", same)  # and again in test
+    _touch(src / "train" / "cat" / "d.png", _image_bytes(8))
+    _touch(src / "test" / "dog" / "e.png", _image_bytes(9))
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(src),
+                                       "data.val_fraction": 0.0, "data.test_fraction": 0.0})
+    report = json.loads((prepared / "data_report.json").read_text())
+    assert report["duplicates"] == {"across_classes": [["test/cat/c.png", "train/cat/a.png", "train/dog/b.png"]],
+                                    "across_splits": [["test/cat/c.png", "train/cat/a.png", "train/dog/b.png"]]}
+    assert any("two classes" in w for w in report["warnings"]) and any("two splits" in w for w in report["warnings"])

@@ -110,6 +110,12 @@ def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dic
         counts[split][name] = int(count)
     warnings = [f"class {name!r} has no {split} images" for split in SPLITS for name in class_names
                 if counts[split][name] == 0]
+    duplicates = duplicate_images(manifest)
+    for kind in ("across_classes", "across_splits"):
+        if duplicates[kind]:
+            where = "classes (conflicting labels)" if kind == "across_classes" else "splits (test images seen in training)"
+            warnings.append(f"{len(duplicates[kind])} images appear byte for byte in two {where}, e.g. "
+                            f"{' = '.join(duplicates[kind][0])}; see duplicates in data_report.json")
     return {
         "source": description,
         "image_size": cfg.image_size,
@@ -123,8 +129,23 @@ def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dic
         "skipped": skipped,
         "num_left_out": len(left_out),
         "left_out": left_out,
+        "duplicates": duplicates,
         "warnings": warnings,
     }
+
+
+def duplicate_images(manifest: pd.DataFrame) -> dict[str, list[list[str]]]:
+    """Files with the same bytes in more than one class or split, as lists of their paths.
+
+    They are kept (the data is the user's; dropping one copy would hide which label is wrong) and reported."""
+    found: dict[str, list[list[str]]] = {"across_classes": [], "across_splits": []}
+    for _, group in manifest[manifest.duplicated("sha256", keep=False)].groupby("sha256", sort=False):
+        paths = sorted(group["path"])
+        if group["class_name"].nunique() > 1:
+            found["across_classes"].append(paths)
+        if group["split"].nunique() > 1:
+            found["across_splits"].append(paths)
+    return {kind: sorted(groups) for kind, groups in found.items()}
 
 
 def _reason_kind(reason: str) -> str:

@@ -36,27 +36,53 @@ def import_folder(root: Path, raw_dir: Path, unlisted: str = "skip", key: str = 
     layout = detect_layout(root)
     images = raw_dir / IMAGES_DIR
     if layout == "oxford":
-        info = _import_oxford(root, images, unlisted)
-    elif layout == "splits":
+        return _import_oxford(root, images, unlisted)
+    left_out: list[dict[str, str]] = []
+    if layout == "splits":
         for split_dir in _subdirs(root):
-            _copy_class_folders(split_dir, images / SPLIT_ALIASES[split_dir.name.lower()], key)
-        info = SourceInfo("folder", f"{root} (split/class folders)")
-    else:
-        _copy_class_folders(root, images / UNSPLIT, key)
-        info = SourceInfo("folder", f"{root} (class folders)")
-    return info
+            _copy_class_folders(split_dir, images / SPLIT_ALIASES[split_dir.name.lower()], key, root, left_out)
+        return SourceInfo("folder", f"{root} (split/class folders)", left_out=left_out)
+    _copy_class_folders(root, images / UNSPLIT, key, root, left_out)
+    return SourceInfo("folder", f"{root} (class folders)", left_out=left_out)
 
 
-def _copy_class_folders(source: Path, target: Path, key: str) -> None:
+def _copy_class_folders(source: Path, target: Path, key: str, root: Path, left_out: list[dict[str, str]]) -> None:
     class_dirs = _subdirs(source)
     if not class_dirs:
         raise DataError(f"{key}: no class folders in {source} (expected <class>/<image> or <split>/<class>/<image>)")
     for class_dir in class_dirs:
-        shutil.copytree(class_dir, target / class_dir.name, ignore=_ignore_non_data, dirs_exist_ok=True)
+        (target / class_dir.name).mkdir(parents=True, exist_ok=True)
+        for path in walk_images(class_dir, root, left_out):
+            destination = target / class_dir.name / path.relative_to(class_dir)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
 
 
-def _ignore_non_data(folder: str, names: list[str]) -> list[str]:
-    return [name for name in names if not (Path(folder, name).is_dir() or is_data_file(Path(folder, name)))]
+def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> list[Path]:
+    """Data files below the class folder `folder`, following symlinks only inside it and never into a folder
+    already walked: a link back up (`ln -s .. loop`) would otherwise repeat the tree and label every other
+    class's images as this one. Links not followed are recorded in `left_out` (paths relative to `root`)."""
+    boundary, visited, found = folder.resolve(), {folder.resolve()}, []
+
+    def skip(path: Path, reason: str) -> None:
+        left_out.append({"file": path.relative_to(root).as_posix(), "reason": reason})
+
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        for entry in sorted(current.iterdir(), reverse=True):
+            real = entry.resolve()
+            if entry.is_symlink() and not real.is_relative_to(boundary):
+                skip(entry, f"symlink out of its class folder (to {real}); not followed")
+            elif entry.is_dir() and not entry.name.startswith("."):
+                if real in visited:
+                    skip(entry, "symlink to a folder already read (a loop or a second path to it); not followed")
+                else:
+                    visited.add(real)
+                    pending.append(entry)
+            elif is_data_file(entry):
+                found.append(entry)
+    return sorted(found)
 
 
 def _read_list(path: Path) -> list[list[str]]:
@@ -81,8 +107,12 @@ def _import_oxford(root: Path, images: Path, unlisted: str) -> SourceInfo:
             raise DataError(f"data.folder.root: Oxford-IIIT layout without annotations/{list_name} in {root}")
         official.update({row[0]: split for row in _read_list(annotations / list_name)})
     left_out = []
+    boundary = root.resolve()
     for path in sorted(p for p in (root / "images").iterdir() if is_data_file(p)):
         if path.suffix.lower() == ".mat":  # the original archive ships three stray MATLAB files
+            continue
+        if not path.resolve().is_relative_to(boundary):
+            left_out.append({"file": path.name, "reason": f"symlink out of the data folder (to {path.resolve()})"})
             continue
         split = official.get(path.stem)
         if split is None and unlisted == "skip":
