@@ -17,7 +17,7 @@ from transferlab.evaluation.figures import write_evaluation_plots
 from transferlab.evaluation.scoring import score_model
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
-from transferlab.tracking.promotion import log_and_promote
+from transferlab.tracking.promotion import check_registry_accepts, log_and_promote
 
 log = logging.getLogger("transferlab.evaluate")
 SPLIT = "test"
@@ -28,6 +28,7 @@ def run(context: StageContext) -> dict:
     mlflow_runs.set_tags(configure_devices().tags())
     prepared = context.path(paths.prepared)
     classes = [c["name"] for c in read_classes(prepared)]
+    check_registry_accepts(cfg.registered_model, classes)  # before any output is replaced
     head = context.path(paths.head_model_of(params.backbone.name))
     candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed),
                   "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}

@@ -33,9 +33,34 @@ def test_a_closed_port_is_one_bounded_connection_attempt(monkeypatch):
     assert attempts == [(("127.0.0.1", port), 3.0)]  # one try, never longer than its timeout: no retries
 
 
-def test_a_listening_port_and_local_backends_are_fine():
+def test_a_server_that_accepts_but_never_answers_is_unreachable_in_seconds():
+    """Issue 14, finding 11: a listening socket that reads nothing once hung `download` for minutes."""
+    import time
+
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert unreachable_reason(f"http://127.0.0.1:{server.getsockname()[1]}") is None
+        started = time.monotonic()
+        reason = unreachable_reason(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_s=0.5)
+    assert reason == "no answer within 0.5 s" and time.monotonic() - started < 5
+
+
+def test_an_answering_server_and_local_backends_are_fine():
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)  # any answer counts: the server is there
+            self.end_headers()
+
+        def log_message(self, *args):
+            return
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert unreachable_reason(f"http://127.0.0.1:{server.server_port}/prefix") is None
+    finally:
+        server.shutdown()
     assert unreachable_reason("sqlite:///mlflow.db") is None and unreachable_reason("file:///tmp/mlruns") is None

@@ -50,3 +50,27 @@ def test_resize_gives_square_and_jpeg_round_trips(mode):
     image = resize(decode_rgb(good_files()["plain.jpg"]), 32, mode)
     assert image.size == (32, 32)
     assert decode_rgb(encode_jpeg(image, 90)).size == (32, 32)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A few hundred bytes that declare width x height RGB pixels: the shape of a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\0" * (1 + 3 * 64) * 64)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_refused_from_its_header():
+    """Issue 14, finding 6: a 437 KB PNG of 60000x60000 pixels once took 18 GB to decode."""
+    from transferlab.data.images import pixel_limit
+
+    with pytest.raises(UndecodableImage, match=r"too large: 20000x20000 pixels is over the limit of 268 megapixels"):
+        decode_rgb(_png_header_only(20000, 20000), max_pixels=pixel_limit(224))
+    with pytest.raises(UndecodableImage, match="too large"):
+        decode_rgb(_png_header_only(60000, 60000))  # the default cap too
+    assert pixel_limit(32) == 2**28 and pixel_limit(1024) == 2**29  # small models still take camera photos

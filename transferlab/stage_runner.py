@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.errors import ParamsError, UserError
+from transferlab.core.errors import ParamsError, UserError, environment_error
 from transferlab.core.params import Params, load_params
+from transferlab.core.redaction import RedactingStream, redacted_output
 
 log = logging.getLogger("transferlab")
 
@@ -49,37 +50,61 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
+
+
 def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None) -> int:
-    """Run one stage; returns its exit code. User errors print one line; bugs keep their traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines drown the stage's own log
-    args = _arguments(stage, argv)
-    try:
-        params = load_params(args.params)
-        context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
-        params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
-        from transferlab.modeling.distribution import is_chief
-
-        if args.no_track or not is_chief():  # in a cluster, only the chief records the run
-            body(context)
-            return 0
-        from transferlab.tracking import mlflow_runs
-
-        logged = {section: getattr(params, section).model_dump() for section in param_sections}
-        if "backbone" in logged:
-            logged["backbone"] = params.backbone_named(context.backbone).model_dump()
-        run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
-        with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged):
-            metrics = body(context) or {}
-            if metrics:
-                import mlflow
-
-                mlflow.log_metrics(metrics)
-    except UserError as exc:
-        print(f"{stage}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """Run one stage; returns its exit code. User errors, interrupts and I/O errors the user fixes print one
+    line; bugs keep their traceback. Nothing printed carries a credential (see transferlab.core.redaction)."""
+    with redacted_output():
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines drown the stage's own log
+        args = _arguments(stage, argv)
+        try:
+            _run(stage, body, param_sections, args)
+        except UserError as exc:
+            print(f"{stage}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"{stage}: interrupted; outputs are replaced only whole, so none is left half-written",
+                  file=sys.stderr)
+            return INTERRUPTED_EXIT
+        except OSError as exc:
+            message = environment_error(exc)
+            if message is None:
+                raise
+            print(f"{stage}: error: {message}", file=sys.stderr)
+            return 1
     return 0
 
 
+def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
+    params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
+    from transferlab.modeling.distribution import is_chief
+
+    if args.no_track or not is_chief():  # in a cluster, only the chief records the run
+        body(context)
+        return
+    from transferlab.tracking import mlflow_runs
+
+    logged = {section: getattr(params, section).model_dump() for section in param_sections}
+    if "backbone" in logged:
+        logged["backbone"] = params.backbone_named(context.backbone).model_dump()
+    run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
+    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged):
+        mlflow_runs.log_metrics(body(context) or {})
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (Prefect cancelling, a scheduler) ends like Ctrl-C: runs closed, one line
+
+
 def main_for(stage: str, body: StageBody, param_sections: Sequence[str]) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # For the whole process, so a bug's traceback printed at exit is scrubbed too.
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     sys.exit(run_stage(stage, body, param_sections))

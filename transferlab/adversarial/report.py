@@ -15,7 +15,7 @@ from transferlab.adversarial.rendering import (plot_attack_grid, plot_ideal, plo
 from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import AdversarialParams
-from transferlab.data.images import UndecodableImage, decode_rgb, resize
+from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, resize
 from transferlab.data.prepared import first_images
 from transferlab.modeling.assembly import imagenet_classifier
 from transferlab.modeling.outputs import logits_function
@@ -101,7 +101,8 @@ def _replication_input(cfg: AdversarialParams, root: Path, images, labels, targe
     """The configured image, or the first sampled test image outside the target classes."""
     if cfg.replication_image:
         try:
-            return np.asarray(resize(decode_rgb((root / cfg.replication_image).read_bytes()), size), np.float32)
+            data = (root / cfg.replication_image).read_bytes()
+            return np.asarray(resize(decode_rgb(data, max_pixels=pixel_limit(size)), size), np.float32)
         except (OSError, UndecodableImage) as exc:
             raise ParamsError(f"adversarial.replication_image: cannot read {cfg.replication_image}: {exc}") from None
     candidates = [i for i in range(len(labels)) if labels[i] not in targets]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -19,13 +18,25 @@ def redact(uri: str) -> str:
 
 
 def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
-    """Why a TCP connection to an http(s) URI's host fails within `timeout_s`; None when it connects
-    (or when the URI is not a network one: sqlite, file, databricks profiles ...)."""
+    """Why an http(s) URI's server does not answer an HTTP request within `timeout_s`; None when it answers
+    with any status (or when the URI is not a network one: sqlite, file, databricks profiles ...).
+
+    A request, not only a connection: a server that accepts connections and never replies (a hung process, a
+    socket nobody reads) would otherwise pass here and then hang the stage in MLflow's own minutes-long retries."""
+    import http.client
+
     parts = urlsplit(uri)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
+    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_type(parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme], timeout=timeout_s)
     try:
-        with socket.create_connection((parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme]), timeout=timeout_s):
-            return None
-    except OSError as exc:
-        return exc.strerror or exc.__class__.__name__
+        connection.request("HEAD", f"{parts.path.rstrip('/')}/health")
+        connection.getresponse()
+        return None
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except (OSError, http.client.HTTPException) as exc:
+        return getattr(exc, "strerror", None) or exc.__class__.__name__
+    finally:
+        connection.close()

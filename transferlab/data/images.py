@@ -9,8 +9,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# Huge photos are legitimate input (they are shrunk right away); Pillow's bomb guard would reject them.
-Image.MAX_IMAGE_PIXELS = None
+# A small file can declare billions of pixels (a decompression bomb: 437 KB of PNG once took 18 GB to decode).
+# Each decode is capped by `pixel_limit(image_size)`; Pillow's own guard stays on at the highest cap as a backstop.
+MIN_PIXEL_LIMIT, MAX_PIXEL_LIMIT = 2**28, 2**29  # 268 and 537 megapixels: every camera photo fits
+Image.MAX_IMAGE_PIXELS = MAX_PIXEL_LIMIT  # Pillow refuses at twice this, before reading any pixel
 # Truncated files must fail loudly, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -21,11 +23,18 @@ class UndecodableImage(Exception):
     """The bytes are not an image Pillow can fully decode; the message is the reason shown to users."""
 
 
-def decode_rgb(data: bytes, draft_size: int | None = None) -> Image.Image:
+def pixel_limit(image_size: int) -> int:
+    """The most pixels one decode may produce for a model of `image_size`: 64 times its side, squared, within
+    268..537 megapixels (about 0.8..1.6 GB of RGB): a 150-megapixel camera photo always fits, a bomb never does."""
+    return min(MAX_PIXEL_LIMIT, max(MIN_PIXEL_LIMIT, (64 * image_size) ** 2))
+
+
+def decode_rgb(data: bytes, draft_size: int | None = None, max_pixels: int = MAX_PIXEL_LIMIT) -> Image.Image:
     """Decode image bytes of any format Pillow reads (the file name is ignored) into an RGB image.
 
     EXIF orientation is applied, palettes/grayscale/CMYK/16-bit become 8-bit RGB, and transparency is
     composited on white. `draft_size` lets JPEG decode at a reduced scale, which keeps huge photos cheap.
+    An image that would decode to more than `max_pixels` is refused from its header, before any decoding.
     """
     if not data:
         raise UndecodableImage("empty file (0 bytes)")
@@ -35,13 +44,24 @@ def decode_rgb(data: bytes, draft_size: int | None = None) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
+            _check_pixels(image, max_pixels)
             image.load()
             image = ImageOps.exif_transpose(image)
     except UnidentifiedImageError:
         raise UndecodableImage("not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise UndecodableImage(f"too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise UndecodableImage(f"cannot decode: {exc}") from None
     return _to_rgb(image)
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UndecodableImage(f"too large: {width}x{height} pixels is over the limit of {max_pixels / 1e6:.0f} "
+                               f"megapixels for this image size (a decompression bomb, or a scan far larger than "
+                               f"the model needs; shrink it first)")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

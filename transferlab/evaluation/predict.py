@@ -13,7 +13,7 @@ from transferlab.core.errors import UserError
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import load_keras  # also registers the pixel-scaling layer that models hold
 from transferlab.modeling.outputs import class_probabilities
-from transferlab.data.images import UndecodableImage, decode_rgb, resize
+from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, resize
 
 
 @dataclass
@@ -35,11 +35,21 @@ def load_model(reference: str) -> LoadedModel:
     model = load_keras(path)
     classes_file = path.parent / CLASSES_FILE
     classes = [c["name"] for c in json.loads(classes_file.read_text())] if classes_file.is_file() else None
-    return LoadedModel(model, classes or [str(i) for i in range(_num_classes(model))], model.input_shape[1])
+    return LoadedModel(model, _checked(classes, model, str(classes_file)), model.input_shape[1])
 
 
 def _num_classes(model) -> int:
     return max(2, model.output_shape[-1])
+
+
+def _checked(classes: list[str] | None, model, source: str) -> list[str]:
+    """The class names, if they fit the model's output; a model and names that disagree would mislabel silently."""
+    if classes is None:
+        return [str(i) for i in range(_num_classes(model))]
+    if len(classes) != _num_classes(model):
+        raise UserError(f"{source}: names {len(classes)} classes but the model predicts {_num_classes(model)}; "
+                        f"the model and its class list do not belong together")
+    return classes
 
 
 def _load_registered(uri: str) -> LoadedModel:
@@ -57,7 +67,7 @@ def _load_registered(uri: str) -> LoadedModel:
         model = mlflow.keras.load_model(uri)
     except MlflowException as exc:
         raise UserError(f"--model: cannot load {uri}: {str(exc).splitlines()[0]}") from None
-    classes = json.loads(version.tags.get("classes", "null")) or [str(i) for i in range(_num_classes(model))]
+    classes = _checked(json.loads(version.tags.get("classes", "null")), model, f"{uri} (tag 'classes')")
     return LoadedModel(model, classes, model.input_shape[1])
 
 
@@ -66,7 +76,8 @@ def predict_files(loaded: LoadedModel, paths: list[Path], top_k: int) -> list[di
     results = []
     for path in paths:
         try:
-            image = resize(decode_rgb(Path(path).read_bytes(), draft_size=2 * loaded.image_size), loaded.image_size)
+            data = Path(path).read_bytes()
+            image = resize(decode_rgb(data, 2 * loaded.image_size, pixel_limit(loaded.image_size)), loaded.image_size)
         except (OSError, UndecodableImage) as exc:
             results.append({"file": str(path), "error": str(exc)})
             continue

@@ -8,8 +8,10 @@ the stage (all stages of one `dvc repro` share it), else a fresh id for a stage 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
+import socket
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,11 +19,18 @@ from typing import Any
 
 from transferlab.core.endpoints import redact, unreachable_reason
 from transferlab.core.errors import UserError
+from transferlab.core.redaction import scrub
+
+log = logging.getLogger("transferlab.tracking")
 
 PIPELINE_ID_ENV = "TRANSFERLAB_PIPELINE_ID"
 PIPELINE_TAG = "transferlab.pipeline_id"
 STAGE_TAG = "transferlab.stage"
+PROCESS_TAG = "transferlab.process"  # host:pid:start time of the process that owns a RUNNING run
 PARENT_TAG = "mlflow.parentRunId"
+# A server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def tracking_home(project_root: Path) -> Path:
@@ -107,59 +116,180 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def require_server(uri: str) -> None:
+    """Stop in seconds, before any work, when an http(s) tracking server does not answer."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    reason = unreachable_reason(uri)
+    if reason:
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
+                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any]) -> Iterator[Any]:
     """Start the stage's nested run under its pipeline's parent; yields the active mlflow run.
 
     A tracking server that does not answer stops the stage here, in seconds and before any work, rather
-    than after the work, when results could no longer be recorded (MLflow itself retries for minutes)."""
+    than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
+    One that stops answering later costs the run, not the stage's outputs: see `tolerant`."""
     uri = tracking_uri(project_root)
-    reason = unreachable_reason(uri)
-    if reason:
-        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
-                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a server that dies mid-stage: fail in ~1 min
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    require_server(uri)
     import mlflow
 
+    _state.lost = None
     mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
     experiment_id = _experiment_id(mlflow, experiment, local_artifact_root(uri))
+    client = mlflow.MlflowClient()
+    end_abandoned_runs(client, experiment_id)
     pid = pipeline_id()
-    parent = _parent_run_id(mlflow.MlflowClient(), experiment_id, pid)
-    tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, **environment_tags()}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+    parent = _parent_run_id(client, experiment_id, pid)
+    tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, PROCESS_TAG: process_identity(),
+            **environment_tags()}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    status = "FAILED"
+    try:
         mlflow.log_params(flatten(params))
         yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        with tolerant("ending the run"):
+            mlflow.end_run(status)  # pops the active run first, so a dead server leaves no run active here
+
+
+class _State:
+    lost: str | None = None  # why tracking stopped for the rest of this stage, once a call failed
+
+
+_state = _State()
+
+
+def _tracking_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.RequestException, ConnectionError, TimeoutError
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """A server or store that stopped answering, as opposed to a request our code got wrong (a bug)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return True
+    return exc.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") or "API request to" in exc.message
+
+
+@contextlib.contextmanager
+def tolerant(action: str) -> Iterator[None]:
+    """Run one tracking call; if the tracking server is gone, warn once and skip every later call of the stage.
+
+    The stage's outputs are still written and recorded by DVC: losing the MLflow server must not cost the work."""
+    try:
+        yield
+    except _tracking_errors() as exc:
+        if not _is_unavailable(exc):
+            raise
+        if _state.lost is None:
+            reason = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300]
+            log.warning("MLflow stopped answering while %s (%s); the stage's outputs are complete, its MLflow run "
+                        "is not: rerun the stage with `dvc repro -f <stage>` once the server is back", action, reason)
+        _state.lost = action
+
+
+def lost() -> bool:
+    """Whether tracking was given up earlier in this stage."""
+    return _state.lost is not None
+
+
+def process_identity(pid: int | None = None) -> str:
+    pid = pid or os.getpid()
+    stat = _proc_stat(pid)
+    return f"{socket.gethostname()}:{pid}:{stat[1] if stat else ''}"
+
+
+def _is_alive(identity: str) -> bool:
+    host, _, rest = identity.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's process: not ours to judge
+    pid = int(pid_text)
+    stat = _proc_stat(pid)
+    if stat is not None:
+        return not started or stat[1] == started  # same pid, same start time: the same process
+    try:  # no /proc (macOS): the pid alone, which the OS may have reused; then the run stays RUNNING
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_abandoned_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING stage runs whose process on this host is gone (SIGKILL, power loss)."""
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    ended = []
+    for run in running:
+        identity = run.data.tags.get(PROCESS_TAG)
+        if identity and not _is_alive(identity):
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+            log.info("MLflow run %s (%s) was left RUNNING by a process that no longer exists; marked KILLED",
+                     run.info.run_id, run.data.tags.get(STAGE_TAG, "?"))
+    return ended
 
 
 def _active():
-    """The active MLflow module when a stage run is being tracked, else None (stages run with --no-track)."""
+    """The active MLflow module when a stage run is being tracked, else None (--no-track, or tracking lost)."""
     import sys
 
     mlflow = sys.modules.get("mlflow")
-    return mlflow if mlflow is not None and mlflow.active_run() is not None else None
+    return mlflow if mlflow is not None and not lost() and mlflow.active_run() is not None else None
+
+
+def tracking_active() -> bool:
+    return _active() is not None
 
 
 def set_tags(tags: Mapping[str, str]) -> None:
     if (mlflow := _active()) is not None:
-        mlflow.set_tags(dict(tags))
+        with tolerant("setting tags"):
+            mlflow.set_tags(dict(tags))
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    if (mlflow := _active()) is not None and metrics:
+        with tolerant("logging metrics"):
+            mlflow.log_metrics(dict(metrics))
 
 
 def log_history(history: Mapping[str, list[float]]) -> None:
     """Per-epoch metrics, one step per epoch (epoch 1 is step 1)."""
     if (mlflow := _active()) is None:
         return
-    for name, values in history.items():
-        for epoch, value in enumerate(values, start=1):
-            mlflow.log_metric(f"epoch_{name}", value, step=epoch)
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"epoch_{name}", value, now, epoch)
+               for name, values in history.items() for epoch, value in enumerate(values, start=1)]
+    with tolerant("logging the epoch history"):
+        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics[start:start + 1000])
 
 
 def log_artifacts(path: Path, artifact_path: str | None = None) -> None:
     if (mlflow := _active()) is not None:
-        if Path(path).is_dir():
-            mlflow.log_artifacts(str(path), artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path)
+        with tolerant("uploading artifacts"):
+            if Path(path).is_dir():
+                mlflow.log_artifacts(str(path), artifact_path)
+            else:
+                mlflow.log_artifact(str(path), artifact_path)
 
 
 def log_keras_model(model: Any, name: str, example_input: Any) -> str | None:
@@ -174,6 +304,8 @@ def log_keras_model(model: Any, name: str, example_input: Any) -> str | None:
     signature = infer_signature(example_input, model.predict(example_input, verbose=0))
     # MLflow's own inference of requirements fails for models with custom layers; state them.
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    info = mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=requirements)
-    mlflow.set_tag(f"transferlab.model_uri.{name}", info.model_uri)
-    return info.model_uri
+    with tolerant(f"logging the {name} model"):
+        info = mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=requirements)
+        mlflow.set_tag(f"transferlab.model_uri.{name}", info.model_uri)
+        return info.model_uri
+    return None

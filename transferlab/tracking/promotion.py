@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+
+from transferlab.core.errors import ParamsError
+
+log = logging.getLogger("transferlab.registry")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ACCURACY_TAG = "test_accuracy"
+GATE_STATUS, PENDING, DONE = "gate.status", "pending", "done"
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,25 @@ def decide(accuracy: float, champion_accuracy: float | None, min_accuracy: float
                               f"the champion's {champion_accuracy:.4f}")
 
 
+def check_same_classes(client, name: str, classes: list[str]) -> None:
+    """The gate compares accuracies of models that answer the same question, or refuses with one line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return
+    theirs = json.loads(champion.tags.get("classes", "null"))
+    if theirs is not None and theirs != classes:
+        raise ParamsError(f"evaluate.registered_model: the champion of {name!r} (version {champion.version}) "
+                          f"classifies {len(theirs)} classes {_short(theirs)}, this model {len(classes)} "
+                          f"{_short(classes)}; their accuracies are not comparable: register under a new name")
+
+
+def _short(names: list[str]) -> str:
+    return str(names) if len(names) <= 6 else f"[{', '.join(map(repr, names[:5]))}, ...]"
+
+
 def champion_accuracy(client, name: str) -> float | None:
     from mlflow.exceptions import MlflowException
 
@@ -43,21 +69,41 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, min_accuracy: 
     import mlflow
 
     client = mlflow.MlflowClient()
+    check_same_classes(client, name, json.loads(tags["classes"]))
+    discard_interrupted(client, name)
     current = champion_accuracy(client, name)
-    version = mlflow.register_model(model_uri, name)
     decision = decide(accuracy, current, min_accuracy, max_regression)
-    for key, value in {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason}.items():
-        client.set_model_version_tag(name, version.version, key, value)
+    # Tags are part of the creation (one request), so no version exists without them; `gate.status` says
+    # whether the alias was set after it, which a kill in between would leave undone.
+    all_tags = {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason, "gate.alias": decision.alias,
+                GATE_STATUS: PENDING}
+    version = mlflow.register_model(model_uri, name, tags=all_tags)
     client.set_registered_model_alias(name, decision.alias, version.version)
+    client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
     return str(version.version), decision
+
+
+def discard_interrupted(client, name: str) -> list[str]:
+    """Delete the versions whose registration was interrupted before the gate set their alias.
+
+    Only versions this gate created (tagged `gate.status=pending`) are touched; the logged model stays in its run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        pending = client.search_model_versions(f"name = '{name}' and tags.`{GATE_STATUS}` = '{PENDING}'")
+    except MlflowException:
+        return []
+    for version in pending:
+        client.delete_model_version(name, version.version)
+        log.warning("registered model %s version %s: its registration was interrupted before the gate finished; "
+                    "deleted (the model itself stays logged in run %s)", name, version.version, version.run_id)
+    return [str(version.version) for version in pending]
 
 
 def log_and_promote(model, accuracy: float, classes: list[str], cfg, image_size: int) -> tuple[str, Decision] | None:
     """Log the model to the active stage run, register it as `cfg.registered_model`, and gate `champion`.
 
     `cfg` is the evaluate section of params. Returns None when the stage is not tracked (--no-track)."""
-    import json
-
     import numpy as np
 
     from transferlab.tracking import mlflow_runs
@@ -66,8 +112,23 @@ def log_and_promote(model, accuracy: float, classes: list[str], cfg, image_size:
     uri = mlflow_runs.log_keras_model(model, "model", example)
     if uri is None:
         return None
-    version, decision = register_and_gate(uri, cfg.registered_model, accuracy, cfg.min_accuracy, cfg.max_regression,
-                                          {"classes": json.dumps(classes), "image_size": str(image_size)})
+    with mlflow_runs.tolerant("registering the model"):
+        version, decision = register_and_gate(uri, cfg.registered_model, accuracy, cfg.min_accuracy,
+                                              cfg.max_regression, {"classes": json.dumps(classes),
+                                                                   "image_size": str(image_size)})
+    if mlflow_runs.lost():
+        return None
     mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,
                           "registry.reason": decision.reason})
     return version, decision
+
+
+def check_registry_accepts(name: str, classes: list[str]) -> None:
+    """Before any work of a tracked stage: the registered name's champion has the same classes."""
+    from transferlab.tracking import mlflow_runs
+
+    if mlflow_runs.tracking_active():
+        import mlflow
+
+        with mlflow_runs.tolerant("reading the registry"):
+            check_same_classes(mlflow.MlflowClient(), name, classes)
