@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from transferlab.core.params import load_params
+from transferlab.core.params import PARAMS_CHECK_FILE, load_params
 
 
 def _expected_outs(paths, backbones: list[str], fine_tuned: str) -> dict[str, set[str]]:
     report = paths.adversarial_report
-    expected = {"download": {paths.raw}, "preprocess": {paths.prepared},
+    expected = {"check_params": {PARAMS_CHECK_FILE}, "download": {paths.raw}, "preprocess": {paths.prepared},
                 "fine_tune": {paths.fine_tuned, paths.fine_tune_metrics, paths.fine_tune_plots},
                 "evaluate": {paths.evaluate_per_class, paths.evaluate_metrics, paths.evaluate_plots},
                 "adversarial_report": {f"{report}/{name}" for name in
@@ -41,3 +41,17 @@ def test_fine_tune_and_evaluate_read_the_head_the_paths_model_names(stages):
     for name in ("fine_tune", "evaluate"):
         assert head in {str(dep.def_path) for dep in stages[name].deps}, name
     assert params.paths.fine_tuned in {str(dep.def_path) for dep in stages["adversarial_report"].deps}
+
+
+def test_every_stage_descends_from_the_params_check(stages):
+    """DVC deletes outputs before a stage runs: the guard must run, and fail, before any stage that has outputs."""
+    import networkx as nx
+
+    from dvc.repo import Repo
+
+    with Repo(str(PROJECT_ROOT)) as repo:
+        graph = repo.index.graph
+        check = next(stage for stage in graph if stage.addressing == "check_params")
+        # DVC's graph points from a stage to the stages it depends on
+        descendants = {stage.addressing for stage in nx.ancestors(graph, check)}
+    assert descendants == set(stages) - {"check_params"}

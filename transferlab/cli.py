@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from transferlab.core.errors import UserError
+from transferlab.core.errors import UserError, environment_error
 from transferlab.core.params import PathsParams
+from transferlab.core.redaction import redacted_output
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -63,8 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "predict" and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
         args.tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
-    try:
-        return args.run(args)
-    except UserError as exc:
-        print(f"transferlab {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    with redacted_output():
+        try:
+            return args.run(args)
+        except UserError as exc:
+            print(f"transferlab {args.command}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"transferlab {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except OSError as exc:
+            message = environment_error(exc)
+            if message is None:
+                raise
+            print(f"transferlab {args.command}: error: {message}", file=sys.stderr)
+            return 1

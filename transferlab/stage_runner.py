@@ -53,13 +53,15 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
 INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
 
 
-def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None) -> int:
+def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None,
+              track: bool = True) -> int:
     """Run one stage; returns its exit code. User errors, interrupts and I/O errors the user fixes print one
     line; bugs keep their traceback. Nothing printed carries a credential (see transferlab.core.redaction)."""
     with redacted_output():
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines drown the stage's own log
         args = _arguments(stage, argv)
+        args.no_track = args.no_track or not track
         try:
             _run(stage, body, param_sections, args)
         except UserError as exc:
@@ -101,10 +103,10 @@ def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (Prefect cancelling, a scheduler) ends like Ctrl-C: runs closed, one line
 
 
-def main_for(stage: str, body: StageBody, param_sections: Sequence[str]) -> None:
+def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: bool = True) -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     # For the whole process, so a bug's traceback printed at exit is scrubbed too.
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
-    sys.exit(run_stage(stage, body, param_sections))
+    sys.exit(run_stage(stage, body, param_sections, track=track))

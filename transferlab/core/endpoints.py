@@ -5,6 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# A tracking server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def redact(uri: str) -> str:
@@ -40,3 +43,18 @@ def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
         return getattr(exc, "strerror", None) or exc.__class__.__name__
     finally:
         connection.close()
+
+
+def require_server(uri: str) -> None:
+    """Stop in seconds, before any work, when an http(s) MLflow tracking server does not answer; bound MLflow's
+    own retries for the rest of the process (unless the user set them)."""
+    import os
+
+    from transferlab.core.errors import UserError
+
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    reason = unreachable_reason(uri)
+    if reason:
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
+                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")

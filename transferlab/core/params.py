@@ -25,6 +25,9 @@ class BaseParams(Section):
 
 
 MODEL_FILE, HEAD_FILE, CLASSES_FILE = "model.keras", "head.keras", "classes.json"
+# The output of the `check_params` guard stage, which every other stage descends from. Not a params path: it must
+# exist before params are known to be valid.
+PARAMS_CHECK_FILE = "data/params_checked.json"
 
 # Top-level entries of the workspace that no params path may name or enter: the repository, DVC's and MLflow's
 # stores, the code and the configuration. A stage replaces its output folder whole, so `paths.raw: flows` would
@@ -50,6 +53,10 @@ def workspace_relative(value: str, key: str) -> PurePosixPath:
     if path.parts[0] in PROTECTED_ENTRIES:
         raise ValueError(f"{key}: {value!r} is inside {path.parts[0]!r}, which belongs to the project "
                          f"(code, Git, DVC or MLflow); choose another folder")
+    check_file = PurePosixPath(PARAMS_CHECK_FILE)
+    if path == check_file or path in check_file.parents:
+        raise ValueError(f"{key}: {value!r} would hold {PARAMS_CHECK_FILE}, the output of the check_params stage; "
+                         f"choose a folder below it (e.g. {value.rstrip('/')}/raw)")
     return path
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
+from transferlab.core.redaction import scrub
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import load_keras  # also registers the pixel-scaling layer that models hold
 from transferlab.modeling.outputs import class_probabilities
@@ -56,6 +58,7 @@ def _load_registered(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    require_server(mlflow.get_tracking_uri())  # seconds, not MLflow's minutes of retries, when the server is down
     name, _, selector = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
     try:
@@ -66,7 +69,7 @@ def _load_registered(uri: str) -> LoadedModel:
             version = client.get_model_version(name, number)
         model = mlflow.keras.load_model(uri)
     except MlflowException as exc:
-        raise UserError(f"--model: cannot load {uri}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"--model: cannot load {uri}: {scrub(str(exc).splitlines()[0])}") from None
     classes = _checked(json.loads(version.tags.get("classes", "null")), model, f"{uri} (tag 'classes')")
     return LoadedModel(model, classes, model.input_shape[1])
 

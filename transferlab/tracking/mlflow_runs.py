@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
 from transferlab.core.redaction import scrub
 
@@ -28,9 +28,6 @@ PIPELINE_TAG = "transferlab.pipeline_id"
 STAGE_TAG = "transferlab.stage"
 PROCESS_TAG = "transferlab.process"  # host:pid:start time of the process that owns a RUNNING run
 PARENT_TAG = "mlflow.parentRunId"
-# A server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def tracking_home(project_root: Path) -> Path:
@@ -116,16 +113,6 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def require_server(uri: str) -> None:
-    """Stop in seconds, before any work, when an http(s) tracking server does not answer."""
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    reason = unreachable_reason(uri)
-    if reason:
-        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
-                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")
-
-
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any]) -> Iterator[Any]:
     """Start the stage's nested run under its pipeline's parent; yields the active mlflow run.
@@ -158,6 +145,25 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     finally:
         with tolerant("ending the run"):
             mlflow.end_run(status)  # pops the active run first, so a dead server leaves no run active here
+
+
+def check_tracking_store(project_root: Path) -> None:
+    """The store the stages will log to opens: a sqlite file is a database, a server answers (seconds, no MLflow)."""
+    uri = tracking_uri(project_root)
+    if not uri.startswith("sqlite:///"):
+        require_server(uri)
+        return
+    import sqlite3
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not database.exists():
+        return  # MLflow creates it on the first run
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{database}: the MLflow tracking database cannot be read ({exc}); restore it from a backup, "
+                        f"move it aside to start a new one, or set MLFLOW_TRACKING_URI") from None
 
 
 class _State:

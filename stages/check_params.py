@@ -1,0 +1,34 @@
+"""DVC stage `check_params`: validate all of params.yaml, and the MLflow store, before DVC runs any other stage.
+
+DVC deletes a stage's outputs before it runs the stage's command, so a stage that rejects its params under
+`dvc repro` has already lost them. Every stage descends from this one (download depends on its output), so a
+bad value, a corrupt mlflow.db or a tracking server that does not answer stops the run here, before DVC
+touches any other output. Its output holds no params (a constant), so passing it never reruns anything else.
+It records no MLflow run: it is a guard, not a step of the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from transferlab.core.atomic import atomic_write_text
+from transferlab.core.params import PARAMS_CHECK_FILE
+from transferlab.stage_runner import StageContext, main_for
+from transferlab.tracking.mlflow_runs import check_tracking_store
+
+log = logging.getLogger("transferlab.check_params")
+
+
+def run(context: StageContext) -> None:
+    for backbone in context.params.compare.backbones:
+        context.params.backbone_named(backbone)
+    for key in type(context.params.paths).model_fields:  # no symlink leads a params path out of the workspace
+        context.path(getattr(context.params.paths, key))
+    check_tracking_store(context.root)
+    atomic_write_text(context.path(PARAMS_CHECK_FILE), json.dumps({"params": "valid"}) + "\n")
+    log.info("params.yaml is valid; the tracking store answers")
+
+
+if __name__ == "__main__":
+    main_for("check_params", run, [], track=False)
