@@ -13,6 +13,7 @@ from transferlab.core.errors import ParamsError
 from transferlab.core.params import BackboneParams, FineTuneParams
 from transferlab.data.prepared import MANIFEST, image_dataset
 from transferlab.modeling.assembly import backbone_of, compile_for
+from transferlab.modeling.resume import VerifiedBackupAndRestore
 
 
 HISTORY_LOG = "history.csv"
@@ -106,7 +107,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     callbacks = [
         first_epoch,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.BackupAndRestore(str(scratch / "backup")),
+        VerifiedBackupAndRestore(scratch / "backup", discard_with=(scratch / HISTORY_LOG,)),
         # A resumed fit reports only the epochs it ran; the log on disk keeps the killed run's epochs too.
         keras.callbacks.CSVLogger(str(scratch / HISTORY_LOG), append=True),
     ]
