@@ -58,3 +58,14 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     for a, b in zip(one["weights"], two["weights"]):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
     assert one["loss"][-1] < one["loss"][0] / 2  # it trained: the comparison is not of two untouched models
+
+
+def test_a_cluster_member_is_told_that_tensorflow_listens_on_every_interface():
+    """Issue 14, finding 7: TensorFlow binds its gRPC server to 0.0.0.0 whatever the spec names; say so."""
+    from transferlab.modeling.distribution import exposure_warning
+
+    env = {"TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]},
+                                    "task": {"type": "worker", "index": 1}})}
+    message = exposure_warning(env)
+    assert "worker 1 listens on all interfaces (*:23457), not only 127.0.0.1:23457" in message
+    assert "firewall" in message

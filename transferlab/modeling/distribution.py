@@ -8,6 +8,7 @@ anything else is the default one-device strategy. Batch sizes in params.yaml are
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from transferlab.core.errors import UserError
 
 TF_CONFIG = "TF_CONFIG"
+log = logging.getLogger("transferlab.distribution")
 
 
 def cluster_task(env: Mapping[str, str] = os.environ) -> tuple[str, int] | None:
@@ -53,10 +55,24 @@ def choose_strategy(devices: Sequence[str] | None = None, env: Mapping[str, str]
     if devices:
         return tf.distribute.MirroredStrategy(list(devices))
     if cluster_task(env) is not None:
+        log.warning(exposure_warning(env))
         return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def exposure_warning(env: Mapping[str, str] = os.environ) -> str:
+    """What a cluster member must be told: TensorFlow's gRPC server listens on every interface.
+
+    TensorFlow (2.21 included) binds it to "0.0.0.0:<port>" in grpc_server_lib.cc whatever host the cluster spec
+    names, and offers no setting for the address; only a firewall keeps the unauthenticated port private."""
+    config = json.loads(env[TF_CONFIG])
+    kind, index = cluster_task(env)
+    address = config["cluster"][kind][index]
+    port = address.rsplit(":", 1)[-1]
+    return (f"TF_CONFIG: TensorFlow's gRPC server for {kind} {index} listens on all interfaces (*:{port}), not only "
+            f"{address}: TensorFlow has no bind-address setting; keep port {port} behind a firewall")
 
 
 def global_batch_size(per_replica: int, strategy: Any) -> int:
