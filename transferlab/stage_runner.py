@@ -14,6 +14,7 @@ from typing import Any
 from transferlab.core.errors import ParamsError, UserError, environment_error
 from transferlab.core.params import Params, load_params
 from transferlab.core.redaction import RedactingStream, redacted_output
+from transferlab.params_snapshot import check_unchanged
 
 log = logging.getLogger("transferlab")
 
@@ -84,6 +85,10 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     params = load_params(args.params)
     context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
     params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
+    from transferlab.tracking.mlflow_runs import shared_pipeline_id
+
+    if pipeline := shared_pipeline_id():
+        check_unchanged(Path(args.params), context.path(params.paths.scratch) / "pipelines", pipeline)
     from transferlab.modeling.distribution import is_chief
 
     if args.no_track or not is_chief():  # in a cluster, only the chief records the run

@@ -73,8 +73,13 @@ def _dvc_ancestor_id() -> str | None:
     return None
 
 
+def shared_pipeline_id() -> str | None:
+    """The id of the pipeline execution this stage belongs to (a flow's, or its `dvc` process'); None by hand."""
+    return os.environ.get(PIPELINE_ID_ENV) or _dvc_ancestor_id()
+
+
 def pipeline_id() -> str:
-    return os.environ.get(PIPELINE_ID_ENV) or _dvc_ancestor_id() or f"manual-{uuid.uuid4().hex[:12]}"
+    return shared_pipeline_id() or f"manual-{uuid.uuid4().hex[:12]}"
 
 
 def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:

@@ -1,0 +1,20 @@
+"""One pipeline execution, one params.yaml (issue 14, finding 10)."""
+
+from __future__ import annotations
+
+import pytest
+
+from transferlab.core.errors import ParamsError
+from transferlab.params_snapshot import check_unchanged
+
+
+def test_a_later_stage_of_the_same_run_refuses_a_changed_params_file(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("head: {epochs: 5}\n")
+    snapshots = tmp_path / "scratch" / "pipelines"
+    check_unchanged(params, snapshots, "dvc-100-1")  # the run's first stage records the file
+    check_unchanged(params, snapshots, "dvc-100-1")  # unchanged: fine
+    params.write_text("head: {epochs: 7}\n")  # `dvc exp run -S head.epochs=7`, refused as busy, wrote it anyway
+    with pytest.raises(ParamsError, match="changed while this pipeline run was going on"):
+        check_unchanged(params, snapshots, "dvc-100-1")
+    check_unchanged(params, snapshots, "dvc-200-1")  # the next run starts from the file as it is
