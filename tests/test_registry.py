@@ -60,3 +60,44 @@ def test_unknown_registered_model_is_a_one_line_error(tmp_path):
     mlflow.set_tracking_uri(mlflow_runs.tracking_uri(tmp_path))
     with pytest.raises(UserError, match="cannot load models:/nothing@champion"):
         load_model("models:/nothing@champion")
+
+
+def test_the_gate_refuses_a_model_with_other_classes(tmp_path):
+    """Issue 14, finding 8: a 3-class model was compared with a 2-class champion by accuracy alone."""
+    from transferlab.core.errors import ParamsError
+
+    _log_and_gate(tmp_path, _model(0), 0.95)
+    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
+        uri = mlflow_runs.log_keras_model(_model(1), "model", np.zeros((1, 8, 8, 3), np.float32))
+        with pytest.raises(ParamsError, match=r"evaluate.registered_model: the champion of 'pets' \(version 1\) "
+                                              r"classifies 2 classes \['cat', 'dog'\], this model 3"):
+            register_and_gate(uri, "pets", 0.99, 0.8, 0.01, {"classes": '["cat", "dog", "bird"]'})
+    assert [str(v.version) for v in mlflow.MlflowClient().search_model_versions("name = 'pets'")] == ["1"]
+
+
+def test_an_interrupted_registration_is_deleted_by_the_next_one(tmp_path):
+    """Issue 14, finding 9: a kill between "version created" and "alias set" left a version behind forever."""
+    from transferlab.tracking.promotion import GATE_STATUS, PENDING
+
+    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
+        uri = mlflow_runs.log_keras_model(_model(0), "model", np.zeros((1, 8, 8, 3), np.float32))
+        mlflow.register_model(uri, "pets", tags={GATE_STATUS: PENDING})  # killed right after this
+    mlflow.register_model(uri, "pets")  # registered by hand, not by the gate: never touched
+    version, decision = _log_and_gate(tmp_path, _model(1), 0.95)
+    client = mlflow.MlflowClient()
+    assert sorted(str(v.version) for v in client.search_model_versions("name = 'pets'")) == ["2", "3"]
+    assert (version, decision.alias) == ("3", "champion")
+    assert client.get_model_version("pets", "3").tags[GATE_STATUS] == "done"
+
+
+def test_predict_refuses_a_class_list_that_does_not_fit_the_model(tmp_path):
+    """Issue 14, finding 8: a model whose output width disagrees with classes.json predicted with wrong names."""
+    import json
+
+    from transferlab.core.errors import UserError
+
+    model = _model(0)
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "classes.json").write_text(json.dumps([{"index": i, "name": n} for i, n in enumerate("abc")]))
+    with pytest.raises(UserError, match="names 3 classes but the model predicts 2"):
+        load_model(str(tmp_path / "model.keras"))

@@ -34,3 +34,114 @@ def test_queued_experiments_track_into_the_repo_that_queued_them(tmp_path, monke
     assert tracking_home(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc") == (tmp_path / "repo").resolve()
     monkeypatch.setenv("DVC_EXP_NAME", "raspy-wire")
     assert environment_tags()["dvc.experiment"] == "raspy-wire"
+
+
+def _mlflow_server(tmp_path):
+    """A real MLflow tracking server on a free loopback port; returns (process, port)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = closed_port()
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                                "--default-artifact-root", str(tmp_path / "server-artifacts"), "--workers", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return process, port
+        except OSError:
+            time.sleep(0.5)
+    _kill_group(process)
+    raise RuntimeError("mlflow server did not start")
+
+
+def _kill_group(process) -> None:
+    """The server and its workers (uvicorn's children would go on serving)."""
+    import contextlib
+    import os
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_nothing(tmp_path, monkeypatch, capfd,
+                                                                                      caplog):
+    """Issue 14, finding 5: the password was printed four times in chained tracebacks and the outputs were lost."""
+    import time
+
+    from transferlab.tracking import mlflow_runs
+
+    password = "hunter2-Pa55"
+    process, port = _mlflow_server(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{password}@127.0.0.1:{port}")
+    (tmp_path / "params.yaml").write_text("{}\n")
+    output = tmp_path / "result.txt"
+    timings = {}
+
+    def body(context):
+        mlflow_runs.set_tags({"before": "the server dies"})
+        _kill_group(process)
+        timings["killed"] = time.monotonic()
+        mlflow_runs.log_history({"loss": [1.0, 0.5]})
+        mlflow_runs.set_tags({"after": "it died"})  # skipped: tracking was given up once
+        output.write_text("the stage's work")
+        return {"accuracy": 1.0}
+
+    try:
+        code = run_stage("train_head", body, [], ["--params", str(tmp_path / "params.yaml")])
+    finally:
+        _kill_group(process)
+    captured = capfd.readouterr()
+    printed = captured.out + captured.err + caplog.text
+    assert code == 0 and output.read_text() == "the stage's work"
+    assert printed.count("MLflow stopped answering while logging the epoch history") == 1
+    assert password not in printed and "Traceback" not in printed
+    assert time.monotonic() - timings["killed"] < 30
+
+
+def test_a_silent_server_stops_a_stage_in_seconds(tmp_path, monkeypatch, capsys):
+    """Issue 14, finding 11: a server that accepts connections and never answers once hung `download`."""
+    import socket
+    import time
+
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        code = run_stage("download", lambda context: None, [], ["--params", str(tmp_path / "params.yaml")])
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and elapsed < 10 and "no answer within 3 s" in err and "\n" not in err
+
+
+def test_a_killed_stages_run_is_marked_killed_by_the_next_stage(tmp_path):
+    """Issue 14, finding 9: every SIGKILLed stage left its MLflow run RUNNING forever."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from transferlab.tracking import mlflow_runs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with mlflow_runs.stage_run("download", "abandoned", tmp_path, {}) as first:
+        pass
+    client = mlflow.MlflowClient()
+    experiment = first.info.experiment_id
+    dead = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: mlflow_runs.process_identity(gone.pid)})
+    alive = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: mlflow_runs.process_identity()})
+    foreign = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: "another-host:1:1"})
+    with mlflow_runs.stage_run("preprocess", "abandoned", tmp_path, {}):
+        pass
+    status = {name: client.get_run(run.info.run_id).info.status
+              for name, run in (("dead", dead), ("alive", alive), ("foreign", foreign))}
+    assert status == {"dead": "KILLED", "alive": "RUNNING", "foreign": "RUNNING"}
