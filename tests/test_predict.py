@@ -53,3 +53,40 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "transferlab", "predict", "x.jpg", "--model", str(tmp_path / "no")],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "--model: no model file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_decompression_bomb_is_one_line_and_the_other_files_go_on(tmp_path):
+    """Issue 14, finding 6: a 437 KB PNG of 60000x60000 pixels once took 18.4 GB in predict."""
+    from tests.test_images import _png_header_only
+
+    _save_model(tmp_path / "model")
+    bomb, fine = tmp_path / "bomb.png", tmp_path / "fine.png"
+    bomb.write_bytes(_png_header_only(60000, 60000))
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(fine)
+    result = subprocess.run([sys.executable, "-m", "transferlab", "predict", str(bomb), str(fine),
+                             "--model", str(tmp_path / "model")],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if ": error:" in line]
+    assert errors == [line for line in errors if line.startswith(f"{bomb}: error: too large")] and len(errors) == 1
+    assert result.stdout.startswith(f"{fine}: ")
+
+
+def test_a_registered_model_with_the_server_down_fails_in_seconds_without_the_password(tmp_path):
+    """Issue 14, finding 5: 254 s, and the error line carried the password."""
+    import time
+
+    from tests.conftest import closed_port
+
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "transferlab", "predict", "x.jpg", "--model",
+                             "models:/transferlab@champion", "--tracking-uri",
+                             f"http://alice:hunter2-Pa55@127.0.0.1:{closed_port()}"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and time.monotonic() - started < 60
+    line = result.stderr.strip().splitlines()[-1]  # (TensorFlow's start-up lines come first: issue 15)
+    assert line.startswith("transferlab predict: error: MLFLOW_TRACKING_URI http://***@127.0.0.1:") 
+    assert "no MLflow server answers" in line and line.endswith("or give --model a local model.keras")
+    assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr

@@ -45,7 +45,7 @@ def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
         connection.close()
 
 
-def require_server(uri: str) -> None:
+def require_server(uri: str, otherwise: str = "run the stage with --no-track") -> None:
     """Stop in seconds, before any work, when an http(s) MLflow tracking server does not answer; bound MLflow's
     own retries for the rest of the process (unless the user set them)."""
     import os
@@ -57,4 +57,4 @@ def require_server(uri: str) -> None:
     reason = unreachable_reason(uri)
     if reason:
         raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
-                        f"unset MLFLOW_TRACKING_URI to track into sqlite:///mlflow.db, or run the stage with --no-track")
+                        f"unset MLFLOW_TRACKING_URI to use sqlite:///mlflow.db, or {otherwise}")

@@ -58,7 +58,8 @@ def _load_registered(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    require_server(mlflow.get_tracking_uri())  # seconds, not MLflow's minutes of retries, when the server is down
+    # seconds, not MLflow's minutes of retries, when the server is down
+    require_server(mlflow.get_tracking_uri(), otherwise="give --model a local model.keras")
     name, _, selector = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
     try:

@@ -86,8 +86,13 @@ def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> lis
 
 
 def _read_list(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                        f"the Oxford-IIIT lists are plain text, one image per line") from None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             rows.append(line.split())
     return rows
