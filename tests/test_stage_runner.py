@@ -1,0 +1,59 @@
+"""The shell of every stage: interrupts and I/O errors a user fixes end in one line; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from transferlab.stage_runner import run_stage
+
+
+def _params(tmp_path):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    return ["--params", str(tmp_path / "params.yaml"), "--no-track"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys):
+    def body(context):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "data" / "prepared" / "train-00001"))
+
+    assert run_stage("preprocess", body, [], _params(tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"preprocess: error: {tmp_path}/data/prepared/train-00001: No space left on device "
+                   f"(the disk is full; free space (or move paths.scratch) and run again)")
+
+
+def test_an_os_error_that_is_a_bug_keeps_its_traceback(tmp_path):
+    def body(context):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        run_stage("preprocess", body, [], _params(tmp_path))
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_end_in_one_line_and_exit_130(tmp_path, sent):
+    script = textwrap.dedent('''
+        import sys, time
+        from transferlab.stage_runner import main_for
+
+        def body(context):
+            print("working", flush=True)
+            time.sleep(60)
+
+        main_for("train_head", body, [])
+    ''')
+    (tmp_path / "params.yaml").write_text("{}\n")
+    process = subprocess.Popen([sys.executable, "-c", script, "--no-track"], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    assert process.stdout.readline().strip() == "working"
+    process.send_signal(sent)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("train_head: interrupted;") and "Traceback" not in err
