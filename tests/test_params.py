@@ -71,6 +71,7 @@ BAD_PARAMS = [
     ({"adversarial": {"imagenet": {"target_class": 1000}}}, "adversarial.imagenet.target_class"),
     ("- just\n- a list\n", "expected a mapping"),
     ("data: {source: [unclosed\n", "not valid YAML"),
+    ("head:\n  epochs: 3\nhead:\n  epochs: 4\n", "line 3 is not valid YAML (key 'head' is given twice)"),
 ]
 
 
@@ -138,3 +139,9 @@ def test_a_symlink_out_of_the_workspace_is_refused_not_followed(tmp_path, capsys
     message = capsys.readouterr().err.strip()
     assert code == 2 and "data/raw: resolves to" in message and "outside the workspace" in message
     assert [p.name for p in outside.iterdir()] == ["keep.txt"]
+
+
+def test_a_params_file_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    (tmp_path / "params.yaml").write_bytes(b"\xff\xfe\x00head: {}")
+    with pytest.raises(ParamsError, match="params.yaml: not UTF-8 text"):
+        load_params(tmp_path / "params.yaml")

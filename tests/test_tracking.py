@@ -145,3 +145,15 @@ def test_a_killed_stages_run_is_marked_killed_by_the_next_stage(tmp_path):
     status = {name: client.get_run(run.info.run_id).info.status
               for name, run in (("dead", dead), ("alive", alive), ("foreign", foreign))}
     assert status == {"dead": "KILLED", "alive": "RUNNING", "foreign": "RUNNING"}
+
+
+def test_a_corrupt_database_or_an_unknown_scheme_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    (tmp_path / "mlflow.db").write_bytes(b"garbage, not sqlite " * 100)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ran = []
+    assert run_stage("download", ran.append, [], ["--params", str(tmp_path / "params.yaml")]) == 1
+    assert "the MLflow tracking database cannot be read (file is not a database)" in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://bar")
+    assert run_stage("download", ran.append, [], ["--params", str(tmp_path / "params.yaml")]) == 1
+    assert "MLflow cannot track into a 'foo' URI" in capsys.readouterr().err and ran == []

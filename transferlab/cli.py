@@ -39,6 +39,13 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if all(finding.ok for finding in findings) else 1
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more (got {text!r})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--model", default=PathsParams().fine_tuned_model,
                          help="a .keras file, or models:/<name>@champion (default: %(default)s)")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=_positive, default=3, help="classes shown per image (default: 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
     predict.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
                                                 "or sqlite:///mlflow.db)")

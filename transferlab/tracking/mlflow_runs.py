@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.endpoints import require_server
+from transferlab.core.endpoints import redact, require_server
 from transferlab.core.errors import UserError
 from transferlab.core.redaction import scrub
 
@@ -28,6 +28,9 @@ PIPELINE_TAG = "transferlab.pipeline_id"
 STAGE_TAG = "transferlab.stage"
 PROCESS_TAG = "transferlab.process"  # host:pid:start time of the process that owns a RUNNING run
 PARENT_TAG = "mlflow.parentRunId"
+# What MLflow's tracking and registry stores accept (a bare path is a local file store).
+TRACKING_SCHEMES = {"", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                    "databricks-uc", "uc"}
 
 
 def tracking_home(project_root: Path) -> Path:
@@ -126,7 +129,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
     One that stops answering later costs the run, not the stage's outputs: see `tolerant`."""
     uri = tracking_uri(project_root)
-    require_server(uri)
+    check_tracking_store(project_root)
     import mlflow
 
     _state.lost = None
@@ -155,6 +158,10 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
 def check_tracking_store(project_root: Path) -> None:
     """The store the stages will log to opens: a sqlite file is a database, a server answers (seconds, no MLflow)."""
     uri = tracking_uri(project_root)
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: MLflow cannot track into a {scheme!r} URI; use "
+                        f"http(s)://host:port for a server, sqlite:///path.db, or unset it for sqlite:///mlflow.db")
     if not uri.startswith("sqlite:///"):
         require_server(uri)
         return
