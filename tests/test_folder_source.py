@@ -131,3 +131,20 @@ def test_byte_identical_images_across_classes_and_splits_are_reported(tmp_path):
     assert report["duplicates"] == {"across_classes": [["test/cat/c.png", "train/cat/a.png", "train/dog/b.png"]],
                                     "across_splits": [["test/cat/c.png", "train/cat/a.png", "train/dog/b.png"]]}
     assert any("two classes" in w for w in report["warnings"]) and any("two splits" in w for w in report["warnings"])
+
+
+def test_file_names_that_are_not_utf8_are_left_out_and_reported(tmp_path):
+    import os
+
+    src = tmp_path / "src"
+    _touch(src / "cats" / "ok.png", _image_bytes(1))
+    _touch(src / "dogs" / "ok.png", _image_bytes(2))
+    bad = os.fsdecode(b"bad\xffname.png")
+    _touch(src / "cats" / bad, _image_bytes(3))
+    _touch(src / os.fsdecode(b"bir\xfeds") / "x.png", _image_bytes(4))
+    info = import_folder(src, tmp_path / "raw")
+    assert sorted(i.relative for i in list_raw_images(tmp_path / "raw")) == ["all/cats/ok.png", "all/dogs/ok.png"]
+    assert {entry["file"]: entry["reason"] for entry in info.left_out} == {
+        "cats/bad\\xffname.png": "file name is not valid UTF-8; rename the file",
+        "bir\\xfeds": "class folder name is not valid UTF-8; rename the folder"}
+    json.dumps(info.left_out, ensure_ascii=False).encode("utf-8")  # writable into source.json

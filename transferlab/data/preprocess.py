@@ -17,7 +17,7 @@ from tqdm import tqdm
 from transferlab.core.errors import DataError
 from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, pixel_limit, resize
 from transferlab.core.params import DataParams
-from transferlab.data.raw_layout import RawImage, list_raw_images, read_source_info
+from transferlab.data.raw_layout import RawImage, list_raw_images, printable_name, read_source_info
 from transferlab.data.prepared import CLASSES, DATA_REPORT, MANIFEST, ShardWriter
 from transferlab.data.splits import SPLITS, assign_splits
 
@@ -81,6 +81,9 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, pr
     try:
         stream = _decoded_stream(ordered, cfg)
         for item, result in tqdm(zip(ordered, stream), total=len(ordered), desc="preprocess", disable=not progress):
+            if (shown := printable_name(item.relative)) is not None:  # a raw folder filled by hand
+                skipped.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
+                continue
             if result.jpeg is None:
                 skipped.append({"file": item.relative, "reason": result.reason})
                 continue

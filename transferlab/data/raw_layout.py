@@ -58,3 +58,14 @@ def list_raw_images(raw_dir: Path) -> list[RawImage]:
                 relative = path.relative_to(images_dir).as_posix()
                 found.append(RawImage(path, relative, class_dir.name, split_dir.name))
     return found
+
+
+def printable_name(name: str) -> str | None:
+    """None when `name` is valid UTF-8; else the name with its undecodable bytes shown as \\xNN, for reports.
+
+    Such names (made on another system's encoding) cannot be stored in the manifest or a TFRecord key."""
+    try:
+        name.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

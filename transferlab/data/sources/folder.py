@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from transferlab.core.errors import DataError, ParamsError
-from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file
+from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file, printable_name
 
 Layout = Literal["oxford", "splits", "classes"]
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
@@ -51,6 +51,9 @@ def _copy_class_folders(source: Path, target: Path, key: str, root: Path, left_o
     if not class_dirs:
         raise DataError(f"{key}: no class folders in {source} (expected <class>/<image> or <split>/<class>/<image>)")
     for class_dir in class_dirs:
+        if (shown := printable_name(class_dir.relative_to(root).as_posix())) is not None:
+            left_out.append({"file": shown, "reason": "class folder name is not valid UTF-8; rename the folder"})
+            continue
         (target / class_dir.name).mkdir(parents=True, exist_ok=True)
         for path in walk_images(class_dir, root, left_out):
             destination = target / class_dir.name / path.relative_to(class_dir)
@@ -65,7 +68,8 @@ def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> lis
     boundary, visited, found = folder.resolve(), {folder.resolve()}, []
 
     def skip(path: Path, reason: str) -> None:
-        left_out.append({"file": path.relative_to(root).as_posix(), "reason": reason})
+        name = path.relative_to(root).as_posix()
+        left_out.append({"file": printable_name(name) or name, "reason": reason})
 
     pending = [folder]
     while pending:
@@ -81,7 +85,10 @@ def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> lis
                     visited.add(real)
                     pending.append(entry)
             elif is_data_file(entry):
-                found.append(entry)
+                if (shown := printable_name(entry.relative_to(root).as_posix())) is not None:
+                    left_out.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
+                else:
+                    found.append(entry)
     return sorted(found)
 
 
@@ -118,6 +125,9 @@ def _import_oxford(root: Path, images: Path, unlisted: str) -> SourceInfo:
             continue
         if not path.resolve().is_relative_to(boundary):
             left_out.append({"file": path.name, "reason": f"symlink out of the data folder (to {path.resolve()})"})
+            continue
+        if (shown := printable_name(path.name)) is not None:
+            left_out.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
             continue
         split = official.get(path.stem)
         if split is None and unlisted == "skip":
