@@ -1,4 +1,4 @@
-"""DVC stage `check_params`: validate all of params.yaml, and the MLflow store, before DVC runs any other stage.
+"""DVC stage `check_params`: validate params.yaml, its input files and the MLflow store before any other stage.
 
 DVC deletes a stage's outputs before it runs the stage's command, so a stage that rejects its params under
 `dvc repro` has already lost them. Every stage descends from this one (download depends on its output), so a
@@ -13,6 +13,7 @@ import json
 import logging
 
 from transferlab.core.atomic import atomic_write_text
+from transferlab.core.inputs import check_inputs
 from transferlab.core.params import PARAMS_CHECK_FILE
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking.mlflow_runs import check_tracking_store
@@ -21,13 +22,12 @@ log = logging.getLogger("transferlab.check_params")
 
 
 def run(context: StageContext) -> None:
-    for backbone in context.params.compare.backbones:
-        context.params.backbone_named(backbone)
+    check_inputs(context.params, context.root)  # a missing folder or file would otherwise cost download's outputs
     for key in type(context.params.paths).model_fields:  # no symlink leads a params path out of the workspace
         context.path(getattr(context.params.paths, key))
     check_tracking_store(context.root)
     atomic_write_text(context.path(PARAMS_CHECK_FILE), json.dumps({"params": "valid"}) + "\n")
-    log.info("params.yaml is valid; the tracking store answers")
+    log.info("params.yaml is valid, its input files exist, the tracking store answers")
 
 
 if __name__ == "__main__":

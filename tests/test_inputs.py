@@ -1,0 +1,30 @@
+"""Input files named in params exist before DVC clears any stage's outputs (issue 14, finding 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from transferlab.core.errors import ParamsError
+from transferlab.core.inputs import check_inputs
+from transferlab.core.params import parse_params
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"data": {"source": "folder", "folder": {"root": "nowhere"}}}, "data.folder.root: folder not found: nowhere"),
+    ({"data": {"tfds": {"manual_dir": "archives"}}}, "data.tfds.manual_dir: folder not found"),
+    ({"backbone": {"weights": "w.h5"}}, "backbone.weights: file not found: w.h5"),
+    ({"compare": {"backbones": ["mobilenet_v2", "resnet50"], "weights": {"resnet50": "r.h5"}}},
+     "compare.weights.resnet50: file not found: r.h5"),
+    ({"adversarial": {"replication_image": "dog.jpg"}}, "adversarial.replication_image: file not found"),
+    ({"adversarial": {"imagenet": {"weights": "top.h5"}}}, "adversarial.imagenet.weights: file not found"),
+])
+def test_a_missing_input_names_its_key(tmp_path, raw, expected):
+    with pytest.raises(ParamsError, match=expected):
+        check_inputs(parse_params(raw), tmp_path)
+
+
+def test_present_inputs_pass(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "w.h5").write_bytes(b"weights")
+    check_inputs(parse_params({"data": {"source": "folder", "folder": {"root": "images"}},
+                               "backbone": {"weights": "w.h5"}}), tmp_path)
