@@ -27,8 +27,18 @@ def test_a_model_with_python_code_is_refused(tmp_path):
 
 def test_a_file_that_is_no_model_is_a_user_error(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="not a loadable Keras model"):
+    with pytest.raises(UserError, match="not a .keras archive"):
         load_keras(tmp_path / "broken.keras")
+    with pytest.raises(UserError, match="no model file"):
+        load_keras(tmp_path / "missing.keras")
+
+
+def test_a_truncated_model_file_is_named_as_such(tmp_path):
+    _lambda_model(tmp_path / "whole.keras")
+    data = (tmp_path / "whole.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])  # a copy interrupted by a full disk
+    with pytest.raises(UserError, match="not a .keras archive \\(truncated"):
+        load_keras(tmp_path / "cut.keras")
 
 
 def test_predict_cli_refuses_it_in_one_line(tmp_path):

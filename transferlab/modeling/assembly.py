@@ -126,6 +126,10 @@ def load_keras(path: Path):
     """Load a .keras file in safe mode: no arbitrary code runs from a model file."""
     import zipfile
 
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no model file (run the stage that writes it, or `dvc checkout`)")
+    if not zipfile.is_zipfile(path):  # Keras says "File not found" for a truncated or foreign file
+        raise UserError(f"{path}: not a .keras archive (truncated, or another format)")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
