@@ -17,7 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from transferlab.core.endpoints import redact
+from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.redaction import redacted_output
 from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message, flat_metrics,
                                  outcomes, override_arguments, pipeline_stages, run_streaming, stage_exit_code,
                                  summary_markdown)
@@ -127,8 +128,22 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
     return {"stages": {r.stage: r.outcome for r in results}, "metrics": metrics}
 
 
+def prefect_api_problem() -> str | None:
+    """One line when PREFECT_API_URL names a server that does not answer (Prefect would print three tracebacks)."""
+    api = os.environ.get("PREFECT_API_URL")
+    reason = unreachable_reason(api) if api else None
+    if reason is None:
+        return None
+    return (f"PREFECT_API_URL {redact(api)}: no Prefect server answers ({reason}); start one (`make serve`) or "
+            f"unset PREFECT_API_URL to run the flow on a temporary local server")
+
+
 if __name__ == "__main__":
     # The ephemeral server takes 10-20 s to start on a small machine; Prefect's default wait is tight.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    result = pipeline(workspace=sys.argv[1] if len(sys.argv) > 1 else ".")
-    print(result["stages"])
+    with redacted_output():
+        if problem := prefect_api_problem():
+            print(f"flows.pipeline: error: {problem}", file=sys.stderr)
+            sys.exit(1)
+        result = pipeline(workspace=sys.argv[1] if len(sys.argv) > 1 else ".")
+        print(result["stages"])

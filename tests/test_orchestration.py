@@ -36,3 +36,14 @@ def test_a_wrong_configuration_is_not_retried_a_transient_failure_is():
 
     assert not _worth_retrying(None, None, Failed(data=ConfigurationError("stage download failed: ...")))
     assert _worth_retrying(None, None, Failed(data=RuntimeError("stage download failed: cannot reach host")))
+
+
+def test_a_prefect_server_that_does_not_answer_is_one_line_without_the_password(monkeypatch):
+    from tests.conftest import closed_port
+    from flows.pipeline import prefect_api_problem
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://alice:hunter2-Pa55@127.0.0.1:{closed_port()}/api")
+    problem = prefect_api_problem()
+    assert problem.startswith("PREFECT_API_URL http://***@127.0.0.1:") and "hunter2" not in problem
+    monkeypatch.delenv("PREFECT_API_URL")
+    assert prefect_api_problem() is None
