@@ -50,8 +50,10 @@ def test_ctrl_c_and_sigterm_end_in_one_line_and_exit_130(tmp_path, sent):
         main_for("train_head", body, [])
     ''')
     (tmp_path / "params.yaml").write_text("{}\n")
+    # A job started in the background by a shell inherits SIGINT ignored; a terminal's stage does not.
     process = subprocess.Popen([sys.executable, "-c", script, "--no-track"], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PYTHONPATH": str(PROJECT_ROOT)})
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PYTHONPATH": str(PROJECT_ROOT)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout.readline().strip() == "working"
     process.send_signal(sent)
     _, err = process.communicate(timeout=30)
