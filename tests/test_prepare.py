@@ -91,3 +91,21 @@ def test_awkward_folder_names_sizes_and_a_one_image_class(tmp_path):
     assert list(single["split"]) == ["train"]  # one image: it trains; validation and test cannot hold it
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert {p for p in after if not p.startswith("data")} - {"params.yaml"} == set(before)  # nothing outside data/
+
+
+def test_a_decompression_bomb_is_skipped_with_its_reason(tmp_path):
+    """Issue 14, finding 6: preprocess decoded a 20000x20000 file in full (2.8 GB)."""
+    from tests.corrupt_files import good_files
+    from tests.test_images import _png_header_only
+
+    images = tmp_path / "images"
+    for name in ("cat", "dog"):
+        for i in range(3):
+            (images / name).mkdir(parents=True, exist_ok=True)
+            (images / name / f"{i}.jpg").write_bytes(good_files()["plain.jpg"])
+    (images / "cat" / "bomb.png").write_bytes(_png_header_only(20000, 20000))
+    prepared = prepare_with(tmp_path, {"data.source": "folder", "data.folder.root": str(images), "data.image_size": 32})
+    report = json.loads((prepared / "data_report.json").read_text())
+    assert [entry["file"] for entry in report["skipped"]] == ["all/cat/bomb.png"]
+    assert report["skipped"][0]["reason"].startswith("too large: 20000x20000 pixels")
+    assert report["num_images"] == 6
