@@ -13,8 +13,10 @@ from tests.conftest import experiments, params_of
 from transferlab.workspace import run_tool, set_params
 
 pytestmark = pytest.mark.slow
-STAGE_NAMES = sorted(["download", "preprocess", "extract_features@resnet50", "extract_features@vgg16",
-                      "train_head@resnet50", "train_head@vgg16", "fine_tune", "evaluate", "adversarial_report"])
+STAGE_NAMES = sorted(["check_params", "download", "preprocess", "extract_features@resnet50",
+                      "extract_features@vgg16", "train_head@resnet50", "train_head@vgg16", "fine_tune", "evaluate",
+                      "adversarial_report"])
+TRACKED_STAGES = [name for name in STAGE_NAMES if name != "check_params"]  # the guard records no MLflow run
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     assert "Running stage" not in second.stdout
     assert "didn't change, skipping" in second.stdout
     assert json.loads((path / "data" / "prepared" / "data_report.json").read_text())["num_images"] == 24
-    assert (path / "data" / ".gitignore").read_text().split() == ["/raw", "/prepared"]
+    assert (path / "data" / ".gitignore").read_text().split() == ["/params_checked.json", "/raw", "/prepared"]
     assert (path / "data" / "features" / ".gitignore").read_text().split() == ["/resnet50", "/vgg16"]
 
 
@@ -59,7 +61,8 @@ def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextra
     assert vgg_meta["feature_width"] == 512 and vgg_meta["components"]["backbone"] == "vgg16"
     set_params(path / "params.yaml", {"backbone.name": "vgg16"})
     status = json.loads(run_tool(path, "dvc", "status", "--json", env=env).stdout)
-    assert set(status) == {"fine_tune", "evaluate"}  # the stages that read backbone.*; nothing upstream
+    # the stages that read backbone.*, and the params guard (it watches all of params.yaml); nothing upstream
+    assert set(status) == {"check_params", "fine_tune", "evaluate"}
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
@@ -69,7 +72,7 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
     assert len(parents) == 1
-    assert sorted(children["tags.mlflow.runName"]) == STAGE_NAMES
+    assert sorted(children["tags.mlflow.runName"]) == TRACKED_STAGES
     evaluate = children[children["tags.mlflow.runName"] == "evaluate"].iloc[0]
     assert evaluate["tags.registry.alias"] == "champion" and evaluate["tags.registry.version"] == "1"
     assert set(children["tags.mlflow.parentRunId"]) == {parents["run_id"].iloc[0]}
@@ -92,7 +95,8 @@ def test_changing_only_head_params_reruns_only_the_head(workspace_copy):
     path, env = workspace_copy
     set_params(path / "params.yaml", {"head.dropout": 0.3})
     status = run_tool(path, "dvc", "status", "--json", env=env).stdout
-    assert set(json.loads(status)) == {"train_head@resnet50", "train_head@vgg16"}  # only what the params change
+    # only what the params change, and the params guard
+    assert set(json.loads(status)) == {"check_params", "train_head@resnet50", "train_head@vgg16"}
     result = run_tool(path, "dvc", "repro", "train_head", env=env)  # up to the heads: the stages in question
     assert "Running stage 'train_head@resnet50'" in result.stdout
     assert "Stage 'extract_features@resnet50' didn't change, skipping" in result.stdout
@@ -119,6 +123,7 @@ def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(wor
     result = run_tool(path, "dvc", "exp", "run", "-S", "data.resize=stretch", check=False, env=env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "failed to run: python -m stages.preprocess, exited with 2" in output  # the stage's own exit code
-    assert "preprocess: error: params.yaml: data.resize: Input should be 'squash' or 'center_crop'" in output
+    # the guard stops it before DVC clears any stage's outputs, with the stage runner's exit code
+    assert "failed to run: python -m stages.check_params, exited with 2" in output
+    assert "check_params: error: params.yaml: data.resize: Input should be 'squash' or 'center_crop'" in output
 
