@@ -10,6 +10,7 @@ import json
 import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.core.progress import with_progress
 from transferlab.modeling.assembly import classifier, load_keras
 from transferlab.modeling.devices import configure_devices
 from transferlab.data.prepared import read_classes
@@ -32,8 +33,9 @@ def run(context: StageContext) -> dict:
     head = context.path(paths.head_model_of(params.backbone.name))
     candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed),
                   "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}
-    results = {name: score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)
-               for name, model in candidates.items()}
+    results = {}
+    for name, model in with_progress(candidates.items(), len(candidates), f"evaluate: scoring models on {SPLIT}"):
+        results[name] = score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)
     final, labels, keys = results["fine_tuned"]
     with atomic_dir(context.path(paths.evaluate_plots)) as target:
         write_evaluation_plots(target, final, labels, keys, classes, prepared, SPLIT, cfg.gallery_size)

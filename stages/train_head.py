@@ -7,6 +7,7 @@ import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.params import CLASSES_FILE, HEAD_FILE
+from transferlab.core.progress import keras_verbosity
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
 from transferlab.modeling.features import load_splits, read_meta
@@ -26,7 +27,7 @@ def run(context: StageContext) -> dict:
     classes = read_meta(features_dir)["classes"]
     splits = load_splits(features_dir)
     result = train_head(params.head, splits["train"], splits["validation"], len(classes), params.base.seed,
-                        strategy=strategy)
+                        verbose=keras_verbosity(), strategy=strategy)
     metrics = result.summary(splits["test"])
     if not is_chief():
         log.info("trained as one worker of a cluster: the chief writes the outputs")

@@ -68,7 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "predict" and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
         args.tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
     with redacted_output():

@@ -112,7 +112,9 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
         keras.callbacks.CSVLogger(str(scratch / HISTORY_LOG), append=True),
     ]
     scratch.mkdir(parents=True, exist_ok=True)
-    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the dataset shuffles itself (Keras ignores, with a warning, a shuffle asked of a tf.data input)
+    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
+              shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
     if kept_initial:
