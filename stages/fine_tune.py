@@ -35,7 +35,7 @@ def run(context: StageContext) -> dict:
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(params.fine_tune, params.backbone,
                                                                       params.base.seed, head_file, prepared)
     result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, verbose=keras_verbosity(),
-                       strategy=strategy)
+                       strategy=strategy, callbacks=(mlflow_runs.epoch_callback(),))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
     metrics = result.metrics()
@@ -46,7 +46,6 @@ def run(context: StageContext) -> dict:
         write_history_tables(target, result.history)
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
-    mlflow_runs.log_history(result.history)
     if result.kept_initial:
         log.warning("fine-tuning never beat the head-only validation loss %.4f: kept the head-only weights",
                     result.initial["val_loss"])

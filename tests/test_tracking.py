@@ -214,3 +214,25 @@ def test_runs_record_the_git_commit_and_whether_the_tree_was_clean(tmp_path):
     assert git_commit(tmp_path) == {"mlflow.source.git.commit": head, "git.dirty": "false"}
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path)["git.dirty"] == "true"
+
+
+def test_epoch_metrics_reach_mlflow_while_training_runs(tmp_path):
+    import keras
+    import mlflow
+    import numpy as np
+
+    from transferlab.tracking import mlflow_runs
+
+    seen = []
+
+    class Probe(keras.callbacks.Callback):  # runs after the live logger, at the end of every epoch
+        def on_epoch_end(self, epoch, logs=None):
+            history = mlflow.MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "epoch_loss")
+            seen.append([point.step for point in history])
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with mlflow_runs.stage_run("train_head", "live", tmp_path, {}):
+        model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=3, verbose=0,
+                  callbacks=[mlflow_runs.epoch_callback(), Probe()])
+    assert seen == [[1], [1, 2], [1, 2, 3]]

@@ -85,7 +85,7 @@ def augmentation(cfg: FineTuneParams, seed: int):
 
 
 def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2,
-              strategy: Any = None) -> FineTuneResult:
+              strategy: Any = None, callbacks: tuple = ()) -> FineTuneResult:
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
     `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica."""
@@ -104,16 +104,17 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     initial_loss, initial_accuracy = model.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
     first_epoch = _FirstEpoch()
-    callbacks = [
+    all_callbacks = [
         first_epoch,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         VerifiedBackupAndRestore(scratch / "backup", discard_with=(scratch / HISTORY_LOG,)),
         # A resumed fit reports only the epochs it ran; the log on disk keeps the killed run's epochs too.
         keras.callbacks.CSVLogger(str(scratch / HISTORY_LOG), append=True),
+        *callbacks,
     ]
     scratch.mkdir(parents=True, exist_ok=True)
     # shuffle=False: the dataset shuffles itself (Keras ignores, with a warning, a shuffle asked of a tf.data input)
-    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
+    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
               shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss

@@ -388,6 +388,20 @@ def log_history(history: Mapping[str, list[float]]) -> None:
             mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics[start:start + 1000])
 
 
+def epoch_callback():
+    """A Keras callback that logs each epoch's metrics as it ends (`epoch_<name>`, step = epoch number), so a
+    run's curves grow in MLflow's UI during training; the same names and steps as `log_history`."""
+    import keras
+
+    class LiveEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (mlflow := _active()) is not None and logs:
+                with tolerant("logging an epoch"):
+                    mlflow.log_metrics({f"epoch_{name}": float(value) for name, value in logs.items()}, step=epoch + 1)
+
+    return LiveEpochs()
+
+
 def log_artifacts(path: Path, artifact_path: str | None = None) -> None:
     if (mlflow := _active()) is not None:
         with tolerant("uploading artifacts"):
