@@ -26,8 +26,9 @@ install-gpu: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[gpu]'
 	touch $(VENV)/.installed
 
+# One pipeline id for every stage of this run: they share one MLflow pipeline run.
 run: install
-	$(BIN)/dvc repro
+	$(BIN)/python -m transferlab repro
 
 # Everything, end-to-end runs included: what CI runs.
 test: install-test

@@ -37,7 +37,7 @@ def with_progress(items: Iterable[T], total: int | None = None, desc: str = "") 
         yield from tqdm(items, total=total, desc=desc)
         return
     started = last = time.monotonic()
-    log.info("%s: %s", desc, f"0/{total}" if total else "started")
+    log.info("%s: %s", desc, f"{total} to do" if total else "started")
     done = 0
     for item in items:
         yield item
