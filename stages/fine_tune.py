@@ -43,7 +43,8 @@ def run(context: StageContext) -> dict:
         result.model.save(target / MODEL_FILE)
         shutil.copyfile(head_file.parent / CLASSES_FILE, target / CLASSES_FILE)
     with atomic_dir(context.path(paths.fine_tune_plots)) as target:
-        write_history_tables(target, result.history)
+        write_history_tables(target, result.history, {"loss": result.initial["val_loss"],
+                                                      "accuracy": result.initial["val_accuracy"]})
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
     if result.kept_initial:

@@ -68,7 +68,7 @@ def create_workspace(dest: Path, overrides: Mapping[str, Any] | None = None, sou
         elif path.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / name)
-    (dest / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.cache/\n__pycache__/\n", encoding="utf-8")
+    (dest / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.cache/\n/dvc_plots/\n__pycache__/\n", encoding="utf-8")
     if overrides:
         set_params(dest / "params.yaml", overrides)
     run_tool(dest, "git", "init", "-q")

@@ -36,7 +36,11 @@ class FineTuneResult:
         return {"val_accuracy_head_only": initial["val_accuracy"], "val_loss_head_only": initial["val_loss"],
                 "val_accuracy": kept["val_accuracy"], "val_loss": kept["val_loss"],
                 "epochs_run": len(history["val_loss"]), "kept_head_only_weights": int(self.kept_initial),
-                "trainable_layers": len(self.trainable_layers)}
+                "trainable_layers": len(self.trainable_layers),
+                # what fine-tuning reached at its best epoch, kept or not: when the head-only weights win, this
+                # says by how much fine-tuning missed
+                "best_epoch_tried": best + 1, "val_loss_tried": history["val_loss"][best],
+                "val_accuracy_tried": history["val_accuracy"][best]}
 
 
 def resume_key(cfg: FineTuneParams, backbone: BackboneParams, seed: int, head_file: Path, prepared: Path) -> str:
