@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     prepared = workspace / load_params(workspace / "params.yaml").paths.prepared
     report = json.loads((prepared / DATA_REPORT).read_text())
     print(f"prepared images per split: {report['totals']}")
-    print(f"inspect it: cd {workspace} && dvc status && mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    print(f"inspect it: cd {workspace} && dvc status && mlflow ui --backend-store-uri sqlite:///mlflow.db, then "
+          f"open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
     return 0
 
 
