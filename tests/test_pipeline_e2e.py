@@ -13,7 +13,7 @@ from tests.conftest import experiments, params_of
 from transferlab.workspace import run_tool, set_params
 
 pytestmark = pytest.mark.slow
-STAGE_NAMES = sorted(["download", "preprocess", "extract_features@resnet50", "extract_features@vgg16",
+STAGE_NAMES = sorted(["check_params", "download", "preprocess", "extract_features@resnet50", "extract_features@vgg16",
                       "train_head@resnet50", "train_head@vgg16", "fine_tune", "evaluate", "adversarial_report"])
 
 
@@ -26,6 +26,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     path, first, env = workspace
     for stage in STAGE_NAMES:
         assert f"Running stage '{stage}'" in first.stdout
+    printed = first.stdout + first.stderr  # every stage's output: no TensorFlow start-up line, no cuInit error
+    assert "cuInit" not in printed and "absl::InitializeLog" not in printed and "oneDNN" not in printed
+    assert "ran out of data" not in printed and "will be ignored" not in printed  # warnings fixed at the cause
     assert "up to date" in run_tool(path, "dvc", "status", env=env).stdout
     second = run_tool(path, "dvc", "repro", env=env)
     assert "Running stage" not in second.stdout
