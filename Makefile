@@ -9,14 +9,17 @@ PREFECT_PORT ?= 4200
 .PHONY: run test test-fast demo bench serve install install-test install-gpu
 
 $(BIN)/python:
+	@echo "make: creating the virtual environment .venv"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
+	@echo "make: installing transferlab with its pinned TensorFlow, Keras, DVC, MLflow and Prefect into .venv (first time: about 3 minutes)"
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
+	@echo "make: installing the test tools (pytest and friends) into .venv"
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
@@ -26,8 +29,9 @@ install-gpu: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[gpu]'
 	touch $(VENV)/.installed
 
+# One pipeline id for every stage of this run: they share one MLflow pipeline run.
 run: install
-	$(BIN)/dvc repro
+	$(BIN)/python -m transferlab repro
 
 # Everything, end-to-end runs included: what CI runs.
 test: install-test
@@ -45,7 +49,10 @@ bench: install-test
 
 # A real Prefect server on 127.0.0.1 and the scheduled deployment served from this workspace.
 serve: install
+	@$(BIN)/python -c "import socket, sys; sys.exit(socket.socket().connect_ex(('127.0.0.1', $(PREFECT_PORT))) == 0)" \
+	  || { echo "make serve: port $(PREFECT_PORT) on 127.0.0.1 is taken (another Prefect server?); use it, stop it, or: make serve PREFECT_PORT=4300" >&2; exit 1; }
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & server=$$!; \
 	trap "kill $$server" EXIT; \
-	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null; do sleep 1; done; \
+	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null; do \
+	  kill -0 $$server 2>/dev/null || { echo "make serve: the Prefect server stopped; see its messages above" >&2; exit 1; }; sleep 1; done; \
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m flows.serve

@@ -33,8 +33,10 @@ def run(context: StageContext) -> dict:
     atomic_write_text(out / "sweep.tsv", pd.DataFrame(sweep).to_csv(sep="\t", index=False))
     atomic_write_text(out / "metrics.json", json.dumps(report.metrics, indent=2))
     mlflow_runs.log_artifacts(out, "adversarial_report")
-    return {"targeted_success_at_max_epsilon": report.metrics["targeted_success_at_max_epsilon"],
-            **{f"robust_accuracy_eps_{row['epsilon']:g}": row["robust_accuracy"] for row in sweep}}
+    headline = {"targeted_success_at_max_epsilon": report.metrics["targeted_success_at_max_epsilon"],
+                **{f"robust_accuracy_eps_{row['epsilon']:g}": row["robust_accuracy"] for row in sweep}}
+    atomic_write_text(context.path(context.params.paths.adversarial_metrics), json.dumps(headline, indent=2))
+    return headline
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
+from transferlab.core.progress import with_progress
 from transferlab.modeling.assembly import classifier, load_keras
 from transferlab.modeling.devices import configure_devices
 from transferlab.data.prepared import read_classes
@@ -32,14 +33,16 @@ def run(context: StageContext) -> dict:
     head = context.path(paths.head_model_of(params.backbone.name))
     candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed),
                   "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}
-    results = {name: score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)
-               for name, model in candidates.items()}
+    results = {}
+    for name, model in with_progress(candidates.items(), len(candidates), f"evaluate: scoring models on {SPLIT}"):
+        results[name] = score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)
     final, labels, keys = results["fine_tuned"]
     with atomic_dir(context.path(paths.evaluate_plots)) as target:
         write_evaluation_plots(target, final, labels, keys, classes, prepared, SPLIT, cfg.gallery_size)
     summary = {name: result.summary for name, (result, _, _) in results.items()}
     atomic_write_text(context.path(paths.evaluate_per_class), final.per_class.to_csv(index=False))
     atomic_write_text(context.path(paths.evaluate_metrics), json.dumps(summary, indent=2))
+    atomic_write_text(context.path(paths.summary_metrics), json.dumps(headline_summary(context, summary), indent=2))
     mlflow_runs.log_artifacts(context.path(paths.evaluate_plots), "evaluate")
     promoted = log_and_promote(candidates["fine_tuned"], final.summary["accuracy"], classes, cfg,
                                params.data.image_size)
@@ -50,6 +53,17 @@ def run(context: StageContext) -> dict:
                  promoted[1].reason)
     log.info("%s: %s", SPLIT, summary)
     return {f"{name}_{key}": value for name, scores in summary.items() for key, value in scores.items()}
+
+
+def headline_summary(context: StageContext, summary: dict) -> dict[str, float]:
+    """metrics/summary.json: the figures a user compares across runs first, from the head, fine-tune and test."""
+    paths, backbone = context.params.paths, context.params.backbone.name
+    head = json.loads(context.path(paths.head_metrics_of(backbone)).read_text())
+    tuned = json.loads(context.path(paths.fine_tune_metrics).read_text())
+    return {"head_val_accuracy": head.get("val_accuracy"), "fine_tuned_val_accuracy": tuned["val_accuracy"],
+            "kept_head_only_weights": tuned["kept_head_only_weights"],
+            "test_accuracy_head_only": summary["head_only"]["accuracy"],
+            "test_accuracy": summary["fine_tuned"]["accuracy"], "test_macro_f1": summary["fine_tuned"]["macro_f1"]}
 
 
 if __name__ == "__main__":

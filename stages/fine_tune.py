@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 
+from transferlab.core.progress import keras_verbosity
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.errors import UserError
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
@@ -33,7 +34,8 @@ def run(context: StageContext) -> dict:
         model = classifier(params.backbone, params.data.image_size, head_file, context.root, params.base.seed)
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(params.fine_tune, params.backbone,
                                                                       params.base.seed, head_file, prepared)
-    result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, strategy=strategy)
+    result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, verbose=keras_verbosity(),
+                       strategy=strategy, callbacks=(mlflow_runs.epoch_callback(),))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
     metrics = result.metrics()
@@ -41,10 +43,10 @@ def run(context: StageContext) -> dict:
         result.model.save(target / MODEL_FILE)
         shutil.copyfile(head_file.parent / CLASSES_FILE, target / CLASSES_FILE)
     with atomic_dir(context.path(paths.fine_tune_plots)) as target:
-        write_history_tables(target, result.history)
+        write_history_tables(target, result.history, {"loss": result.initial["val_loss"],
+                                                      "accuracy": result.initial["val_accuracy"]})
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
-    mlflow_runs.log_history(result.history)
     if result.kept_initial:
         log.warning("fine-tuning never beat the head-only validation loss %.4f: kept the head-only weights",
                     result.initial["val_loss"])

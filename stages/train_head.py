@@ -7,10 +7,12 @@ import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.params import CLASSES_FILE, HEAD_FILE
+from transferlab.core.progress import keras_verbosity
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
 from transferlab.modeling.features import load_splits, read_meta
 from transferlab.modeling.head import train_head
+from transferlab.modeling.multi_worker import is_multi_worker
 from transferlab.modeling.history import write_history_tables
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -26,7 +28,7 @@ def run(context: StageContext) -> dict:
     classes = read_meta(features_dir)["classes"]
     splits = load_splits(features_dir)
     result = train_head(params.head, splits["train"], splits["validation"], len(classes), params.base.seed,
-                        strategy=strategy)
+                        verbose=keras_verbosity(), strategy=strategy, callbacks=(mlflow_runs.epoch_callback(),))
     metrics = result.summary(splits["test"])
     if not is_chief():
         log.info("trained as one worker of a cluster: the chief writes the outputs")
@@ -37,7 +39,8 @@ def run(context: StageContext) -> dict:
     with atomic_dir(context.path(paths.head_plots_of(backbone))) as target:
         write_history_tables(target, result.history)
     atomic_write_text(context.path(paths.head_metrics_of(backbone)), json.dumps(metrics, indent=2))
-    mlflow_runs.log_history(result.history)
+    if is_multi_worker(strategy):  # the custom loop across workers takes no Keras callbacks: log at the end
+        mlflow_runs.log_history(result.history)
     mlflow_runs.log_keras_model(result.model, "head", splits["train"].features[:4].astype("float32"))
     log.info("%s head: %s", backbone, metrics)
     return {key: float(value) for key, value in metrics.items() if value is not None}

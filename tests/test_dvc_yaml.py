@@ -12,9 +12,11 @@ def _expected_outs(paths, backbones: list[str], fine_tuned: str) -> dict[str, se
     report = paths.adversarial_report
     expected = {"check_params": {PARAMS_CHECK_FILE}, "download": {paths.raw}, "preprocess": {paths.prepared},
                 "fine_tune": {paths.fine_tuned, paths.fine_tune_metrics, paths.fine_tune_plots},
-                "evaluate": {paths.evaluate_per_class, paths.evaluate_metrics, paths.evaluate_plots},
+                "evaluate": {paths.evaluate_per_class, paths.evaluate_metrics, paths.evaluate_plots,
+                             paths.summary_metrics},
                 "adversarial_report": {f"{report}/{name}" for name in
-                                       ("images", "report.md", "report.html", "metrics.json", "sweep.tsv")}}
+                                       ("images", "report.md", "report.html", "metrics.json", "sweep.tsv")}
+                | {paths.adversarial_metrics}}
     for name in backbones:
         expected[f"extract_features@{name}"] = {paths.features_of(name)}
         expected[f"train_head@{name}"] = {paths.head_of(name), paths.head_metrics_of(name), paths.head_plots_of(name)}
@@ -55,3 +57,12 @@ def test_every_stage_descends_from_the_params_check(stages):
         # DVC's graph points from a stage to the stages it depends on
         descendants = {stage.addressing for stage in nx.ancestors(graph, check)}
     assert descendants == set(stages) - {"check_params"}
+
+
+def test_plots_are_drawn_once_at_the_top_level(stages):
+    """Stage-level plots made `dvc plots show` draw duplicates and empty charts (a confusion scatter, l2 vs step)."""
+    import yaml
+
+    assert [name for name, stage in stages.items() if any(out.plot for out in stage.outs)] == []
+    titles = [next(iter(plot)) for plot in yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["plots"]]
+    assert len(titles) == len(set(titles)) >= 5

@@ -19,6 +19,14 @@ def test_top_k_for_more_than_two_classes():
     assert summary["accuracy"] == 2 / 3 and summary["top_2_accuracy"] == 2 / 3
 
 
+def test_a_three_class_task_reports_no_top_3():
+    """Top-3 of 3 classes is always 1.0 (and scikit-learn warns): it is not reported."""
+    labels = np.array([0, 1, 2])
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.5, 0.2, 0.3], [0.1, 0.2, 0.7]])
+    summary = evaluate_predictions(labels, probabilities, ["a", "b", "c"], 3).summary
+    assert not [key for key in summary if key.startswith("top_")]
+
+
 def test_worst_mistakes_are_the_most_confidently_wrong():
     labels = np.array([0, 0, 1, 1])
     probabilities = np.array([[0.4, 0.6], [0.05, 0.95], [0.9, 0.1], [0.2, 0.8]])

@@ -99,5 +99,11 @@ def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_
     assert min(result.history["val_loss"]) > result.initial["val_loss"]  # it really never improved
     assert result.kept_initial and result.metrics()["kept_head_only_weights"] == 1
     assert result.metrics()["val_loss"] == result.initial["val_loss"]
+    tried = result.metrics()  # what fine-tuning reached is still reported
+    assert tried["val_loss_tried"] == min(result.history["val_loss"]) > tried["val_loss"]
+    from transferlab.modeling.history import history_tables
+
+    table = history_tables(result.history, {"loss": result.initial["val_loss"]})["loss"]
+    assert set(table["head_only"]) == {result.initial["val_loss"]} and len(table) == len(result.history["loss"])
     for kept, original in zip(result.model.get_weights(), start):
         np.testing.assert_array_equal(kept, original)

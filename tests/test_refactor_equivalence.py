@@ -31,6 +31,13 @@ def test_the_pipeline_before_the_refactor_writes_the_same_figures(built_workspac
     before = create_workspace(tmp_path / "ws", BUILT_PARAMS, source=compare.export(BEFORE, tmp_path / "src"))
     run_tool(before, "dvc", "repro", env=env)
     old, new = compare.figures(before), compare.figures(after)
-    assert len(new) >= 40 and set(old) == set(new)
-    differ = {key: (old[key], new[key]) for key in old if not math.isclose(old[key], new[key], rel_tol=1e-4, abs_tol=1e-4)}
+    # Figures changed on purpose since: issue 15 dropped top-3 accuracy of a 3-class task (always 1.0) and added
+    # metrics/summary.json, metrics/adversarial.json and what fine-tuning reached when it was not kept (*_tried).
+    assert {key for key in set(old) - set(new) if "top_3_accuracy" not in key} == set()
+    assert {key for key in set(new) - set(old)
+            if not key.startswith(("metrics/summary.json:", "metrics/adversarial.json:")) and "_tried" not in key} == set()
+    common = set(old) & set(new)
+    assert len(common) >= 40
+    differ = {key: (old[key], new[key]) for key in common
+              if not math.isclose(old[key], new[key], rel_tol=1e-4, abs_tol=1e-4)}
     assert not differ

@@ -157,3 +157,82 @@ def test_a_corrupt_database_or_an_unknown_scheme_is_one_line_before_any_work(tmp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://bar")
     assert run_stage("download", ran.append, [], ["--params", str(tmp_path / "params.yaml")]) == 1
     assert "MLflow cannot track into a 'foo' URI" in capsys.readouterr().err and ran == []
+
+
+def test_the_pipeline_run_spans_its_stages_carries_headlines_and_fails_with_a_stage(tmp_path, monkeypatch):
+    """Issue 15: the parent run was closed at once (29 ms), stayed FINISHED when a stage failed, held no metrics."""
+    import time
+
+    import mlflow
+
+    from transferlab.core.errors import DataError
+    from transferlab.tracking import mlflow_runs
+
+    (tmp_path / "params.yaml").write_text("data: {source: synthetic}\nbackbone: {name: resnet50, weights: none}\n"
+                                          "compare: {backbones: [resnet50]}\nmlflow: {experiment: spans}\n")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    monkeypatch.setenv("TRANSFERLAB_PIPELINE_ID", "flow-run-1")
+    argv = ["--params", str(tmp_path / "params.yaml")]
+
+    def head(context):
+        time.sleep(0.3)
+        return {"val_accuracy": 0.9, "test_accuracy": 0.8}
+
+    def evaluate(context):
+        raise DataError("the test split is empty")
+
+    assert run_stage("train_head", head, [], argv + ["--backbone", "resnet50"]) == 0
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name("spans")
+    assert experiment.tags[mlflow_runs.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`transferlab.role` = 'pipeline'")
+    assert parent.info.status == "FINISHED" and parent.data.metrics == {"head_val_accuracy": 0.9}
+    assert parent.info.end_time - parent.info.start_time >= 300  # it lasted as long as its stage
+    assert parent.info.run_name.endswith("synthetic resnet50")
+    from transferlab.core.digest import file_sha256
+
+    assert parent.data.tags["dvc.lock.sha256"] == file_sha256(tmp_path / "dvc.lock")
+    assert run_stage("evaluate", evaluate, [], argv) == 1
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FAILED"
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted((run.info.run_name, run.info.status) for run in children) == [("evaluate", "FAILED"),
+                                                                               ("train_head@resnet50", "FINISHED")]
+
+
+def test_runs_record_the_git_commit_and_whether_the_tree_was_clean(tmp_path):
+    import subprocess
+
+    from transferlab.tracking.mlflow_runs import git_commit
+    from transferlab.workspace import tool_env
+
+    assert git_commit(tmp_path) == {}  # not a repository: no tag rather than an error
+    (tmp_path / "code.py").write_text("x = 1\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "code"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, env=tool_env())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_commit(tmp_path) == {"mlflow.source.git.commit": head, "git.dirty": "false"}
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["git.dirty"] == "true"
+
+
+def test_epoch_metrics_reach_mlflow_while_training_runs(tmp_path):
+    import keras
+    import mlflow
+    import numpy as np
+
+    from transferlab.tracking import mlflow_runs
+
+    seen = []
+
+    class Probe(keras.callbacks.Callback):  # runs after the live logger, at the end of every epoch
+        def on_epoch_end(self, epoch, logs=None):
+            history = mlflow.MlflowClient().get_metric_history(mlflow.active_run().info.run_id, "epoch_loss")
+            seen.append([point.step for point in history])
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with mlflow_runs.stage_run("train_head", "live", tmp_path, {}):
+        model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=3, verbose=0,
+                  callbacks=[mlflow_runs.epoch_callback(), Probe()])
+    assert seen == [[1], [1, 2], [1, 2, 3]]

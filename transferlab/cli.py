@@ -11,6 +11,7 @@ from pathlib import Path
 from transferlab.core.errors import UserError, environment_error
 from transferlab.core.params import PathsParams
 from transferlab.core.redaction import redacted_output
+from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -46,6 +47,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _repro(args: argparse.Namespace) -> int:
+    """`dvc repro` with one pipeline id for all its stages, so they share one MLflow pipeline run everywhere
+    (the id of the `dvc` process, found through /proc, is only a Linux fallback)."""
+    import shutil
+    import subprocess
+    import uuid
+
+    from transferlab.workspace import tool_env
+
+    env = tool_env({PIPELINE_ID_ENV: os.environ.get(PIPELINE_ID_ENV) or f"repro-{uuid.uuid4().hex[:12]}"})
+    dvc = shutil.which("dvc", path=env["PATH"])  # this interpreter's first, as the stages' `python` is
+    if dvc is None:
+        raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
+    return subprocess.call([dvc, "repro", *args.dvc_args], env=env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
                                                 "or sqlite:///mlflow.db)")
     predict.set_defaults(run=_predict)
+    repro = commands.add_parser("repro", help="dvc repro, its stages sharing one MLflow pipeline run "
+                                              "(arguments go to dvc repro)")
+    repro.set_defaults(run=_repro, dvc_args=[])
     doctor = commands.add_parser("doctor", help="versions, GPUs, data, weights, MLflow, Prefect, disk: each problem "
                                                 "with its fix (exit 1 when there is one)")
     doctor.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -67,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "repro":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.dvc_args = extra  # `transferlab repro -f train_head`: everything unknown is dvc's
     if args.command == "predict" and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
         args.tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
     with redacted_output():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transferlab.core.params import load_params
 from transferlab.data.prepared import DATA_REPORT
-from transferlab.workspace import PROJECT_ROOT, create_workspace, run_tool
+from transferlab.workspace import PROJECT_ROOT, create_workspace, stream_tool
 
 DEMO_PARAMS = {"data.source": "synthetic", "data.image_size": 64, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "fine_tune.epochs": 2,
                "adversarial.target": "class_0", "adversarial.num_images": 8, "adversarial.ideal_steps": 60}
@@ -23,15 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.dir, ignore_errors=True)
     workspace = create_workspace(args.dir, DEMO_PARAMS)
     print(f"demo workspace: {workspace}", flush=True)
-    result = run_tool(workspace, "dvc", "repro", check=False)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    if result.returncode != 0:
-        return result.returncode
+    # each stage's output as it happens, not at the end; one pipeline id, so one MLflow pipeline run
+    code = stream_tool(workspace, "python", "-m", "transferlab", "repro")
+    if code != 0:
+        return code
     prepared = workspace / load_params(workspace / "params.yaml").paths.prepared
     report = json.loads((prepared / DATA_REPORT).read_text())
     print(f"prepared images per split: {report['totals']}")
-    print(f"inspect it: cd {workspace} && dvc status && mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    print(f"inspect it: cd {workspace} && dvc status && mlflow ui --backend-store-uri sqlite:///mlflow.db, then "
+          f"open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
     return 0
 
 

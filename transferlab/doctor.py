@@ -69,7 +69,8 @@ def dataset(params, root: Path) -> Finding:
     try:
         check_reachable(data.tfds, dict(builder.url_infos or {}))
     except UserError as exc:
-        return Finding("dataset", False, f"tfds {data.tfds.name}: {exc}", "see the message: manual_dir or the network")
+        return Finding("dataset", False, f"tfds {data.tfds.name}: {exc}", "offline: archives into data.tfds.manual_dir, or your own folder "
+                       "(dvc exp run -S data.source=folder -S data.folder.root=<folder>), or `make demo`")
     where = f"manual_dir {data.tfds.manual_dir}" if data.tfds.manual_dir else "downloadable"
     return Finding("dataset", True, f"tfds {data.tfds.name}: {where}; kept in {data.tfds.data_dir}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +59,6 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
     line; bugs keep their traceback. Nothing printed carries a credential (see transferlab.core.redaction)."""
     with redacted_output():
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines drown the stage's own log
         args = _arguments(stage, argv)
         args.no_track = args.no_track or not track
         try:
@@ -100,8 +98,20 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     if "backbone" in logged:
         logged["backbone"] = params.backbone_named(context.backbone).model_dump()
     run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
-    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged):
-        mlflow_runs.log_metrics(body(context) or {})
+    name = mlflow_runs.pipeline_name(data_description(params.data), params.backbone.name)
+    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name):
+        metrics = body(context) or {}
+        mlflow_runs.log_metrics(metrics)
+        mlflow_runs.log_to_pipeline(mlflow_runs.headline_metrics(run_name, metrics, params.backbone.name))
+
+
+def data_description(data) -> str:
+    """A few words for what the pipeline ran on: `tfds:oxford_iiit_pet`, `folder:cats_vs_dogs`, `synthetic`."""
+    if data.source == "tfds":
+        return f"tfds:{data.tfds.name}"
+    if data.source == "folder":
+        return f"folder:{Path(str(data.folder.root)).name}"
+    return "synthetic"
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

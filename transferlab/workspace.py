@@ -57,6 +57,11 @@ def run_tool(workspace: Path, *args: str, check: bool = True, env: Mapping[str, 
     return result
 
 
+def stream_tool(workspace: Path, *args: str, env: Mapping[str, str] | None = None) -> int:
+    """Run a command in the workspace with its output going straight to this process' stdout and stderr."""
+    return subprocess.call(list(args), cwd=workspace, env=tool_env(env))
+
+
 def create_workspace(dest: Path, overrides: Mapping[str, Any] | None = None, source: Path = PROJECT_ROOT) -> Path:
     """Copy the pipeline's files into dest, override params, and commit it as a fresh git repo."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,7 @@ def create_workspace(dest: Path, overrides: Mapping[str, Any] | None = None, sou
         elif path.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / name)
-    (dest / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.cache/\n__pycache__/\n", encoding="utf-8")
+    (dest / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.cache/\n/dvc_plots/\n__pycache__/\n", encoding="utf-8")
     if overrides:
         set_params(dest / "params.yaml", overrides)
     run_tool(dest, "git", "init", "-q")

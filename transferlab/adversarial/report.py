@@ -19,6 +19,7 @@ from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, r
 from transferlab.data.prepared import first_images
 from transferlab.modeling.assembly import imagenet_classifier
 from transferlab.modeling.outputs import logits_function
+from transferlab.core.progress import phase, with_progress
 
 SPLIT = "test"
 
@@ -57,15 +58,17 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
     np.savez_compressed(images_dir / "adversarial_batch.npz", images=np.round(adversarial).astype(np.uint8),
                         originals=images[shown].astype(np.uint8), labels=labels[shown])
     size = images.shape[1]
-    replication = replicate_seed_attack(forward, _replication_input(cfg, root, images, labels, targets, size), targets,
-                                        cfg.replication_steps, cfg.replication_step_size)
+    with phase(f"adversarial_report: the seed's unbounded attack ({cfg.replication_steps} steps)"):
+        replication = replicate_seed_attack(forward, _replication_input(cfg, root, images, labels, targets, size),
+                                            targets, cfg.replication_steps, cfg.replication_step_size)
     plot_attack_grid(replication.image[None], replication.adversarial[None], replication.before[None],
                      replication.after[None], names, f"unbounded, {cfg.replication_steps} steps",
                      images_dir / "replication.png")
     mask = class_mask(len(names), targets)
     ideal = {f"lambda={lam}": ideal_image(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lam,
                                           cfg.ideal_snapshot_every, seed)
-             for lam in (cfg.ideal_tv_weight, 0.0)}
+             for lam in with_progress((cfg.ideal_tv_weight, 0.0),
+                                      desc=f"adversarial_report: ideal class images ({cfg.ideal_steps} steps each)")}
     plot_ideal(ideal, images_dir / "ideal_class.png")
     target_names = ", ".join(names[t] for t in targets)
     report.metrics.update({
@@ -120,13 +123,15 @@ def _imagenet(report: Report, dog: np.ndarray, cfg: AdversarialParams, seed: int
     index = json.loads((root / net.class_index).read_text())
     names = [index[str(i)][1] for i in range(1000)]
     forward = logits_function(imagenet_classifier(net.backbone, net.alpha, net.weights, root))
-    replication = replicate_seed_attack(forward, np.asarray(resize(_to_image(dog), 224), np.float32),
-                                        [net.target_class], cfg.replication_steps, cfg.replication_step_size)
+    with phase(f"adversarial_report: ImageNet unbounded attack ({cfg.replication_steps} steps)"):
+        replication = replicate_seed_attack(forward, np.asarray(resize(_to_image(dog), 224), np.float32),
+                                            [net.target_class], cfg.replication_steps, cfg.replication_step_size)
     plot_attack_grid(replication.image[None], replication.adversarial[None], replication.before[None],
                      replication.after[None], names, "ImageNet classifier, unbounded",
                      images_dir / "imagenet_replication.png")
-    ideal = ideal_image(forward, 224, class_mask(1000, [net.target_class]), cfg.ideal_steps, cfg.ideal_learning_rate,
-                        cfg.ideal_tv_weight, cfg.ideal_snapshot_every, seed)
+    with phase(f"adversarial_report: ImageNet ideal class image ({cfg.ideal_steps} steps)"):
+        ideal = ideal_image(forward, 224, class_mask(1000, [net.target_class]), cfg.ideal_steps,
+                            cfg.ideal_learning_rate, cfg.ideal_tv_weight, cfg.ideal_snapshot_every, seed)
     target = names[net.target_class]
     plot_ideal({f"ImageNet {target}": ideal}, images_dir / "imagenet_ideal.png")
     before, after = top_k(replication.before, names), top_k(replication.after, names)

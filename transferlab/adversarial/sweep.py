@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
 from transferlab.core.errors import ParamsError
+from transferlab.core.progress import with_progress
 
 CAT_NAMES = {"cat", "cats"}
 
@@ -67,7 +68,7 @@ def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list
     source = correct & ~mask[labels]
     broken, succeeded = np.zeros(len(images), bool), np.zeros(len(images), bool)
     rows, examples = [], {}
-    for epsilon in sorted(epsilons):
+    for epsilon in with_progress(sorted(epsilons), desc=f"adversarial_report: epsilon sweep ({len(images)} images)"):
         step = step_factor * epsilon / steps
 
         def attack(x, y, target=None):

@@ -124,6 +124,15 @@ class PathsParams(Section):
         return f"{self.metrics}/evaluate.json"
 
     @property
+    def summary_metrics(self) -> str:
+        """The headline figures of a run, one flat file: what `dvc exp show` compares first."""
+        return f"{self.metrics}/summary.json"
+
+    @property
+    def adversarial_metrics(self) -> str:
+        return f"{self.metrics}/adversarial.json"
+
+    @property
     def evaluate_per_class(self) -> str:
         return f"{self.metrics}/evaluate_per_class.csv"
 

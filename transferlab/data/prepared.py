@@ -111,8 +111,22 @@ def image_batches(files: list[Path], batch_size: int, shuffle: bool = False, aug
 
 def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
                   with_keys: bool = False):
-    """Decoded 0-255 float images and labels (and keys) of one split, in shard order unless shuffled."""
-    return image_batches(shard_files(prepared, split), batch_size, shuffle, augment, seed, with_keys)
+    """Decoded 0-255 float images and labels (and keys) of one split, in shard order unless shuffled.
+
+    Its length in batches is declared (from the manifest): Keras then knows an epoch's end, shows an ETA, and
+    does not warn that the input "ran out of data" on the first pass over a TFRecord stream of unknown size."""
+    import tensorflow as tf
+
+    batches = -(-split_size(prepared, split) // batch_size)
+    dataset = image_batches(shard_files(prepared, split), batch_size, shuffle, augment, seed, with_keys)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
+
+
+def split_size(prepared: Path, split: str) -> int:
+    """How many images a split holds, from the manifest."""
+    import pandas as pd
+
+    return int((pd.read_csv(Path(prepared) / MANIFEST, usecols=["split"])["split"] == split).sum())
 
 
 def first_images(prepared: Path, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:

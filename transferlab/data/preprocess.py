@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from transferlab.core.errors import DataError
+from transferlab.core.progress import with_progress
 from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, pixel_limit, resize
 from transferlab.core.params import DataParams
 from transferlab.data.raw_layout import RawImage, list_raw_images, printable_name, read_source_info
@@ -80,7 +80,8 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, pr
     ordered = _write_order(items, seed)
     try:
         stream = _decoded_stream(ordered, cfg)
-        for item, result in tqdm(zip(ordered, stream), total=len(ordered), desc="preprocess", disable=not progress):
+        pairs = zip(ordered, stream)
+        for item, result in with_progress(pairs, len(ordered), "preprocess: images") if progress else pairs:
             if (shown := printable_name(item.relative)) is not None:  # a raw folder filled by hand
                 skipped.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
                 continue

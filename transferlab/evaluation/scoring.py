@@ -28,9 +28,10 @@ def evaluate_predictions(labels: np.ndarray, raw_probabilities: np.ndarray, clas
     predicted = probabilities.argmax(axis=1)
     indices = list(range(len(class_names)))
     summary = {"accuracy": float(skm.accuracy_score(labels, predicted)), "n": int(len(labels))}
-    if len(class_names) > 2:
-        k = min(top_k, len(class_names))
-        summary[f"top_{k}_accuracy"] = float(skm.top_k_accuracy_score(labels, probabilities, k=k, labels=indices))
+    if 2 < len(class_names):
+        if top_k < len(class_names):  # top-k of k classes is always 1.0: a number that says nothing
+            summary[f"top_{top_k}_accuracy"] = float(skm.top_k_accuracy_score(labels, probabilities, k=top_k,
+                                                                               labels=indices))
     else:
         summary["roc_auc"] = float(skm.roc_auc_score(labels, probabilities[:, 1])) if len(set(labels)) == 2 else float("nan")
     precision, recall, f1, support = skm.precision_recall_fscore_support(labels, predicted, labels=indices,

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from transferlab.core.atomic import atomic_write_bytes
 from transferlab.core.backbones import spec_for, weights_identity
 from transferlab.core.digest import file_sha256
 from transferlab.core.params import BackboneParams
+from transferlab.core.progress import with_progress
 from transferlab.data.prepared import MANIFEST, SPLITS, image_batches, read_classes, shard_files, split_of
 from transferlab.modeling.assembly import feature_extractor
 
@@ -88,7 +88,7 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
     if todo:
         extractor = feature_extractor(cfg, image_size, root, seed)
         forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
-        for path in tqdm(todo, desc="extract-features (shards)", disable=not progress):
+        for path in with_progress(todo, desc="extract_features: shards") if progress else todo:
             atomic_write_bytes(resume_dir / f"{path.stem}.npz",
                                _npz_bytes(extract_shard(forward, path, cfg.batch_size, cfg.dtype)))
     counts = {split: 0 for split in SPLITS}

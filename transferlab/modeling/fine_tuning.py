@@ -36,7 +36,11 @@ class FineTuneResult:
         return {"val_accuracy_head_only": initial["val_accuracy"], "val_loss_head_only": initial["val_loss"],
                 "val_accuracy": kept["val_accuracy"], "val_loss": kept["val_loss"],
                 "epochs_run": len(history["val_loss"]), "kept_head_only_weights": int(self.kept_initial),
-                "trainable_layers": len(self.trainable_layers)}
+                "trainable_layers": len(self.trainable_layers),
+                # what fine-tuning reached at its best epoch, kept or not: when the head-only weights win, this
+                # says by how much fine-tuning missed
+                "best_epoch_tried": best + 1, "val_loss_tried": history["val_loss"][best],
+                "val_accuracy_tried": history["val_accuracy"][best]}
 
 
 def resume_key(cfg: FineTuneParams, backbone: BackboneParams, seed: int, head_file: Path, prepared: Path) -> str:
@@ -85,7 +89,7 @@ def augmentation(cfg: FineTuneParams, seed: int):
 
 
 def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2,
-              strategy: Any = None) -> FineTuneResult:
+              strategy: Any = None, callbacks: tuple = ()) -> FineTuneResult:
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
     `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica."""
@@ -104,15 +108,18 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     initial_loss, initial_accuracy = model.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
     first_epoch = _FirstEpoch()
-    callbacks = [
+    all_callbacks = [
         first_epoch,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         VerifiedBackupAndRestore(scratch / "backup", discard_with=(scratch / HISTORY_LOG,)),
         # A resumed fit reports only the epochs it ran; the log on disk keeps the killed run's epochs too.
         keras.callbacks.CSVLogger(str(scratch / HISTORY_LOG), append=True),
+        *callbacks,
     ]
     scratch.mkdir(parents=True, exist_ok=True)
-    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the dataset shuffles itself (Keras ignores, with a warning, a shuffle asked of a tf.data input)
+    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
+              shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
     if kept_initial:

@@ -50,7 +50,8 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
 
 
 def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures, num_classes: int,
-               seed: int, verbose: int = 2, strategy: Any = None) -> HeadResult:
+               seed: int, verbose: int = 2, strategy: Any = None,
+               callbacks: tuple = ()) -> HeadResult:
     """Fit with early stopping on validation loss, keeping the best epoch's weights.
 
     The model is built in `strategy`'s scope (default: the current one) and `cfg.batch_size` is per replica."""
@@ -74,7 +75,7 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     else:
         stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True)
         fit = model.fit(features, train.labels, batch_size=batch, epochs=cfg.epochs, validation_data=validation_data,
-                        callbacks=[stop], shuffle=True, verbose=verbose)
+                        callbacks=[stop, *callbacks], shuffle=True, verbose=verbose)
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     best_epoch = int(np.argmin(history[monitor]))
     metrics = {name: values[best_epoch] for name, values in history.items()}

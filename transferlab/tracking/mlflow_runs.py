@@ -85,22 +85,102 @@ def pipeline_id() -> str:
     return shared_pipeline_id() or f"manual-{uuid.uuid4().hex[:12]}"
 
 
+EXPERIMENT_KIND_TAG, TRAINING = "mlflow.experimentKind", "custom_model_development"
+ROLE_TAG, PIPELINE_ROLE = "transferlab.role", "pipeline"
+GIT_COMMIT_TAG, LOCK_TAG = "mlflow.source.git.commit", "dvc.lock.sha256"
+
+
 def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:
+    """The experiment, tagged as model training so MLflow 3's UI opens on its runs, not on the GenAI overview."""
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = artifact_root.resolve().as_uri() if artifact_root else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    if experiment is None:
+        location = artifact_root.resolve().as_uri() if artifact_root else None
+        experiment_id = mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING})
+        return experiment_id
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING)
+    return experiment.experiment_id
 
 
-def _parent_run_id(client, experiment_id: str, pid: str) -> str:
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}'",
-                               max_results=1, order_by=["attributes.start_time ASC"])
+def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mapping[str, str]) -> str:
+    """The pipeline's run, created by its first stage and RUNNING while any of its stages runs.
+
+    It starts when the first stage starts and each stage that ends sets its end and status, so it spans the
+    pipeline and ends FAILED when a stage failed (a later stage that succeeds, a retry, sets it back)."""
+    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
+                               filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.`{ROLE_TAG}` = '{PIPELINE_ROLE}'")
     if found:
-        return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={PIPELINE_TAG: pid})
-    client.set_terminated(run.info.run_id, "FINISHED")
+        parent = found[0].info.run_id
+        client.update_run(parent, status="RUNNING")
+        client.set_tag(parent, PROCESS_TAG, process_identity())  # a SIGKILLed stage leaves it to the sweep
+        return parent
+    run = client.create_run(experiment_id, run_name=name,
+                            tags={PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE, PROCESS_TAG: process_identity(), **tags})
     return run.info.run_id
+
+
+def _close_parent(client, parent: str, status: str, project_root: Path) -> None:
+    """What the pipeline run shows after each stage: its status, its end, the dvc.lock the stage left."""
+    lock = project_root / "dvc.lock"
+    if lock.is_file():
+        from transferlab.core.digest import file_sha256
+
+        client.set_tag(parent, LOCK_TAG, file_sha256(lock))
+    client.set_terminated(parent, status)
+
+
+def git_commit(project_root: Path) -> dict[str, str]:
+    """The commit the code came from, and whether the tree had changes (then the commit alone does not say)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=project_root, capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the run simply has no commit tag
+        return {}
+    return {GIT_COMMIT_TAG: commit, "git.dirty": str(dirty).lower()} if commit else {}
+
+
+def headline_metrics(stage: str, metrics: Mapping[str, float], primary_backbone: str) -> dict[str, float]:
+    """The few figures a pipeline run shows: the fine-tuned backbone's head on validation, the fine-tuned model
+    on test, and robust accuracy at the largest epsilon of the sweep."""
+    if stage in ("train_head", f"train_head@{primary_backbone}") and metrics.get("val_accuracy") is not None:
+        return {"head_val_accuracy": metrics["val_accuracy"]}
+    if stage == "evaluate" and "fine_tuned_accuracy" in metrics:
+        return {"test_accuracy": metrics["fine_tuned_accuracy"]}
+    robust = {float(key.removeprefix("robust_accuracy_eps_")): value for key, value in metrics.items()
+              if key.startswith("robust_accuracy_eps_")}
+    if stage == "adversarial_report" and robust:
+        return {"robust_accuracy_max_epsilon": robust[max(robust)]}
+    return {}
+
+
+def pipeline_name(source: str, backbone: str) -> str:
+    """What the pipeline run is called: the DVC experiment's name, else when, on what, with which backbone."""
+    import datetime
+
+    if os.environ.get("DVC_EXP_NAME"):
+        return f"{os.environ['DVC_EXP_NAME']} ({source}, {backbone})"
+    return f"{datetime.datetime.now():%Y-%m-%d %H:%M} {source} {backbone}"
+
+
+def log_to_pipeline(metrics: Mapping[str, float]) -> None:
+    """Headline figures onto the pipeline's run, beside the stage's own."""
+    if (mlflow := _active()) is not None and metrics and _state.parent:
+        with tolerant("logging to the pipeline run"):
+            mlflow.MlflowClient().log_batch(_state.parent, metrics=[_metric(k, v) for k, v in metrics.items()])
+
+
+def _metric(name: str, value: float):
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(name, float(value), int(time.time() * 1000), 0)
 
 
 def environment_tags() -> dict[str, str]:
@@ -122,7 +202,8 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any]) -> Iterator[Any]:
+def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any],
+              pipeline_name: str = "") -> Iterator[Any]:
     """Start the stage's nested run under its pipeline's parent; yields the active mlflow run.
 
     A tracking server that does not answer stops the stage here, in seconds and before any work, rather
@@ -138,9 +219,12 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     client = mlflow.MlflowClient()
     end_abandoned_runs(client, experiment_id)
     pid = pipeline_id()
-    parent = _parent_run_id(client, experiment_id, pid)
+    code = git_commit(project_root)
+    parent = _parent_run_id(client, experiment_id, pid, pipeline_name or f"pipeline {pid}",
+                            {**code, **environment_tags()})
+    _state.parent = parent
     tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, PROCESS_TAG: process_identity(),
-            **environment_tags()}
+            **code, **environment_tags()}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
     status = "FAILED"
     try:
@@ -153,6 +237,8 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     finally:
         with tolerant("ending the run"):
             mlflow.end_run(status)  # pops the active run first, so a dead server leaves no run active here
+        with tolerant("ending the pipeline run"):
+            _close_parent(client, parent, status, project_root)
 
 
 def check_tracking_store(project_root: Path) -> None:
@@ -180,6 +266,7 @@ def check_tracking_store(project_root: Path) -> None:
 
 class _State:
     lost: str | None = None  # why tracking stopped for the rest of this stage, once a call failed
+    parent: str | None = None  # the pipeline run of the stage being tracked
 
 
 _state = _State()
@@ -299,6 +386,20 @@ def log_history(history: Mapping[str, list[float]]) -> None:
     with tolerant("logging the epoch history"):
         for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
             mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics[start:start + 1000])
+
+
+def epoch_callback():
+    """A Keras callback that logs each epoch's metrics as it ends (`epoch_<name>`, step = epoch number), so a
+    run's curves grow in MLflow's UI during training; the same names and steps as `log_history`."""
+    import keras
+
+    class LiveEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (mlflow := _active()) is not None and logs:
+                with tolerant("logging an epoch"):
+                    mlflow.log_metrics({f"epoch_{name}": float(value) for name, value in logs.items()}, step=epoch + 1)
+
+    return LiveEpochs()
 
 
 def log_artifacts(path: Path, artifact_path: str | None = None) -> None:

@@ -47,8 +47,9 @@ def check_reachable(cfg: TfdsParams, url_infos: dict) -> None:
             names = ", ".join(sorted(i.filename for i in url_infos.values()))
             raise DataError(
                 f"data.tfds: cannot reach {host} to download {cfg.name} ({exc.__class__.__name__}); "
-                f"download {names} by hand into a folder and set data.tfds.manual_dir to it, "
-                f"or set data.source: folder with data.folder.root pointing at your images"
+                f"download {names} by hand into a folder and set data.tfds.manual_dir to it, or use your own "
+                f"images: dvc exp run -S data.source=folder -S data.folder.root=<folder> (README: Your own "
+                f"images); to see the whole pipeline offline first: make demo"
             ) from None
 
 

@@ -1,0 +1,65 @@
+"""How much progress to show: live bars on a terminal, one line per step in logs and CI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sized
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("transferlab.progress")
+
+
+def on_terminal() -> bool:
+    """Whether a person watches this process' output live (stderr is a terminal, as for tqdm)."""
+    return sys.stderr.isatty()
+
+
+def keras_verbosity() -> int:
+    """Keras' `verbose`: 1 (a bar with ETA inside each epoch) on a terminal, 2 (one line per epoch) elsewhere,
+    where a bar's carriage returns would fill a log file with thousands of partial lines."""
+    return 1 if on_terminal() else 2
+
+
+LOG_EVERY_S = 15.0  # in logs: a progress line at most this often, so a long phase is never silent
+
+
+def with_progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
+    """`items`, with progress: a tqdm bar (count, rate, ETA) on a terminal; in logs, a line when the phase
+    starts, every LOG_EVERY_S seconds (count and ETA) and when it ends (count and time)."""
+    total = total if total is not None else (len(items) if isinstance(items, Sized) else None)
+    if on_terminal():
+        from tqdm import tqdm
+
+        yield from tqdm(items, total=total, desc=desc)
+        return
+    started = last = time.monotonic()
+    log.info("%s: %s", desc, f"{total} to do" if total else "started")
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= LOG_EVERY_S:
+            last = now
+            log.info("%s: %s", desc, _status(done, total, now - started))
+    log.info("%s: %d%s done in %.1f s", desc, done, f"/{total}" if total else "", time.monotonic() - started)
+
+
+def _status(done: int, total: int | None, elapsed: float) -> str:
+    if not total:
+        return f"{done} in {elapsed:.0f} s"
+    eta = elapsed / done * (total - done)
+    return f"{done}/{total} ({100 * done / total:.0f} %), {elapsed:.0f} s, about {eta:.0f} s left"
+
+
+@contextlib.contextmanager
+def phase(desc: str) -> Iterator[None]:
+    """One step too coarse for a count (a compiled loop): a line when it starts and one with its time."""
+    started = time.monotonic()
+    log.info("%s ...", desc)
+    yield
+    log.info("%s: done in %.1f s", desc, time.monotonic() - started)
