@@ -35,14 +35,11 @@ def test_a_closed_port_is_one_bounded_connection_attempt(monkeypatch):
 
 def test_a_server_that_accepts_but_never_answers_is_unreachable_in_seconds():
     """Issue 14, finding 11: a listening socket that reads nothing once hung `download` for minutes."""
-    import time
-
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        started = time.monotonic()
         reason = unreachable_reason(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_s=0.5)
-    assert reason == "no answer within 0.5 s" and time.monotonic() - started < 5
+    assert reason == "no answer within 0.5 s"  # it gave up on its own timeout (a hang would hit pytest-timeout)
 
 
 def test_an_answering_server_and_local_backends_are_fine():

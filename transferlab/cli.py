@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from transferlab.core.errors import UserError, environment_error
+from transferlab.core.errors import FAILURES_USERS_FIX, UserError, one_line_failure
 from transferlab.core.params import PathsParams
 from transferlab.core.redaction import redacted_output
 from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
@@ -97,15 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     with redacted_output():
         try:
             return args.run(args)
-        except UserError as exc:
-            print(f"transferlab {args.command}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print(f"transferlab {args.command}: interrupted", file=sys.stderr)
-            return 130
-        except OSError as exc:
-            message = environment_error(exc)
-            if message is None:
-                raise
-            print(f"transferlab {args.command}: error: {message}", file=sys.stderr)
-            return 1
+        except FAILURES_USERS_FIX as exc:
+            line, code = one_line_failure(exc, f"transferlab {args.command}")
+            print(line, file=sys.stderr)
+            return code

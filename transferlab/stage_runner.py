@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.errors import ParamsError, UserError, environment_error
+from transferlab.core.errors import FAILURES_USERS_FIX, ParamsError, one_line_failure
 from transferlab.core.params import Params, load_params
 from transferlab.core.redaction import RedactingStream, redacted_output
 from transferlab.params_snapshot import check_unchanged
@@ -50,9 +50,6 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
-
-
 def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None,
               track: bool = True) -> int:
     """Run one stage; returns its exit code. User errors, interrupts and I/O errors the user fixes print one
@@ -63,19 +60,11 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
         args.no_track = args.no_track or not track
         try:
             _run(stage, body, param_sections, args)
-        except UserError as exc:
-            print(f"{stage}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print(f"{stage}: interrupted; outputs are replaced only whole, so none is left half-written",
-                  file=sys.stderr)
-            return INTERRUPTED_EXIT
-        except OSError as exc:
-            message = environment_error(exc)
-            if message is None:
-                raise
-            print(f"{stage}: error: {message}", file=sys.stderr)
-            return 1
+        except FAILURES_USERS_FIX as exc:
+            line, code = one_line_failure(exc, stage, "interrupted; outputs are replaced only whole, so none is "
+                                                      "left half-written")
+            print(line, file=sys.stderr)
+            return code
     return 0
 
 

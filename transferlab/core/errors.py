@@ -38,3 +38,19 @@ def environment_error(exc: OSError) -> str | None:
     where = f"{exc.filename}: " if exc.filename else ""
     hint = HINTS.get(exc.errno)
     return f"{where}{exc.strerror or exc}" + (f" ({hint})" if hint else "")
+
+
+INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
+FAILURES_USERS_FIX = (UserError, KeyboardInterrupt, OSError)
+
+
+def one_line_failure(exc: BaseException, prefix: str, interrupted: str = "interrupted") -> tuple[str, int]:
+    """The one line and exit code for a failure the user fixes (bad input, Ctrl-C, a full disk ...); a bug, an
+    OSError included, is raised again with its traceback."""
+    if isinstance(exc, UserError):
+        return f"{prefix}: error: {exc}", exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{prefix}: {interrupted}", INTERRUPTED_EXIT
+    if isinstance(exc, OSError) and (message := environment_error(exc)) is not None:
+        return f"{prefix}: error: {message}", 1
+    raise exc
