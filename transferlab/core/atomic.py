@@ -13,7 +13,8 @@ def _temp_sibling(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}.{kind}-{os.getpid()}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (the OS may have reused the id)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -30,7 +31,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
     for kind in ("tmp", "old"):
         for debris in target.parent.glob(f".{target.name}.{kind}-*"):
             pid = debris.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 shutil.rmtree(debris) if debris.is_dir() else debris.unlink()
                 removed.append(debris)
     return removed

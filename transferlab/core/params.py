@@ -39,6 +39,11 @@ PROTECTED_ENTRIES = frozenset({
 })
 
 
+def overlap(one: PurePosixPath, other: PurePosixPath) -> bool:
+    """Whether two workspace paths are the same or one holds the other."""
+    return one == other or one in other.parents or other in one.parents
+
+
 def workspace_relative(value: str, key: str) -> PurePosixPath:
     """`value` as a normalized path inside the workspace, or a ValueError naming `key` and why not."""
     if not value or not value.strip():
@@ -54,7 +59,7 @@ def workspace_relative(value: str, key: str) -> PurePosixPath:
         raise ValueError(f"{key}: {value!r} is inside {path.parts[0]!r}, which belongs to the project "
                          f"(code, Git, DVC or MLflow); choose another folder")
     check_file = PurePosixPath(PARAMS_CHECK_FILE)
-    if path == check_file or path in check_file.parents:
+    if overlap(path, check_file):  # a folder beside it, below data/, is fine
         raise ValueError(f"{key}: {value!r} would hold {PARAMS_CHECK_FILE}, the output of the check_params stage; "
                          f"choose a folder below it (e.g. {value.rstrip('/')}/raw)")
     return path
@@ -81,7 +86,7 @@ class PathsParams(Section):
         folders = {key: workspace_relative(getattr(self, key), f"paths.{key}") for key in type(self).model_fields}
         for key, path in folders.items():
             for other, other_path in folders.items():
-                if key < other and (path == other_path or path in other_path.parents or other_path in path.parents):
+                if key < other and overlap(path, other_path):
                     raise ValueError(f"paths.{key} ({str(path)!r}) and paths.{other} ({str(other_path)!r}) overlap; "
                                      f"each stage replaces its folder whole, so they must be separate folders")
         return self
@@ -305,7 +310,7 @@ class Params(Section):
         cache = workspace_relative(data_dir, "data.tfds.data_dir")
         for key in type(self.paths).model_fields:
             folder = PurePosixPath(getattr(self.paths, key))
-            if cache == folder or folder in cache.parents or cache in folder.parents:
+            if overlap(cache, folder):
                 raise ValueError(f"data.tfds.data_dir ({data_dir!r}) and paths.{key} ({str(folder)!r}) overlap")
         return self
 

@@ -17,7 +17,7 @@ from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
 from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, pixel_limit, resize
 from transferlab.core.params import DataParams
-from transferlab.data.raw_layout import RawImage, list_raw_images, printable_name, read_source_info
+from transferlab.data.raw_layout import NOT_UTF8_FILE, RawImage, list_raw_images, printable_name, read_source_info
 from transferlab.data.prepared import CLASSES, DATA_REPORT, MANIFEST, ShardWriter
 from transferlab.data.splits import SPLITS, assign_splits
 
@@ -83,7 +83,7 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, pr
         pairs = zip(ordered, stream)
         for item, result in with_progress(pairs, len(ordered), "preprocess: images") if progress else pairs:
             if (shown := printable_name(item.relative)) is not None:  # a raw folder filled by hand
-                skipped.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
+                skipped.append({"file": shown, "reason": NOT_UTF8_FILE})
                 continue
             if result.jpeg is None:
                 skipped.append({"file": item.relative, "reason": result.reason})

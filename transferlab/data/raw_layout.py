@@ -60,6 +60,9 @@ def list_raw_images(raw_dir: Path) -> list[RawImage]:
     return found
 
 
+NOT_UTF8_FILE = "file name is not valid UTF-8; rename the file"
+
+
 def printable_name(name: str) -> str | None:
     """None when `name` is valid UTF-8; else the name with its undecodable bytes shown as \\xNN, for reports.
 

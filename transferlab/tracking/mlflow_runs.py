@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from transferlab.core.atomic import pid_alive
 from transferlab.core.endpoints import redact, require_server
 from transferlab.core.errors import UserError
 from transferlab.core.redaction import scrub
@@ -175,12 +176,12 @@ def log_to_pipeline(metrics: Mapping[str, float]) -> None:
             mlflow.MlflowClient().log_batch(_state.parent, metrics=[_metric(k, v) for k, v in metrics.items()])
 
 
-def _metric(name: str, value: float):
+def _metric(name: str, value: float, step: int = 0):
     import time
 
     from mlflow.entities import Metric
 
-    return Metric(name, float(value), int(time.time() * 1000), 0)
+    return Metric(name, float(value), int(time.time() * 1000), step)
 
 
 def environment_tags() -> dict[str, str]:
@@ -325,13 +326,7 @@ def _is_alive(identity: str) -> bool:
     stat = _proc_stat(pid)
     if stat is not None:
         return not started or stat[1] == started  # same pid, same start time: the same process
-    try:  # no /proc (macOS): the pid alone, which the OS may have reused; then the run stays RUNNING
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)  # no /proc (macOS): the pid alone, which the OS may have reused; then the run stays RUNNING
 
 
 def end_abandoned_runs(client, experiment_id: str) -> list[str]:
@@ -376,12 +371,7 @@ def log_history(history: Mapping[str, list[float]]) -> None:
     """Per-epoch metrics, one step per epoch (epoch 1 is step 1)."""
     if (mlflow := _active()) is None:
         return
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"epoch_{name}", value, now, epoch)
+    metrics = [_metric(f"epoch_{name}", value, epoch)
                for name, values in history.items() for epoch, value in enumerate(values, start=1)]
     with tolerant("logging the epoch history"):
         for start in range(0, len(metrics), 1000):  # MLflow's limit per batch

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from transferlab.core.errors import DataError, ParamsError
-from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, is_data_file, printable_name
+from transferlab.data.raw_layout import (IMAGES_DIR, NOT_UTF8_FILE, UNSPLIT, SourceInfo, is_data_file,
+                                         printable_name)
 
 Layout = Literal["oxford", "splits", "classes"]
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
@@ -86,7 +87,7 @@ def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> lis
                     pending.append(entry)
             elif is_data_file(entry):
                 if (shown := printable_name(entry.relative_to(root).as_posix())) is not None:
-                    left_out.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
+                    left_out.append({"file": shown, "reason": NOT_UTF8_FILE})
                 else:
                     found.append(entry)
     return sorted(found)
@@ -127,7 +128,7 @@ def _import_oxford(root: Path, images: Path, unlisted: str) -> SourceInfo:
             left_out.append({"file": path.name, "reason": f"symlink out of the data folder (to {path.resolve()})"})
             continue
         if (shown := printable_name(path.name)) is not None:
-            left_out.append({"file": shown, "reason": "file name is not valid UTF-8; rename the file"})
+            left_out.append({"file": shown, "reason": NOT_UTF8_FILE})
             continue
         split = official.get(path.stem)
         if split is None and unlisted == "skip":
