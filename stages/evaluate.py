@@ -18,7 +18,9 @@ from transferlab.evaluation.figures import write_evaluation_plots
 from transferlab.evaluation.scoring import score_model
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
-from transferlab.tracking.promotion import check_registry_accepts, log_and_promote
+from transferlab.serving.export import log_image_model
+from transferlab.tracking.lineage import lineage_tags
+from transferlab.tracking.promotion import check_registry_accepts, promote
 
 log = logging.getLogger("transferlab.evaluate")
 SPLIT = "test"
@@ -44,8 +46,7 @@ def run(context: StageContext) -> dict:
     atomic_write_text(context.path(paths.evaluate_metrics), json.dumps(summary, indent=2))
     atomic_write_text(context.path(paths.summary_metrics), json.dumps(headline_summary(context, summary), indent=2))
     mlflow_runs.log_artifacts(context.path(paths.evaluate_plots), "evaluate")
-    promoted = log_and_promote(candidates["fine_tuned"], final.summary["accuracy"], classes, cfg,
-                               params.data.image_size)
+    promoted = register(context, candidates["fine_tuned"], final.summary["accuracy"], classes)
     if promoted is None:
         log.info("not tracked (--no-track): registry gate skipped")
     else:
@@ -53,6 +54,26 @@ def run(context: StageContext) -> dict:
                  promoted[1].reason)
     log.info("%s: %s", SPLIT, summary)
     return {f"{name}_{key}": value for name, scores in summary.items() for key, value in scores.items()}
+
+
+def register(context: StageContext, model, accuracy: float, classes: list[str]):
+    """Log the model twice (pixels in: Keras; image files in: the pyfunc that `mlflow models serve` serves),
+    tag the run with where it came from, register the image model and gate `champion`."""
+    import numpy as np
+
+    params, paths = context.params, context.params.paths
+    if not mlflow_runs.tracking_active():
+        return None
+    lineage = lineage_tags(context.root, context.params_file, {
+        "data.prepared.md5": paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)},
+        generated=[paths.metrics, paths.plots])
+    mlflow_runs.set_tags(lineage)
+    size = params.data.image_size
+    keras_uri = mlflow_runs.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
+    image_uri = log_image_model(context.path(paths.fine_tuned_model), classes, params.data.resize,
+                                params.evaluate.top_k)
+    extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
+    return promote(image_uri, accuracy, classes, params.evaluate, size, extra)
 
 
 def headline_summary(context: StageContext, summary: dict) -> dict[str, float]:

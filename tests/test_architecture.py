@@ -17,6 +17,7 @@ ALLOWED = {
     "evaluation": {"core", "data", "modeling"},
     "adversarial": {"core", "data", "modeling"},
     "tracking": {"core"},
+    "serving": {"core", "data", "tracking"},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,21 +16,46 @@ from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from transferlab.evaluation.predict import load_model, predict_files
+    from transferlab.evaluation.predict import as_table, load_model, predict_files
 
-    if args.tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     loaded = load_model(args.model)
-    results = predict_files(loaded, args.images, args.top_k)
+    top_k = min(args.top_k, len(loaded.classes))
+    results = predict_files(loaded, args.images, top_k, args.batch_size)
     for result in results:
         if "error" in result:
             print(f"{result['file']}: error: {result['error']}", file=sys.stderr)
-        elif not args.json:
+        elif not (args.json or args.csv):
             ranked = ", ".join(f"{entry['class']} {entry['probability']:.3f}" for entry in result["top"])
             print(f"{result['file']}: {ranked}")
     if args.json:
         print(json.dumps(results, indent=2))
+    elif args.csv:
+        print(as_table(results, top_k).to_csv(index=False), end="")
     return 1 if any("error" in result for result in results) else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """MLflow's model server for the registered model, on loopback unless told otherwise."""
+    import subprocess
+
+    from transferlab.serving.server import check_port_free, check_servable, is_loopback, serve_command
+    from transferlab.workspace import tool_env
+
+    uri = args.model or f"models:/{_registered_name()}@champion"
+    check_port_free(args.host, args.port)
+    check_servable(uri)
+    if not is_loopback(args.host):
+        print(f"transferlab serve: warning: {args.host} is not loopback: anyone who reaches this machine's port "
+              f"{args.port} can use the model (MLflow's server has no authentication)", file=sys.stderr)
+    print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
+          file=sys.stderr)
+    return subprocess.call(serve_command(uri, args.host, args.port), env=tool_env())
+
+
+def _registered_name() -> str:
+    from transferlab.core.params import load_params
+
+    return load_params().evaluate.registered_model if Path("params.yaml").is_file() else "transferlab"
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -63,18 +89,33 @@ def _repro(args: argparse.Namespace) -> int:
     return subprocess.call([dvc, "repro", *args.dvc_args], env=env)
 
 
+def _tracking_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
+                                               "or sqlite:///mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="top-k classes for image files")
-    predict.add_argument("images", nargs="+", type=Path)
+    predict = commands.add_parser("predict", help="top-k classes for image files, folders (recursive) and globs")
+    predict.add_argument("images", nargs="+", help="image files, folders, or quoted glob patterns ('photos/**/*.jpg')")
     predict.add_argument("--model", default=PathsParams().fine_tuned_model,
                          help="a .keras file, or models:/<name>@champion (default: %(default)s)")
     predict.add_argument("--top-k", type=_positive, default=3, help="classes shown per image (default: 3)")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    predict.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI "
-                                                "or sqlite:///mlflow.db)")
+    predict.add_argument("--batch-size", type=_positive, default=32, help="images per model call (default: 32)")
+    formats = predict.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    formats.add_argument("--csv", action="store_true", help="print CSV (file, class, probability, ..., error)")
+    _tracking_option(predict)
     predict.set_defaults(run=_predict)
+    serve = commands.add_parser("serve", help="serve the registered champion with `mlflow models serve`: POST "
+                                              "base64 images to /invocations")
+    serve.add_argument("--model", help="models:/<name>@<alias> or models:/<name>/<version> "
+                                       "(default: models:/<evaluate.registered_model>@champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=5000, help="(default: %(default)s)")
+    _tracking_option(serve)
+    serve.set_defaults(run=_serve)
     repro = commands.add_parser("repro", help="dvc repro, its stages sharing one MLflow pipeline run "
                                               "(arguments go to dvc repro)")
     repro.set_defaults(run=_repro, dvc_args=[])
@@ -86,14 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_tracking_uri(given: str | None) -> None:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's default database in this folder."""
+    if given or not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = given or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "repro":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.dvc_args = extra  # `transferlab repro -f train_head`: everything unknown is dvc's
-    if args.command == "predict" and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-        args.tracking_uri = f"sqlite:///{Path('mlflow.db').resolve()}"
+    if args.command in ("predict", "serve"):
+        _set_tracking_uri(args.tracking_uri)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines when stderr is not a terminal
     with redacted_output():
         try:
             return args.run(args)

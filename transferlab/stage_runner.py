@@ -23,6 +23,7 @@ class StageContext:
     params: Params
     root: Path  # the project root: every params path is relative to it
     backbone_name: str = ""  # per-backbone stages: which of compare.backbones (default backbone.name)
+    params_file: Path = Path("params.yaml")  # the file `params` came from
 
     def path(self, relative: str) -> Path:
         """A params path in the workspace; one that a symlink leads out of it is refused, never followed."""
@@ -70,7 +71,7 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
 
 def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    context = StageContext(params, Path(args.params).resolve().parent, args.backbone)
+    context = StageContext(params, Path(args.params).resolve().parent, args.backbone, Path(args.params).resolve())
     params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
     from transferlab.tracking.mlflow_runs import shared_pipeline_id
 

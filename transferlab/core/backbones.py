@@ -18,6 +18,7 @@ class BackboneSpec:
     name: str
     application: str  # attribute of keras.applications
     preprocess_module: str  # keras.applications.<module>.preprocess_input
+    scaling: str  # what that function does: "tf" (x / 127.5 - 1), "caffe" (RGB -> BGR, minus CAFFE_BGR_MEAN), "none"
     min_size: int
     takes_alpha: bool
     feature_width: int  # for alpha 1.0
@@ -32,13 +33,14 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
-    BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", 32, True, 1280, "mobilenet_v2_*no_top.h5"),
-    BackboneSpec("mobilenet", "MobileNet", "mobilenet", 32, True, 1024, "mobilenet_[0-9]*no_top.h5"),
-    BackboneSpec("resnet50", "ResNet50", "resnet50", 32, False, 2048, "resnet50_*notop.h5"),
-    BackboneSpec("vgg16", "VGG16", "vgg16", 32, False, 512, "vgg16_*notop.h5"),
-    BackboneSpec("vgg19", "VGG19", "vgg19", 32, False, 512, "vgg19_*notop.h5"),
-    BackboneSpec("efficientnet_b0", "EfficientNetB0", "efficientnet", 32, False, 1280, "efficientnetb0_notop.h5"),
+    BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 32, True, 1280, "mobilenet_v2_*no_top.h5"),
+    BackboneSpec("mobilenet", "MobileNet", "mobilenet", "tf", 32, True, 1024, "mobilenet_[0-9]*no_top.h5"),
+    BackboneSpec("resnet50", "ResNet50", "resnet50", "caffe", 32, False, 2048, "resnet50_*notop.h5"),
+    BackboneSpec("vgg16", "VGG16", "vgg16", "caffe", 32, False, 512, "vgg16_*notop.h5"),
+    BackboneSpec("vgg19", "VGG19", "vgg19", "caffe", 32, False, 512, "vgg19_*notop.h5"),
+    BackboneSpec("efficientnet_b0", "EfficientNetB0", "efficientnet", "none", 32, False, 1280, "efficientnetb0_notop.h5"),
 )}
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)  # ImageNet's mean pixel, blue first, as the caffe models subtract it
 ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "mobilenet": (0.25, 0.5, 0.75, 1.0)}
 KERAS_WEIGHTS = ("imagenet", "none")  # the keywords; anything else is a weights file
 

@@ -1,4 +1,8 @@
-"""Decode any image file the pipeline meets into RGB pixels, or say in a few words why it cannot."""
+"""Decode any image file the pipeline meets into RGB pixels, or say in a few words why it cannot.
+
+This module imports nothing of transferlab: the registered model ships it as an artifact and decodes with
+it wherever it is served (`transferlab/serving/image_classifier.py`), so served and trained pixels agree.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +88,12 @@ def resize(image: Image.Image, size: int, mode: ResizeMode = "squash") -> Image.
     if mode == "center_crop":
         return ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
     return image.resize((size, size), resample=Image.Resampling.BILINEAR)
+
+
+def model_pixels(data: bytes, size: int, mode: ResizeMode = "squash") -> np.ndarray:
+    """What a model of input `size` sees of an image file: decoded and resized as preprocess does, with the
+    same size guard, as a size x size x 3 uint8 array."""
+    return np.asarray(resize(decode_rgb(data, 2 * size, pixel_limit(size)), size, mode), np.uint8)
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:

@@ -1,8 +1,12 @@
-"""Predict: top-k classes for image files, from a local .keras model or a registered `models:/` URI."""
+"""Predict: top-k classes for image files, folders and glob patterns, from a local .keras model or a registered
+`models:/` URI; decoding runs in a tf.data pipeline beside the model, in batches."""
 
 from __future__ import annotations
 
+import glob
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,11 +15,14 @@ import numpy as np
 
 from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
+from transferlab.core.progress import with_progress
 from transferlab.core.redaction import scrub
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
-from transferlab.modeling.assembly import load_keras  # also registers the pixel-scaling layer that models hold
+from transferlab.modeling.assembly import load_keras
 from transferlab.modeling.outputs import class_probabilities
-from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, resize
+from transferlab.data.images import ResizeMode, UndecodableImage, model_pixels
+
+BATCH_SIZE = 32
 
 
 @dataclass
@@ -23,6 +30,7 @@ class LoadedModel:
     model: Any
     classes: list[str]
     image_size: int
+    resize: ResizeMode = "squash"  # how the training images were resized (a registered model records it)
 
 
 def load_model(reference: str) -> LoadedModel:
@@ -55,6 +63,7 @@ def _checked(classes: list[str] | None, model, source: str) -> list[str]:
 
 
 def _load_registered(uri: str) -> LoadedModel:
+    """The Keras model inside a registered image model (or a version registered as plain Keras, before it)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -68,26 +77,120 @@ def _load_registered(uri: str) -> LoadedModel:
         else:
             name, _, number = name.partition("/")
             version = client.get_model_version(name, number)
-        model = mlflow.keras.load_model(uri)
+        if "keras" in mlflow.models.get_model_info(uri).flavors:
+            model, resize = mlflow.keras.load_model(uri), "squash"
+        else:
+            served = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+            model, resize = served.model, served.resize
     except MlflowException as exc:
         raise UserError(f"--model: cannot load {uri}: {scrub(str(exc).splitlines()[0])}") from None
     classes = _checked(json.loads(version.tags.get("classes", "null")), model, f"{uri} (tag 'classes')")
-    return LoadedModel(model, classes, model.input_shape[1])
+    return LoadedModel(model, classes, model.input_shape[1], resize)
 
 
-def predict_files(loaded: LoadedModel, paths: list[Path], top_k: int) -> list[dict[str, Any]]:
-    """One result per file: its top-k classes, or the reason it could not be read."""
-    results = []
-    for path in paths:
+def image_suffixes() -> set[str]:
+    """File name endings Pillow reads: what a folder walk picks up (a file named on the command line is always read)."""
+    from PIL import Image
+
+    return {suffix.lower() for suffix in Image.registered_extensions()}
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files as given, folders walked (recursively, image files only, no symlinked folders), glob patterns
+    expanded; what matches nothing becomes an error entry. Files keep the order given (each folder or pattern
+    sorted); the entries for names that match nothing come after them."""
+    files: list[Path] = []
+    missing: list[dict[str, str]] = []
+    suffixes = image_suffixes()
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files += _walk(path, suffixes)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            found = [file for match in matches for file in (_walk(Path(match), suffixes) if Path(match).is_dir()
+                                                            else [Path(match)])]
+            files += found
+            if not found:
+                missing.append({"file": text, "error": "no file matches this pattern"})
+        else:
+            missing.append({"file": text, "error": "no such file or folder"})
+    return files, missing
+
+
+def _walk(folder: Path, suffixes: set[str]) -> list[Path]:
+    found = []
+    for current, folders, names in os.walk(folder):  # os.walk does not follow symlinked folders: no loops
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(current) / name for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in suffixes]
+    return sorted(found)
+
+
+def decoded_batches(paths: list[Path], image_size: int, resize: ResizeMode, batch_size: int,
+                    errors: dict[int, str]):
+    """A tf.data stream of float32 pixel batches, decoded in parallel threads while the model runs (PIL frees
+    the GIL as it decodes). An unreadable file becomes zeros and its reason lands in `errors[index]`."""
+    import tensorflow as tf
+
+    def decode(index) -> np.ndarray:
         try:
-            data = Path(path).read_bytes()
-            image = resize(decode_rgb(data, 2 * loaded.image_size, pixel_limit(loaded.image_size)), loaded.image_size)
+            return model_pixels(paths[int(index)].read_bytes(), image_size, resize)
         except (OSError, UndecodableImage) as exc:
-            results.append({"file": str(path), "error": str(exc)})
+            errors[int(index)] = str(exc)
+            return np.zeros((image_size, image_size, 3), np.uint8)
+
+    def pixels(index):
+        decoded = tf.numpy_function(decode, [index], tf.uint8, stateful=False)
+        return tf.ensure_shape(decoded, (image_size, image_size, 3))
+
+    dataset = tf.data.Dataset.range(len(paths)).map(pixels, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).map(lambda batch: tf.cast(batch, tf.float32)).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_probabilities(loaded: LoadedModel, paths: list[Path], batch_size: int = BATCH_SIZE
+                          ) -> tuple[np.ndarray, dict[int, str]]:
+    """Per-class probabilities for every file (rows of unreadable files are meaningless) and the errors."""
+    errors: dict[int, str] = {}
+    batches = decoded_batches(paths, loaded.image_size, loaded.resize, batch_size, errors)
+    total = math.ceil(len(paths) / batch_size)
+    outputs = [loaded.model.predict_on_batch(batch)
+               for batch in with_progress(batches, total, f"predict: {len(paths)} images in batches of {batch_size}")]
+    if not outputs:
+        return np.zeros((0, len(loaded.classes))), errors
+    return class_probabilities(np.concatenate(outputs)), errors
+
+
+def predict_files(loaded: LoadedModel, inputs: list[str], top_k: int, batch_size: int = BATCH_SIZE
+                  ) -> list[dict[str, Any]]:
+    """One result per file: its top-k classes, or the reason it could not be read."""
+    paths, missing = expand_inputs(inputs)
+    probabilities, errors = predict_probabilities(loaded, paths, batch_size) if paths else (None, {})
+    results = []
+    for index, path in enumerate(paths):
+        if index in errors:
+            results.append({"file": str(path), "error": errors[index]})
             continue
-        batch = np.asarray(image, dtype=np.float32)[None]
-        probabilities = class_probabilities(loaded.model.predict(batch, verbose=0))[0]
-        order = np.argsort(-probabilities)[:top_k]
-        results.append({"file": str(path), "top": [{"class": loaded.classes[i], "probability": float(probabilities[i])}
-                                                   for i in order]})
-    return results
+        order = np.argsort(-probabilities[index], kind="stable")[:top_k]
+        results.append({"file": str(path), "top": [{"class": loaded.classes[i],
+                                                    "probability": float(probabilities[index][i])} for i in order]})
+    return results + missing
+
+
+def as_table(results: list[dict[str, Any]], top_k: int):
+    """The results as one row per file: file, class, probability, class_2, probability_2, ..., error."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        row: dict[str, Any] = {"file": result["file"]}
+        for rank, entry in enumerate(result.get("top", []), start=1):
+            suffix = "" if rank == 1 else f"_{rank}"
+            row[f"class{suffix}"], row[f"probability{suffix}"] = entry["class"], entry["probability"]
+        row["error"] = result.get("error", "")
+        rows.append(row)
+    ranked = [name for rank in range(1, top_k + 1)
+              for name in ((f"class_{rank}", f"probability_{rank}") if rank > 1 else ("class", "probability"))]
+    return pd.DataFrame(rows, columns=["file", *ranked, "error"])

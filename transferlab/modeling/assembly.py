@@ -1,7 +1,8 @@
 """The one assembly of backbone + pixel scaling that extraction, training, evaluation and export all use.
 
-Every model takes raw 0-255 RGB pixels: the backbone's own `preprocess_input` runs inside it, so a saved
-model needs no preprocessing by its caller. Model files load in Keras safe mode.
+Every model takes raw 0-255 RGB pixels: the backbone's own `preprocess_input` runs inside it, built from
+Keras' standard layers, so a saved model needs no preprocessing by its caller and loads (in Keras safe mode)
+and serves (`mlflow models serve`) in a process that has never imported this package.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from typing import Any
 
 import keras
 
-from transferlab.core.backbones import KERAS_WEIGHTS, check_config, resolve_weights_path, spec_for
+import numpy as np
+
+from transferlab.core.backbones import CAFFE_BGR_MEAN, KERAS_WEIGHTS, check_config, resolve_weights_path, spec_for
 from transferlab.core.errors import ParamsError, UserError
 from transferlab.modeling.outputs import PROBABILITIES, Output
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
 class BackbonePreprocess(keras.layers.Layer):
-    """The backbone's own `preprocess_input`, as a serializable layer (a Lambda would not load in safe mode)."""
+    """Kept only so that models saved before `pixel_scaling` still load here; no new model holds it, because
+    a custom class makes a model unloadable wherever this package is not imported (MLflow's server)."""
 
     def __init__(self, backbone: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -66,9 +70,23 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
+def pixel_scaling(backbone: str, inputs):
+    """The backbone's `preprocess_input` applied to `inputs`, in standard layers only (see the module's note)."""
+    scaling = spec_for(backbone).scaling
+    if scaling == "tf":  # x / 127.5 - 1
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)
+    if scaling == "none":
+        return keras.layers.Identity(name="preprocess")(inputs)
+    # caffe: RGB -> BGR minus the mean pixel, as one fixed 1x1 convolution (exact: each output sums one input)
+    layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+    outputs = layer(inputs)
+    layer.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3), -np.float32(CAFFE_BGR_MEAN)])
+    return outputs
+
+
 def _scaled_pixels(backbone: str, image_size: int):
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    return inputs, BackbonePreprocess(backbone, name="preprocess")(inputs)
+    return inputs, pixel_scaling(backbone, inputs)
 
 
 def feature_extractor(cfg, image_size: int, root: Path, seed: int):

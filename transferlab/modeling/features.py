@@ -43,7 +43,7 @@ def cache_components(cfg: BackboneParams, image_size: int, manifest_sha: str, we
     return {
         "manifest_sha256": manifest_sha, "backbone": cfg.name, "weights": weights_id,
         "alpha": cfg.alpha if spec.takes_alpha else None, "input_size": image_size,
-        "preprocess": f"keras.applications.{spec.preprocess_module}.preprocess_input",
+        "preprocess": f"keras.applications.{spec.preprocess_module}.preprocess_input as {spec.scaling} layers",
         "pooling": cfg.pooling, "dtype": cfg.dtype, "tensorflow": tf.__version__, "keras": keras.__version__,
         # random-init weights differ by seed; pretrained ones do not
         "init_seed": seed if weights_id == "none" else None,

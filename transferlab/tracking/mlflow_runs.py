@@ -13,7 +13,7 @@ import os
 import platform
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,10 @@ def _close_parent(client, parent: str, status: str, project_root: Path) -> None:
     client.set_terminated(parent, status)
 
 
-def git_commit(project_root: Path) -> dict[str, str]:
-    """The commit the code came from, and whether the tree had changes (then the commit alone does not say)."""
+def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, str]:
+    """The commit the code came from, and whether the tree had changes (then the commit alone does not say).
+
+    `generated`: tracked files the pipeline itself rewrites (dvc.lock, metrics); their changes are not edits."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -140,7 +142,8 @@ def git_commit(project_root: Path) -> dict[str, str]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+        excluded = [f":(exclude){path}" for path in generated]
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)) if commit else False
     except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the run simply has no commit tag
         return {}
     return {GIT_COMMIT_TAG: commit, "git.dirty": str(dirty).lower()} if commit else {}
@@ -167,6 +170,11 @@ def pipeline_name(source: str, backbone: str) -> str:
     if os.environ.get("DVC_EXP_NAME"):
         return f"{os.environ['DVC_EXP_NAME']} ({source}, {backbone})"
     return f"{datetime.datetime.now():%Y-%m-%d %H:%M} {source} {backbone}"
+
+
+def pipeline_run_id() -> str | None:
+    """The MLflow run of the pipeline execution the tracked stage belongs to."""
+    return _state.parent
 
 
 def log_to_pipeline(metrics: Mapping[str, float]) -> None:

@@ -100,22 +100,18 @@ def discard_interrupted(client, name: str) -> list[str]:
     return [str(version.version) for version in pending]
 
 
-def log_and_promote(model, accuracy: float, classes: list[str], cfg, image_size: int) -> tuple[str, Decision] | None:
-    """Log the model to the active stage run, register it as `cfg.registered_model`, and gate `champion`.
-
-    `cfg` is the evaluate section of params. Returns None when the stage is not tracked (--no-track)."""
-    import numpy as np
-
+def promote(model_uri: str | None, accuracy: float, classes: list[str], cfg, image_size: int,
+            tags: dict[str, str]) -> tuple[str, Decision] | None:
+    """Register the logged model as `cfg.registered_model` (tagged with its classes, size and `tags`) and gate
+    `champion`. `cfg` is the evaluate section of params. None when the stage is not tracked (--no-track)."""
     from transferlab.tracking import mlflow_runs
 
-    example = np.zeros((1, image_size, image_size, 3), np.float32)
-    uri = mlflow_runs.log_keras_model(model, "model", example)
-    if uri is None:
+    if model_uri is None:
         return None
     with mlflow_runs.tolerant("registering the model"):
-        version, decision = register_and_gate(uri, cfg.registered_model, accuracy, cfg.min_accuracy,
+        version, decision = register_and_gate(model_uri, cfg.registered_model, accuracy, cfg.min_accuracy,
                                               cfg.max_regression, {"classes": json.dumps(classes),
-                                                                   "image_size": str(image_size)})
+                                                                   "image_size": str(image_size), **tags})
     if mlflow_runs.lost():
         return None
     mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,

@@ -1,0 +1,49 @@
+"""`transferlab serve`: MLflow's own model server for a registered model, checked first so that a wrong name,
+alias or port is one line here rather than a traceback from MLflow after it has started."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+
+from transferlab.core.endpoints import require_server
+from transferlab.core.errors import UserError
+from transferlab.core.redaction import scrub
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            raise UserError(f"--port: {port} on {host} is taken (another server?); stop it or pass another --port")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_servable(uri: str) -> str:
+    """The registered version behind `uri`, if it exists and is the image model; else one line that says why."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    require_server(mlflow.get_tracking_uri(), otherwise="start the tracking server first")
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except MlflowException as exc:
+        raise UserError(f"--model: {uri}: {scrub(str(exc).splitlines()[0])} (run the pipeline, whose evaluate "
+                        f"stage registers the model, or name another version)") from None
+    if "python_function" not in info.flavors or "keras" in info.flavors:
+        raise UserError(f"--model: {uri} was registered before models took image files (a Keras model of pixel "
+                        f"tensors); run the evaluate stage again to register an image model")
+    return info.model_uri
+
+
+def serve_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow models serve` in this environment (its packages are the model's pinned requirements)."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    return [str(mlflow), "models", "serve", "-m", uri, "--env-manager", "local", "--host", host, "--port", str(port)]

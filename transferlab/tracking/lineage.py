@@ -1,0 +1,61 @@
+"""Where a registered model came from, as tags that lead back to each input: the code (git commit, and
+whether the tree had edits), the params file, the data and features (their md5 in dvc.lock, which names them
+in the DVC cache), the pipeline run and the DVC experiment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from transferlab.core.digest import file_sha256
+from transferlab.tracking.mlflow_runs import GIT_COMMIT_TAG, git_commit, pipeline_run_id
+
+log = logging.getLogger("transferlab.lineage")
+LOCK_FILE = "dvc.lock"
+
+
+def lineage_tags(root: Path, params_file: Path, data: Mapping[str, str], generated: Sequence[str]) -> dict[str, str]:
+    """`data`: tag name -> a DVC output folder (relative to `root`) whose dvc.lock md5 the tag records;
+    `generated`: tracked files the pipeline rewrites, which do not make the git tree dirty."""
+    code = git_commit(root, [LOCK_FILE, *generated])
+    tags = {"git.commit": code.get(GIT_COMMIT_TAG, "unknown (not a git checkout)"),
+            "git.dirty": code.get("git.dirty", "unknown"), "params.sha256": file_sha256(params_file)}
+    outputs = locked_outputs(root)
+    for name, relative in data.items():
+        if (md5 := verified_md5(root, relative, outputs)) is not None:
+            tags[name] = md5
+    if parent := pipeline_run_id():
+        tags["pipeline.run_id"] = parent
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def locked_outputs(root: Path) -> dict[str, dict]:
+    """Every output dvc.lock records, by path: its md5 (`<hash>.dir` for a folder), size and file count."""
+    lock = root / LOCK_FILE
+    if not lock.is_file():
+        return {}
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    return {out["path"]: out for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
+
+
+def verified_md5(root: Path, relative: str, outputs: Mapping[str, dict]) -> str | None:
+    """The output's md5 from dvc.lock, if dvc.lock still describes the folder on disk (same file count and
+    bytes: a cheap check; DVC's own would need its lock, which `dvc repro` holds while a stage runs)."""
+    entry = outputs.get(relative.rstrip("/"))
+    folder = root / relative
+    if entry is None or not folder.is_dir():
+        log.warning("lineage: dvc.lock records no output %s; the model's tags will not name its data "
+                    "(run the pipeline with `dvc repro`)", relative)
+        return None
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    if (len(files), sum(path.stat().st_size for path in files)) != (entry.get("nfiles"), entry.get("size")):
+        log.warning("lineage: %s differs from what dvc.lock records for it (changed since, or written outside "
+                    "`dvc repro`); the model's tags will not name its data", relative)
+        return None
+    return str(entry["md5"])
