@@ -151,3 +151,28 @@ def params_of(entry: dict) -> dict:
 
 def metrics_of(entry: dict, path: str) -> dict:
     return entry["data"]["metrics"][path]["data"]
+
+
+# Prepended to a script run in a fresh interpreter: any import of transferlab fails, so what the script loads
+# provably needs none of it (the editable install would otherwise import it silently).
+WITHOUT_TRANSFERLAB = """
+import sys
+class _NoTransferlab:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "transferlab":
+            raise ImportError(f"{name}: this process must not import transferlab")
+sys.meta_path.insert(0, _NoTransferlab())
+"""
+
+
+def run_without_transferlab(script: str, cwd: Path, env: dict | None = None) -> str:
+    """Run `script` in a fresh Python that cannot import transferlab; its stdout (it must exit 0 and end by
+    printing `MODULES:` and the list of transferlab's modules in sys.modules, which must be empty)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TRANSFERLAB + script], cwd=cwd, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.rstrip().endswith("MODULES: []"), "the script must end by printing the transferlab modules"
+    return result.stdout

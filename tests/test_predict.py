@@ -12,11 +12,11 @@ from tests.conftest import PROJECT_ROOT
 def _save_model(path):
     import keras
 
-    from transferlab.modeling.assembly import BackbonePreprocess
+    from transferlab.modeling.assembly import pixel_scaling
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.GlobalAveragePooling2D()(BackbonePreprocess("mobilenet_v2")(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(pixel_scaling("mobilenet_v2", inputs)))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     path.mkdir()
     model.save(path / "model.keras")
@@ -87,3 +87,62 @@ def test_a_registered_model_with_the_server_down_fails_in_seconds_without_the_pa
     assert line.startswith("transferlab predict: error: MLFLOW_TRACKING_URI http://***@127.0.0.1:") 
     assert "no MLflow server answers" in line and line.endswith("or give --model a local model.keras")
     assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def _photo_tree(root):
+    """Five small images in nested folders, a corrupt one among them, a text file and a hidden file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    (root / "a" / "deeper").mkdir(parents=True)
+    names = ["a/1.png", "a/2.jpg", "a/deeper/3.png", "b.png", "c.jpeg"]
+    (root / "b").mkdir()
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (20 + len(name), 40, 3), dtype=np.uint8)).save(root / name)
+    (root / "a" / "2b.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "a" / "notes.txt").write_text("not an image")
+    (root / "a" / ".hidden.png").write_bytes((root / "b.png").read_bytes())
+    return names
+
+
+def test_folders_globs_and_batches_keep_each_file_with_its_own_answer(tmp_path):
+    from transferlab.data.images import model_pixels
+    from transferlab.evaluation.predict import load_model, predict_files
+
+    _save_model(tmp_path / "model")
+    photos = tmp_path / "photos"
+    _photo_tree(photos)
+    loaded = load_model(str(tmp_path / "model"))
+    inputs = [str(photos / "a"), str(photos / "*.png"), str(photos / "none*.jpg"), str(photos / "c.jpeg")]
+    results = predict_files(loaded, inputs, top_k=3, batch_size=2)  # the corrupt file sits inside a batch
+    files = [result["file"] for result in results]
+    expected_files = [photos / "a/1.png", photos / "a/2.jpg", photos / "a/2b.jpg", photos / "a/deeper/3.png",
+                      photos / "b.png", photos / "c.jpeg"]
+    assert files == [str(path) for path in expected_files] + [str(photos / "none*.jpg")]
+    assert "cannot decode" in results[2]["error"] and results[-1]["error"] == "no file matches this pattern"
+    for result, path in zip(results, expected_files):
+        if "error" in result:
+            continue
+        probabilities = loaded.model.predict(model_pixels(path.read_bytes(), 32)[None].astype(np.float32),
+                                             verbose=0)[0]
+        order = np.argsort(-probabilities)
+        assert [entry["class"] for entry in result["top"]] == [loaded.classes[i] for i in order]
+        np.testing.assert_allclose([entry["probability"] for entry in result["top"]], probabilities[order],
+                                   rtol=1e-5)
+
+
+def test_csv_output_has_one_row_per_file_with_ranked_columns(tmp_path, capsys):
+    import io
+
+    import pandas as pd
+
+    from transferlab.cli import main
+
+    _save_model(tmp_path / "model")
+    _photo_tree(tmp_path / "photos")
+    code = main(["predict", str(tmp_path / "photos"), "--model", str(tmp_path / "model"), "--csv", "--top-k", "2"])
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert code == 1 and list(table.columns) == ["file", "class", "probability", "class_2", "probability_2", "error"]
+    assert len(table) == 6 and (table["error"] != "").sum() == 1
+    good = table[table["error"] == ""]
+    assert (good["probability"].astype(float) >= good["probability_2"].astype(float)).all()

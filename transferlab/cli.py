@@ -49,7 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
               f"{args.port} can use the model (MLflow's server has no authentication)", file=sys.stderr)
     print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
           file=sys.stderr)
-    return subprocess.call(serve_command(uri, args.host, args.port), env=tool_env())
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}
+    return subprocess.call(serve_command(uri, args.host, args.port), env=tool_env({**quiet, **os.environ}))
 
 
 def _registered_name() -> str:

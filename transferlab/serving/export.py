@@ -3,6 +3,7 @@ signature, an input example and pinned requirements, so MLflow's own tools load 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from transferlab.data import images
@@ -50,6 +51,8 @@ def log_image_model(keras_file: Path, classes: list[str], resize: ResizeMode, to
     import mlflow
     import pandas as pd
 
+    # MLflow loads the model back to check the input example; its download bars would be noise in the log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = {"classes": list(classes), "resize": resize, "top_k": min(top_k, len(classes))}
     with mlflow_runs.tolerant(f"logging the {name} model"):
         info = mlflow.pyfunc.log_model(

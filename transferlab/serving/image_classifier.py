@@ -19,7 +19,7 @@ import pandas as pd
 IMAGE_COLUMN = "image"  # encoded image files (JPEG, PNG, ...); base64 over REST, bytes in Python
 OUTPUT_COLUMNS = ("class", "probability", "top_classes", "top_probabilities", "error")
 BATCH_SIZE = 32
-DECODER_MODULE = "transferlab_model_image_decoder"  # a name no installed package uses
+DECODER_MODULE = "_image_classifier_decoder"  # a private name, apart from any installed package
 
 
 def load_decoder(path: str):

@@ -16,12 +16,13 @@ from transferlab.tracking.mlflow_runs import GIT_COMMIT_TAG, git_commit, pipelin
 
 log = logging.getLogger("transferlab.lineage")
 LOCK_FILE = "dvc.lock"
+DVC_GITIGNORES = "**/.gitignore"  # DVC adds its outputs to these as it writes them
 
 
 def lineage_tags(root: Path, params_file: Path, data: Mapping[str, str], generated: Sequence[str]) -> dict[str, str]:
     """`data`: tag name -> a DVC output folder (relative to `root`) whose dvc.lock md5 the tag records;
     `generated`: tracked files the pipeline rewrites, which do not make the git tree dirty."""
-    code = git_commit(root, [LOCK_FILE, *generated])
+    code = git_commit(root, [LOCK_FILE, DVC_GITIGNORES, *generated])
     tags = {"git.commit": code.get(GIT_COMMIT_TAG, "unknown (not a git checkout)"),
             "git.dirty": code.get("git.dirty", "unknown"), "params.sha256": file_sha256(params_file)}
     outputs = locked_outputs(root)

@@ -133,7 +133,8 @@ def _close_parent(client, parent: str, status: str, project_root: Path) -> None:
 def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, str]:
     """The commit the code came from, and whether the tree had changes (then the commit alone does not say).
 
-    `generated`: tracked files the pipeline itself rewrites (dvc.lock, metrics); their changes are not edits."""
+    `generated`: glob patterns of tracked files the pipeline itself rewrites (dvc.lock, metrics, the
+    .gitignore entries DVC adds for outputs); their changes are not edits to the code or params."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -142,7 +143,7 @@ def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, s
 
     try:
         commit = git("rev-parse", "HEAD")
-        excluded = [f":(exclude){path}" for path in generated]
+        excluded = [f":(exclude,glob){pattern}" for pattern in generated]
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)) if commit else False
     except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the run simply has no commit tag
         return {}

@@ -1,0 +1,95 @@
+"""The registered image model (serving/image_classifier.py, logged by serving/export.py): MLflow loads it in a
+process that cannot import transferlab, and it answers encoded image files as the Keras model answers their
+pixels, decoded as preprocess decodes them."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from tests.conftest import run_without_transferlab
+from transferlab.data.images import model_pixels
+from transferlab.modeling.assembly import pixel_scaling
+from transferlab.modeling.outputs import class_probabilities
+from transferlab.serving.export import log_image_model
+from transferlab.tracking import mlflow_runs
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def _model(units: int, activation: str):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(pixel_scaling("mobilenet_v2", inputs)))
+    logits = keras.layers.Dense(units, name="logits")(features)
+    return keras.Model(inputs, keras.layers.Activation(activation, name="probabilities")(logits))
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _images() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray(rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))  # crop and squash differ
+    tall = Image.fromarray(rng.integers(0, 255, (90, 30, 3), dtype=np.uint8))
+    return [_encoded(wide, "PNG"), _encoded(tall, "JPEG")]
+
+
+def _logged(tmp_path, model, classes, resize="squash", top_k=3) -> str:
+    model.save(tmp_path / "model.keras")
+    with mlflow_runs.stage_run("evaluate", "serving-test", tmp_path, {}):
+        return log_image_model(tmp_path / "model.keras", classes, resize, top_k)
+
+
+SCRIPT = """
+import base64, json, pandas as pd, mlflow
+model = mlflow.pyfunc.load_model(open("uri").read())
+images = [open(name, "rb").read() for name in ("0.bin", "1.bin")]
+frame = pd.DataFrame({"image": [images[0], b"not an image", base64.b64encode(images[1]).decode()]})
+answer = model.predict(frame, params={"top_k": 2})
+print(json.dumps({"rows": answer.to_dict("records"), "inputs": str(model.metadata.get_input_schema()),
+                  "params": str(model.metadata.get_params_schema())}))
+print("MODULES:", sorted(name for name in sys.modules if name.split(".")[0] == "transferlab"))
+"""
+
+
+def test_the_logged_image_model_loads_and_answers_image_files_without_transferlab(tmp_path):
+    model = _model(3, "softmax")
+    uri = _logged(tmp_path, model, CLASSES, resize="center_crop")
+    (tmp_path / "uri").write_text(uri)
+    images = _images()
+    for index, data in enumerate(images):
+        (tmp_path / f"{index}.bin").write_bytes(data)
+    answer = json.loads(run_without_transferlab(SCRIPT, tmp_path).split("MODULES:")[0])
+    rows = answer["rows"]
+    assert answer["inputs"] == "['image': binary (required)]" and "'top_k': long (default: 3)" in answer["params"]
+    assert rows[1]["class"] is None and rows[1]["error"] == "not an image (unrecognised format)"
+    pixels = np.stack([model_pixels(data, 32, "center_crop") for data in images]).astype(np.float32)
+    expected = model.predict(pixels, verbose=0)
+    for row, probabilities in zip((rows[0], rows[2]), expected):
+        order = np.argsort(-probabilities)[:2]
+        assert row["top_classes"] == [CLASSES[i] for i in order] and row["class"] == CLASSES[order[0]]
+        np.testing.assert_allclose(row["top_probabilities"], probabilities[order], rtol=1e-5)
+        assert row["probability"] == row["top_probabilities"][0] and row["error"] is None
+
+
+def test_a_sigmoid_model_answers_both_classes_with_the_pipelines_own_probabilities(tmp_path):
+    import mlflow
+
+    model = _model(1, "sigmoid")
+    served = mlflow.pyfunc.load_model(_logged(tmp_path, model, ["cat", "dog"], top_k=5))
+    rows = served.predict(pd.DataFrame({"image": _images()}), params={"top_k": 5}).to_dict("records")
+    pixels = np.stack([model_pixels(data, 32) for data in _images()]).astype(np.float32)
+    expected = class_probabilities(model.predict(pixels, verbose=0))
+    for row, probabilities in zip(rows, expected):
+        assert len(row["top_classes"]) == 2 and abs(sum(row["top_probabilities"]) - 1) < 1e-6  # top_k capped
+        by_class = dict(zip(row["top_classes"], row["top_probabilities"]))
+        np.testing.assert_allclose([by_class["cat"], by_class["dog"]], probabilities, rtol=1e-5)
