@@ -1,0 +1,93 @@
+"""Lineage tags: a registered version names the commit, params and data that made it, and those names lead to
+the data in the DVC cache (`dvc checkout`/`dvc pull` of that commit brings back exactly those files)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import mlflow
+import pytest
+import yaml
+
+from transferlab.core.digest import file_sha256
+from transferlab.tracking.lineage import locked_outputs, verified_md5
+from transferlab.tracking.mlflow_runs import git_commit
+from transferlab.workspace import run_tool
+
+
+def test_pipeline_outputs_do_not_make_the_tree_dirty_but_an_edit_does(tmp_path):
+    for name in ("params.yaml", "dvc.lock", "metrics/summary.json", "data/.gitignore"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("a: 1\n")
+    run_tool(tmp_path, "git", "init", "-q")
+    run_tool(tmp_path, "git", "add", "-A")
+    run_tool(tmp_path, "git", "commit", "-q", "-m", "start")
+    for name in ("dvc.lock", "metrics/summary.json", "data/.gitignore"):
+        (tmp_path / name).write_text("a: 2\n")
+    generated = ["dvc.lock", "**/.gitignore", "metrics"]
+    assert git_commit(tmp_path, generated)["git.dirty"] == "false"
+    assert git_commit(tmp_path)["git.dirty"] == "true"
+    (tmp_path / "params.yaml").write_text("a: 3\n")
+    assert git_commit(tmp_path, generated)["git.dirty"] == "true"
+
+
+def test_a_lock_that_no_longer_describes_the_folder_names_no_data(tmp_path, caplog):
+    folder = tmp_path / "data" / "prepared"
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"12345")
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess": {"outs": [
+        {"path": "data/prepared", "hash": "md5", "md5": "abc.dir", "size": 5, "nfiles": 1}]}}}))
+    outputs = locked_outputs(tmp_path)
+    assert verified_md5(tmp_path, "data/prepared", outputs) == "abc.dir"
+    (folder / "b.bin").write_bytes(b"6")  # written outside dvc repro: the lock's md5 is no longer this folder's
+    with caplog.at_level(logging.WARNING, "transferlab.lineage"):
+        assert verified_md5(tmp_path, "data/prepared", outputs) is None
+        assert verified_md5(tmp_path, "data/features/x", outputs) is None
+    assert "differs from what dvc.lock records" in caplog.text and "records no output data/features/x" in caplog.text
+
+
+def _champion(path):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
+    return client, client.get_model_version_by_alias("transferlab", "champion")
+
+
+def _cached_files(path, md5: str) -> dict[str, str]:
+    """relpath -> md5 of a DVC folder output, read from the cache by its .dir md5 alone."""
+    listing = path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    entries = json.loads(listing.read_text())
+    for entry in entries:
+        assert (path / ".dvc" / "cache" / "files" / "md5" / entry["md5"][:2] / entry["md5"][2:]).is_file()
+    return {entry["relpath"]: entry["md5"] for entry in entries}
+
+
+@pytest.mark.slow
+def test_the_champions_tags_find_its_code_params_and_data(built_workspace):
+    path, _, _ = built_workspace
+    client, version = _champion(path)
+    tags = version.tags
+    assert tags["git.commit"] == run_tool(path, "git", "rev-parse", "HEAD").stdout.strip()
+    assert tags["git.dirty"] == "false"  # dvc.lock, metrics and DVC's .gitignore entries changed: not edits
+    assert tags["params.sha256"] == file_sha256(path / "params.yaml")
+    lock = locked_outputs(path)
+    for tag, folder in (("data.prepared.md5", "data/prepared"), ("data.features.md5", "data/features/resnet50")):
+        assert tags[tag] == lock[folder]["md5"]
+        cached = _cached_files(path, tags[tag])
+        on_disk = {file.relative_to(path / folder).as_posix(): hashlib.md5(file.read_bytes()).hexdigest()
+                   for file in (path / folder).rglob("*") if file.is_file()}
+        assert cached == on_disk  # the tag alone names these exact bytes
+    evaluate = client.get_run(version.run_id)
+    assert tags["pipeline.run_id"] == evaluate.data.tags["mlflow.parentRunId"]
+    assert evaluate.data.tags["data.prepared.md5"] == tags["data.prepared.md5"]  # the run carries them too
+    assert "dvc.experiment" not in tags
+
+
+@pytest.mark.slow
+def test_a_dvc_experiment_is_named_on_the_version_it_registers(workspace_copy):
+    path, env = workspace_copy
+    run_tool(path, "dvc", "exp", "run", "-n", "gallery-4", "-S", "evaluate.gallery_size=4", "evaluate", env=env)
+    _, version = _champion(path)
+    assert version.tags["dvc.experiment"] == "gallery-4"
+    assert version.tags["git.dirty"] == "true"  # params.yaml differs from the commit: the hash says how
+    assert version.tags["params.sha256"] == file_sha256(path / "params.yaml")
