@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PREFECT_PORT ?= 4200
-.PHONY: run test test-fast demo bench serve install install-test install-gpu
+MODEL_PORT ?= 5000
+.PHONY: run test test-fast demo bench serve serve-model install install-test install-gpu
 
 $(BIN)/python:
 	@echo "make: creating the virtual environment .venv"
@@ -56,3 +57,7 @@ serve: install
 	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null; do \
 	  kill -0 $$server 2>/dev/null || { echo "make serve: the Prefect server stopped; see its messages above" >&2; exit 1; }; sleep 1; done; \
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m flows.serve
+
+# MLflow's own model server for the registered champion, on 127.0.0.1 (POST base64 images: see README).
+serve-model: install
+	$(BIN)/python -m transferlab serve --port $(MODEL_PORT)
