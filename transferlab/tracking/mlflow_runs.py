@@ -420,7 +420,7 @@ def log_keras_model(model: Any, name: str, example_input: Any) -> str | None:
     import tensorflow as tf
 
     signature = infer_signature(example_input, model.predict(example_input, verbose=0))
-    # MLflow's own inference of requirements fails for models with custom layers; state them.
+    # pinned to this environment; MLflow's own inference would load the model again in a subprocess
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
     with tolerant(f"logging the {name} model"):
         info = mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=requirements)
