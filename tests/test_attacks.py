@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from transferlab.adversarial.sweep import epsilon_sweep, target_classes
-from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, pgd, probabilities, total_variation,
-                                             unbounded_steps)
+from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, ideal_images, pgd, probabilities,
+                                             total_variation, unbounded_steps)
 from transferlab.core.errors import ParamsError
 from transferlab.modeling.assembly import BackbonePreprocess
 from transferlab.modeling.outputs import Output, logits_function, output_layers
@@ -65,6 +65,18 @@ def test_unbounded_steps_and_ideal_image_reach_the_target():
     rough = ideal_image(forward, 8, class_mask(3, [1]), 60, 5.0, 0.0, 20, seed=0)
     assert smooth.total_variation < rough.total_variation
     assert [step for step, _ in smooth.snapshots] == [20, 40, 60]
+
+
+def test_ideal_images_in_one_batch_are_the_separate_runs():
+    """Both TV weights optimised together give each image exactly what its own run gives (its own loss,
+    gradient and Adam step), snapshots included."""
+    forward, mask = logits_function(_tiny(3)), class_mask(3, [1])
+    together = ideal_images(forward, 8, mask, 25, 5.0, [0.5, 0.0], 10, seed=0)
+    for run, weight in zip(together, [0.5, 0.0]):
+        alone = ideal_image(forward, 8, mask, 25, 5.0, weight, 10, seed=0)
+        np.testing.assert_allclose(run.image, alone.image, atol=1)  # uint8 rounding of float-equal values
+        assert run.probability == pytest.approx(alone.probability, rel=1e-4)
+        assert [step for step, _ in run.snapshots] == [step for step, _ in alone.snapshots] == [10, 20, 25]
 
 
 def test_total_variation_of_flat_and_striped_images():

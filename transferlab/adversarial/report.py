@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab.adversarial.attacks import class_mask, ideal_image, probabilities
+from transferlab.adversarial.attacks import class_mask, ideal_image, ideal_images, probabilities
 from transferlab.adversarial.rendering import (plot_attack_grid, plot_ideal, plot_sweep, replication_lines,
                                                sweep_table)
 from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
@@ -19,7 +19,7 @@ from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, r
 from transferlab.data.prepared import first_images
 from transferlab.modeling.assembly import imagenet_classifier
 from transferlab.modeling.outputs import logits_function
-from transferlab.core.progress import phase, with_progress
+from transferlab.core.progress import phase
 
 SPLIT = "test"
 
@@ -65,10 +65,11 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
                      replication.after[None], names, f"unbounded, {cfg.replication_steps} steps",
                      images_dir / "replication.png")
     mask = class_mask(len(names), targets)
-    ideal = {f"lambda={lam}": ideal_image(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lam,
-                                          cfg.ideal_snapshot_every, seed)
-             for lam in with_progress((cfg.ideal_tv_weight, 0.0),
-                                      desc=f"adversarial_report: ideal class images ({cfg.ideal_steps} steps each)")}
+    lambdas = (cfg.ideal_tv_weight, 0.0)
+    with phase(f"adversarial_report: ideal class images, lambda {lambdas} in one batch ({cfg.ideal_steps} steps)"):
+        runs = ideal_images(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lambdas,
+                            cfg.ideal_snapshot_every, seed)
+    ideal = {f"lambda={lam}": run for lam, run in zip(lambdas, runs)}
     plot_ideal(ideal, images_dir / "ideal_class.png")
     target_names = ", ".join(names[t] for t in targets)
     report.metrics.update({

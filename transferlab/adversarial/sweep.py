@@ -55,7 +55,8 @@ def _batched(function, arrays: list[np.ndarray], batch: int) -> np.ndarray:
 
 def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list[int], epsilons: list[float],
                   steps: int, step_factor: float, seed: int, batch: int = 16) -> Sweep:
-    """Untargeted PGD on every image, targeted PGD on the correctly classified non-target ones.
+    """Untargeted PGD on the correctly classified images not yet broken, targeted PGD on the correctly
+    classified non-target ones.
 
     An image counts as broken (or as a targeted success) at epsilon when an attack at that or any smaller
     budget succeeded: an attack within a smaller budget is also within the larger one, so robust accuracy
@@ -74,13 +75,18 @@ def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list
         def attack(x, y, target=None):
             return pgd(forward, x, y, epsilon, steps, step, target, seed=seed).numpy()
 
-        untargeted = _batched(attack, [images, labels], batch)
+        # Only images still standing are attacked: a misclassified image, or one broken within a smaller budget,
+        # is already counted as broken here, so attacking it again could not change any figure.
+        standing = np.flatnonzero(correct & ~broken)
+        untargeted = _batched(attack, [images[standing], labels[standing]], batch) if len(standing) else images[:0]
         targeted = _batched(lambda x, y: attack(x, y, mask), [images[source], labels[source]], batch) \
             if source.any() else images[:0]
-        for adversarial, original in ((untargeted, images), (targeted, images[source])):
+        for adversarial, original in ((untargeted, images[standing]), (targeted, images[source])):
             if adversarial.size:
                 assert np.abs(adversarial - original).max() <= epsilon + 1e-3, "L-inf budget violated"
-        broken |= _batched(lambda x: probabilities(forward, x), [untargeted], batch).argmax(1) != labels
+        if len(standing):
+            fooled = _batched(lambda x: probabilities(forward, x), [untargeted], batch).argmax(1) != labels[standing]
+            broken[standing[fooled]] = True
         target_probs = _batched(lambda x: probabilities(forward, x), [targeted], batch) if source.any() \
             else np.zeros((0, num_classes))
         succeeded[np.flatnonzero(source)] |= mask[target_probs.argmax(1)] if len(target_probs) else False
