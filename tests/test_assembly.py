@@ -40,3 +40,14 @@ print("MODULES:", sorted(name for name in sys.modules if name.split(".")[0] == "
 """
     run_without_transferlab(script, tmp_path)
     np.testing.assert_allclose(np.load(tmp_path / "loaded.npy"), model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_saved_with_the_former_custom_layer_still_loads(tmp_path):
+    """Models saved before pixel scaling became standard layers hold `BackbonePreprocess`; they keep loading here."""
+    from transferlab.modeling.assembly import BackbonePreprocess, load_keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(BackbonePreprocess("mobilenet_v2")(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "old.keras")
+    pixels = np.full((1, 8, 8, 3), 255.0, np.float32)
+    np.testing.assert_allclose(load_keras(tmp_path / "old.keras").predict(pixels, verbose=0), [[1.0, 1.0, 1.0]])

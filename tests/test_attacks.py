@@ -9,7 +9,7 @@ from transferlab.adversarial.sweep import epsilon_sweep, target_classes
 from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, ideal_images, pgd, probabilities,
                                              total_variation, unbounded_steps)
 from transferlab.core.errors import ParamsError
-from transferlab.modeling.assembly import BackbonePreprocess
+from transferlab.modeling.assembly import pixel_scaling
 from transferlab.modeling.outputs import Output, logits_function, output_layers
 
 
@@ -17,7 +17,7 @@ def _tiny(units: int, seed: int = 0):
     """pixels -> preprocess -> (a 'backbone') -> logits -> probabilities, as the pipeline's models end."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
-    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(BackbonePreprocess("mobilenet_v2")(inputs)))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(pixel_scaling("mobilenet_v2", inputs)))
     logits, probabilities = output_layers(Output(2, True) if units == 1 else Output(units, False))
     return keras.Model(inputs, probabilities(logits(features)))
 

@@ -15,11 +15,11 @@ from transferlab.tracking.promotion import register_and_gate
 def _model(seed):
     import keras
 
-    from transferlab.modeling.assembly import BackbonePreprocess
+    from transferlab.modeling.assembly import pixel_scaling
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
-    x = BackbonePreprocess("mobilenet_v2")(inputs)
+    x = pixel_scaling("mobilenet_v2", inputs)
     outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, outputs)
 
