@@ -1,0 +1,93 @@
+"""What the fine-tune stage's own machinery costs: its epoch time against a plain Keras `fit` of the same model,
+on the same datasets (augmentation and validation included), measured in the same run.
+
+    python bench/fine_tune_overhead.py [--n 256] [--rounds 3] [--epochs 3]
+
+`fine_tune` adds the initial evaluation, early stopping, the verified resume checkpoint written every epoch
+and the CSV epoch log; the plain fit has none of them. Rounds alternate the two; each figure is the median
+over rounds of the median epoch time without the first (tracing) epoch. Target: plain / pipeline >= 0.95.
+MobileNetV2 1.0 @224 (../shared/assets weights when present, else random: timing does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def prepared_data(tmp: Path, n: int) -> Path:
+    from transferlab.core.params import DataParams
+    from transferlab.data.preprocess import prepare_dataset
+    from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
+    from transferlab.data.sources.synthetic import write_synthetic_folder
+
+    raw, out = tmp / "raw", tmp / "prepared"
+    out.mkdir()
+    write_synthetic_folder(raw / IMAGES_DIR / UNSPLIT, 2, n * 5 // 8, 224, seed=0)  # 80 % of 1.25 n train
+    write_source_info(raw, SourceInfo("synthetic", "bench"))
+    prepare_dataset(raw, out, DataParams(image_size=224, val_fraction=0.2, test_fraction=0.0), 0, progress=False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=256, help="training images")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    from bench.training_speed import epoch_timer, steady_epoch
+    from transferlab.core.params import BackboneParams, FineTuneParams, HeadParams
+    from transferlab.data.prepared import image_dataset
+    from transferlab.modeling.assembly import backbone_of, classifier, compile_for
+    from transferlab.modeling.devices import configure_devices
+    from transferlab.modeling.fine_tuning import augmentation, fine_tune, unfreeze_top
+    from transferlab.modeling.head import build_head
+
+    device = configure_devices()
+    weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
+    cfg = FineTuneParams(epochs=args.epochs, patience=args.epochs)  # no early stop: both run every epoch
+
+    def model():
+        return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False), 1280, 2),
+                          ROOT, 0)
+
+    def pipeline(prepared: Path, scratch: Path) -> float:
+        timer = epoch_timer()
+        fine_tune(model(), prepared, cfg, scratch, 0, verbose=0, callbacks=(timer,))
+        return steady_epoch(timer.seconds)
+
+    def plain(prepared: Path) -> float:
+        network = model()
+        unfreeze_top(backbone_of(network), cfg.unfreeze_top)
+        compile_for(network, cfg.learning_rate)
+        train = image_dataset(prepared, "train", cfg.batch_size, shuffle=True, augment=augmentation(cfg, 0), seed=0)
+        timer = epoch_timer()
+        network.fit(train, validation_data=image_dataset(prepared, "validation", cfg.batch_size),
+                    epochs=args.epochs, callbacks=[timer], verbose=0)
+        return steady_epoch(timer.seconds)
+
+    times: dict[str, list[float]] = {"pipeline": [], "plain": []}
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        prepared = prepared_data(tmp, args.n)
+        for round_ in range(args.rounds):
+            times["pipeline"].append(pipeline(prepared, tmp / f"scratch{round_}"))
+            times["plain"].append(plain(prepared))
+    pipeline_s, plain_s = statistics.median(times["pipeline"]), statistics.median(times["plain"])
+    print(f"fine-tune epoch, MobileNetV2 1.0 @224, top {cfg.unfreeze_top} layers, {args.n} training images, "
+          f"batch {cfg.batch_size}, {device.device}; median of {args.rounds} rounds")
+    print(f"  fine_tune (the stage's):  {pipeline_s:6.2f} s  rounds {[round(t, 2) for t in times['pipeline']]}")
+    print(f"  plain Keras fit:          {plain_s:6.2f} s  rounds {[round(t, 2) for t in times['plain']]}")
+    ratio = plain_s / pipeline_s
+    print(f"  plain / pipeline = {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
