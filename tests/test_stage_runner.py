@@ -59,3 +59,16 @@ def test_ctrl_c_and_sigterm_end_in_one_line_and_exit_130(tmp_path, sent):
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert err.strip().splitlines()[-1].startswith("train_head: interrupted;") and "Traceback" not in err
+
+
+def test_each_stage_says_how_long_its_start_up_and_its_work_took(tmp_path, caplog):
+    import logging
+    import re
+
+    ran = []
+    with caplog.at_level(logging.INFO, "transferlab.progress"):
+        assert run_stage("download", ran.append, [], _params(tmp_path)) == 0
+    lines = [record.getMessage() for record in caplog.records if record.name == "transferlab.progress"]
+    assert len(ran) == 1 and len(lines) == 2
+    assert re.fullmatch(r"download: work starts after \d+\.\d s of start-up", lines[0])
+    assert re.fullmatch(r"download: work done in \d+\.\d s", lines[1])

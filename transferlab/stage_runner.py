@@ -12,6 +12,7 @@ from typing import Any
 
 from transferlab.core.errors import FAILURES_USERS_FIX, ParamsError, one_line_failure
 from transferlab.core.params import Params, load_params
+from transferlab.core.progress import stage_timing
 from transferlab.core.redaction import RedactingStream, redacted_output
 from transferlab.params_snapshot import check_unchanged
 
@@ -80,7 +81,8 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     from transferlab.modeling.distribution import is_chief
 
     if args.no_track or not is_chief():  # in a cluster, only the chief records the run
-        body(context)
+        with stage_timing(stage):
+            body(context)
         return
     from transferlab.tracking import mlflow_runs
 
@@ -90,7 +92,8 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
     name = mlflow_runs.pipeline_name(data_description(params.data), params.backbone.name)
     with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name):
-        metrics = body(context) or {}
+        with stage_timing(run_name):
+            metrics = body(context) or {}
         mlflow_runs.log_metrics(metrics)
         mlflow_runs.log_to_pipeline(mlflow_runs.headline_metrics(run_name, metrics, params.backbone.name))
 

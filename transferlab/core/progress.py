@@ -63,3 +63,24 @@ def phase(desc: str) -> Iterator[None]:
     log.info("%s ...", desc)
     yield
     log.info("%s: done in %.1f s", desc, time.monotonic() - started)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: its /proc entry's time), None where that is not known."""
+    import os
+
+    try:
+        return time.time() - os.stat(f"/proc/{os.getpid()}").st_ctime
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def stage_timing(stage: str) -> Iterator[None]:
+    """One line when the stage's own work starts, saying how long start-up took (Python, TensorFlow, MLflow,
+    params), and one with the work's time when it ends: what a slow stage spends where."""
+    startup = process_age()
+    log.info("%s: work starts%s", stage, f" after {startup:.1f} s of start-up" if startup is not None else "")
+    started = time.monotonic()
+    yield
+    log.info("%s: work done in %.1f s", stage, time.monotonic() - started)
