@@ -38,17 +38,9 @@ class PhaseTimes(logging.Handler):
 
 
 def prepared_test_split(tmp: Path, images: int) -> Path:
-    from transferlab.core.params import DataParams
-    from transferlab.data.preprocess import prepare_dataset
-    from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
-    from transferlab.data.sources.synthetic import write_synthetic_folder
+    from bench.extract_throughput import _prepared
 
-    raw, out = tmp / "raw", tmp / "prepared"
-    out.mkdir()
-    write_synthetic_folder(raw / IMAGES_DIR / UNSPLIT, 3, images, 224, seed=0)  # a third of them become test
-    write_source_info(raw, SourceInfo("synthetic", "bench"))
-    prepare_dataset(raw, out, DataParams(image_size=224, val_fraction=0.0, test_fraction=0.34), 0, progress=False)
-    return out
+    return _prepared(tmp, 3 * images, 224, classes=3, test_fraction=0.34)  # a third of them become test
 
 
 def main() -> None:

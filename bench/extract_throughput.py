@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-def _prepared(tmp: Path, n: int, size: int) -> Path:
+def _prepared(tmp: Path, n: int, size: int, classes: int = 4, val_fraction: float = 0.0,
+              test_fraction: float = 0.0) -> Path:
+    """A prepared dataset of `n` synthetic images in `classes` classes (the benches' shared data)."""
     from transferlab.core.params import DataParams
     from transferlab.data.preprocess import prepare_dataset
     from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
@@ -32,9 +34,10 @@ def _prepared(tmp: Path, n: int, size: int) -> Path:
 
     raw, out = tmp / "raw", tmp / "prepared"
     out.mkdir()
-    write_synthetic_folder(raw / IMAGES_DIR / UNSPLIT, 4, n // 4, size, seed=0)
+    write_synthetic_folder(raw / IMAGES_DIR / UNSPLIT, classes, n // classes, size, seed=0)
     write_source_info(raw, SourceInfo("synthetic", "bench"))
-    prepare_dataset(raw, out, DataParams(image_size=size, val_fraction=0.0, test_fraction=0.0), 0, progress=False)
+    prepare_dataset(raw, out, DataParams(image_size=size, val_fraction=val_fraction, test_fraction=test_fraction), 0,
+                    progress=False)
     return out
 
 

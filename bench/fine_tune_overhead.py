@@ -23,17 +23,9 @@ ASSET_WEIGHTS = ROOT.parent / "shared/assets/weights/mobilenet_v2_weights_tf_dim
 
 
 def prepared_data(tmp: Path, n: int) -> Path:
-    from transferlab.core.params import DataParams
-    from transferlab.data.preprocess import prepare_dataset
-    from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, write_source_info
-    from transferlab.data.sources.synthetic import write_synthetic_folder
+    from bench.extract_throughput import _prepared
 
-    raw, out = tmp / "raw", tmp / "prepared"
-    out.mkdir()
-    write_synthetic_folder(raw / IMAGES_DIR / UNSPLIT, 2, n * 5 // 8, 224, seed=0)  # 80 % of 1.25 n train
-    write_source_info(raw, SourceInfo("synthetic", "bench"))
-    prepare_dataset(raw, out, DataParams(image_size=224, val_fraction=0.2, test_fraction=0.0), 0, progress=False)
-    return out
+    return _prepared(tmp, n * 5 // 4, 224, classes=2, val_fraction=0.2)  # 80 % train: n images
 
 
 def main() -> None:
