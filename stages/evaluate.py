@@ -65,8 +65,7 @@ def register(context: StageContext, model, accuracy: float, classes: list[str]):
     if not mlflow_runs.tracking_active():
         return None
     lineage = lineage_tags(context.root, context.params_file, {
-        "data.prepared.md5": paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)},
-        generated=[paths.metrics, paths.plots])
+        "data.prepared.md5": paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)})
     mlflow_runs.set_tags(lineage)
     size = params.data.image_size
     keras_uri = mlflow_runs.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))

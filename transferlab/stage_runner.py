@@ -91,7 +91,8 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
         logged["backbone"] = params.backbone_named(context.backbone).model_dump()
     run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
     name = mlflow_runs.pipeline_name(data_description(params.data), params.backbone.name)
-    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name):
+    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name,
+                               generated=[params.paths.metrics, params.paths.plots]):
         with stage_timing(run_name):
             metrics = body(context) or {}
         mlflow_runs.log_metrics(metrics)

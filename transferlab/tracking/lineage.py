@@ -6,23 +6,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
 from transferlab.core.digest import file_sha256
-from transferlab.tracking.mlflow_runs import GIT_COMMIT_TAG, git_commit, pipeline_run_id
+from transferlab.tracking.mlflow_runs import GIT_COMMIT_TAG, code_identity, pipeline_run_id
 
 log = logging.getLogger("transferlab.lineage")
 LOCK_FILE = "dvc.lock"
-DVC_GITIGNORES = "**/.gitignore"  # DVC adds its outputs to these as it writes them
 
 
-def lineage_tags(root: Path, params_file: Path, data: Mapping[str, str], generated: Sequence[str]) -> dict[str, str]:
-    """`data`: tag name -> a DVC output folder (relative to `root`) whose dvc.lock md5 the tag records;
-    `generated`: tracked files the pipeline rewrites, which do not make the git tree dirty."""
-    code = git_commit(root, [LOCK_FILE, DVC_GITIGNORES, *generated])
+def lineage_tags(root: Path, params_file: Path, data: Mapping[str, str]) -> dict[str, str]:
+    """Tags for the tracked stage's model. `data`: tag name -> a DVC output folder (relative to `root`) whose
+    dvc.lock md5 the tag records. The commit is the one the stage's run recorded when it started."""
+    code = code_identity()
     tags = {"git.commit": code.get(GIT_COMMIT_TAG, "unknown (not a git checkout)"),
             "git.dirty": code.get("git.dirty", "unknown"), "params.sha256": file_sha256(params_file)}
     outputs = locked_outputs(root)

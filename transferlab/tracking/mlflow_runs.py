@@ -130,11 +130,14 @@ def _close_parent(client, parent: str, status: str, project_root: Path) -> None:
     client.set_terminated(parent, status)
 
 
+DVC_BOOKKEEPING = ("dvc.lock", "**/.gitignore")  # rewritten by every `dvc repro` (DVC lists its outputs in .gitignore)
+
+
 def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, str]:
     """The commit the code came from, and whether the tree had changes (then the commit alone does not say).
 
-    `generated`: glob patterns of tracked files the pipeline itself rewrites (dvc.lock, metrics, the
-    .gitignore entries DVC adds for outputs); their changes are not edits to the code or params."""
+    Changes to DVC's bookkeeping and to `generated` (glob patterns of tracked outputs the pipeline rewrites:
+    metrics, plots) are not edits to the code or params, so they do not make the tree dirty."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -143,7 +146,7 @@ def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, s
 
     try:
         commit = git("rev-parse", "HEAD")
-        excluded = [f":(exclude,glob){pattern}" for pattern in generated]
+        excluded = [f":(exclude,glob){pattern}" for pattern in (*DVC_BOOKKEEPING, *generated)]
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)) if commit else False
     except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the run simply has no commit tag
         return {}
@@ -171,6 +174,11 @@ def pipeline_name(source: str, backbone: str) -> str:
     if os.environ.get("DVC_EXP_NAME"):
         return f"{os.environ['DVC_EXP_NAME']} ({source}, {backbone})"
     return f"{datetime.datetime.now():%Y-%m-%d %H:%M} {source} {backbone}"
+
+
+def code_identity() -> dict[str, str]:
+    """The tracked stage's git commit tags (empty outside a git checkout), computed once when its run started."""
+    return dict(_state.code)
 
 
 def pipeline_run_id() -> str | None:
@@ -213,8 +221,9 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any],
-              pipeline_name: str = "") -> Iterator[Any]:
+              pipeline_name: str = "", generated: Sequence[str] = ()) -> Iterator[Any]:
     """Start the stage's nested run under its pipeline's parent; yields the active mlflow run.
+    `generated`: the tracked outputs the pipeline rewrites (see `git_commit`).
 
     A tracking server that does not answer stops the stage here, in seconds and before any work, rather
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
@@ -229,7 +238,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     client = mlflow.MlflowClient()
     end_abandoned_runs(client, experiment_id)
     pid = pipeline_id()
-    code = git_commit(project_root)
+    code = _state.code = git_commit(project_root, generated)
     parent = _parent_run_id(client, experiment_id, pid, pipeline_name or f"pipeline {pid}",
                             {**code, **environment_tags()})
     _state.parent = parent
@@ -277,6 +286,7 @@ def check_tracking_store(project_root: Path) -> None:
 class _State:
     lost: str | None = None  # why tracking stopped for the rest of this stage, once a call failed
     parent: str | None = None  # the pipeline run of the stage being tracked
+    code: dict[str, str] = {}  # its git commit tags, as `git_commit` gave them when the run started
 
 
 _state = _State()
