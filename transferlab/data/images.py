@@ -90,10 +90,16 @@ def resize(image: Image.Image, size: int, mode: ResizeMode = "squash") -> Image.
     return image.resize((size, size), resample=Image.Resampling.BILINEAR)
 
 
+def decode_for(data: bytes, size: int) -> Image.Image:
+    """Decode a file for a model of input `size`: JPEGs at a reduced scale no smaller than twice it, and the
+    size guard of `pixel_limit(size)`. Preprocess, predict and the served model all decode through here."""
+    return decode_rgb(data, draft_size=2 * size, max_pixels=pixel_limit(size))
+
+
 def model_pixels(data: bytes, size: int, mode: ResizeMode = "squash") -> np.ndarray:
-    """What a model of input `size` sees of an image file: decoded and resized as preprocess does, with the
-    same size guard, as a size x size x 3 uint8 array."""
-    return np.asarray(resize(decode_rgb(data, 2 * size, pixel_limit(size)), size, mode), np.uint8)
+    """What a model of input `size` sees of an image file: decoded and resized as preprocess does, as a
+    size x size x 3 uint8 array."""
+    return np.asarray(resize(decode_for(data, size), size, mode), np.uint8)
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:

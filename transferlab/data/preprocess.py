@@ -15,7 +15,7 @@ import pandas as pd
 
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
-from transferlab.data.images import UndecodableImage, decode_rgb, encode_jpeg, pixel_limit, resize
+from transferlab.data.images import UndecodableImage, decode_for, encode_jpeg, resize
 from transferlab.core.params import DataParams
 from transferlab.data.raw_layout import NOT_UTF8_FILE, RawImage, list_raw_images, printable_name, read_source_info
 from transferlab.data.prepared import CLASSES, DATA_REPORT, MANIFEST, ShardWriter
@@ -38,7 +38,7 @@ def process_file(path: str, size: int, mode: str, quality: int) -> Decoded:
     data = Path(path).read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     try:
-        image = decode_rgb(data, draft_size=2 * size, max_pixels=pixel_limit(size))
+        image = decode_for(data, size)
     except UndecodableImage as exc:
         return Decoded(sha, None, str(exc))
     width, height = image.size
