@@ -49,8 +49,9 @@ def _serve(args: argparse.Namespace) -> int:
               f"{args.port} can use the model (MLflow's server has no authentication)", file=sys.stderr)
     print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
           file=sys.stderr)
-    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}
-    return subprocess.call(serve_command(uri, args.host, args.port), env=tool_env({**quiet, **os.environ}))
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}  # unless the user set them
+    return subprocess.call(serve_command(uri, args.host, args.port),
+                           env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
 
 
 def _registered_name() -> str:
