@@ -64,11 +64,11 @@ def main() -> None:
     from transferlab.modeling.devices import configure_devices
     from transferlab.data.prepared import image_dataset
     from transferlab.modeling.assembly import backbone_of, classifier, compile_for, feature_extractor
-    from transferlab.modeling.features import extract_shard
+    from transferlab.modeling.features import compiled_forward, stream_features
     from transferlab.modeling.fine_tuning import unfreeze_top
     from transferlab.modeling.head import build_head
     from transferlab.core.params import BackboneParams, HeadParams
-    from transferlab.data.prepared import shard_files
+    from transferlab.data.prepared import shard_files, shard_sizes
 
     device = configure_devices()
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
@@ -77,8 +77,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = _prepared(Path(tmp), args.n)
         extractor = feature_extractor(cfg, 224, ROOT, 0)
-        parts = [extract_shard(lambda x: extractor(x, training=False), path, args.batch, "float32")
-                 for path in shard_files(prepared, "train")]
+        parts = [arrays for _, arrays in stream_features(compiled_forward(extractor, args.batch, 224),
+                                                         shard_files(prepared, "train"), shard_sizes(prepared),
+                                                         args.batch, 224, "float32")]
         features = np.concatenate([p["features"] for p in parts])
         labels = np.concatenate([p["labels"] for p in parts])
         classes = int(labels.max()) + 1

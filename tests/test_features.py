@@ -1,12 +1,13 @@
 """Feature extraction: the cache key, resuming a killed run, and bit-identical results."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 
 from tests.conftest import STAGES, run_stages
-from transferlab.modeling.features import cache_components, cache_key, load_split
+from transferlab.modeling.features import cache_components, cache_key, load_split, read_meta
 from transferlab.core.params import BackboneParams
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 10, "data.image_size": 32,
@@ -25,6 +26,7 @@ def test_cache_key_changes_with_everything_that_changes_a_feature(monkeypatch):
                "weights": _key(weights="sha256:def"), "alpha": _key(BackboneParams(alpha=0.35)),
                "input size": _key(size=160), "pooling": _key(BackboneParams(pooling="max")),
                "dtype": _key(BackboneParams(dtype="float16")),
+               "frozen graph": cache_key(cache_components(BackboneParams(), 224, "m" * 64, "sha256:abc", 0, True)),
                "init seed of random weights": _key(weights="none", seed=1) != _key(weights="none", seed=0)}
     for change, changed in changes.items():
         assert changed is True or changed != key, change
@@ -70,3 +72,89 @@ def test_split_features_line_up_with_labels_and_manifest(tmp_path):
 
     manifest = pd.read_csv(tmp_path / "data" / "prepared" / "manifest.csv").set_index("path")
     assert (manifest.loc[train.keys, "label"].to_numpy() == train.labels).all()
+
+
+def _stream_case(tmp_path):
+    """A prepared dataset of 30 images in shards of 4 (10 shards: train, val and test, some short)."""
+    from tests.conftest import prepare_with
+    from transferlab.data.prepared import shard_files, shard_sizes
+
+    prepared = prepare_with(tmp_path, TINY)
+    shards = [path for split in ("train", "val", "test") for path in shard_files(prepared, split)]
+    return prepared, shards, shard_sizes(prepared)
+
+
+def test_one_stream_over_all_shards_gives_each_shard_its_own_rows_with_one_trace(tmp_path):
+    import tensorflow as tf
+
+    from transferlab.data.prepared import image_batches
+    from transferlab.modeling.features import stream_features
+
+    _, shards, sizes = _stream_case(tmp_path)
+    traces = []
+
+    @tf.function(input_signature=[tf.TensorSpec([3, 32, 32, 3], tf.float32)])
+    def forward(pixels):  # a stand-in "backbone" whose output identifies each image: its mean and corner pixel
+        traces.append(pixels.shape)
+        return tf.stack([tf.reduce_mean(pixels, [1, 2, 3]), pixels[:, 0, 0, 0]], axis=1)
+
+    # batches of 3 over shards of 4 read 4 at a time: batches mix shards and every shard's end is mid-batch
+    streamed = list(stream_features(forward, shards, sizes, batch_size=3, image_size=32, dtype="float32"))
+    assert sorted(path for path, _ in streamed) == sorted(shards)
+    assert len(traces) == 1, "the padded last batch must not retrace"
+    for path, arrays in streamed:
+        pixels, labels, keys = (np.concatenate([b[i].numpy() for b in image_batches([path], 64)]) for i in range(3))
+        assert list(arrays["keys"]) == [key.decode() for key in keys], path.name
+        assert (arrays["labels"] == labels).all()
+        expected = np.stack([pixels.mean((1, 2, 3)), pixels[:, 0, 0, 0]], axis=1)
+        np.testing.assert_allclose(arrays["features"], expected, rtol=1e-6, err_msg=path.name)
+
+
+def test_a_shard_whose_count_differs_from_the_manifest_fails_naming_it(tmp_path):
+    import pytest
+
+    from transferlab.core.errors import DataError
+    from transferlab.modeling.features import stream_features
+
+    _, shards, sizes = _stream_case(tmp_path)
+    def forward(pixels):
+        return pixels[:, 0, 0, :]
+
+    short = stream_features(forward, shards, {**sizes, shards[0].name: sizes[shards[0].name] + 1}, 3, 32, "float32")
+    with pytest.raises(DataError, match=f"{shards[0].name}: holds fewer images than manifest.csv says"):
+        for path, _ in short:
+            assert path != shards[0], "a short shard is never yielded"
+    long = stream_features(forward, shards, {**sizes, shards[0].name: sizes[shards[0].name] - 1}, 3, 32, "float32")
+    with pytest.raises(DataError, match=f"{shards[0].name}: holds more images than manifest.csv says"):
+        list(long)
+
+
+def test_extraction_keeps_no_resumable_shard_of_a_dataset_whose_manifest_disagrees(tmp_path, capsys):
+    import pandas as pd
+    import pytest
+
+    run_stages(tmp_path, TINY, STAGES[:2])
+    manifest_path = tmp_path / "data" / "prepared" / "manifest.csv"
+    manifest = pd.read_csv(manifest_path)
+    manifest.loc[manifest.index[-1], "shard"] = "train-00000.tfrecord"  # train-00000 now "holds" one more image
+    manifest.to_csv(manifest_path, index=False)
+    with pytest.raises(AssertionError, match="extract_features exited 1"):
+        run_stages(tmp_path, {}, ["extract_features"])
+    error = capsys.readouterr().err  # train-00000 or the shard that lost the image, whichever the stream meets first
+    assert re.fullmatch(r"extract_features: error: \S+/(train|test)-00000.tfrecord: holds (more|fewer) images "
+                        r"than manifest.csv says \(\d+\); run the preprocess stage again\n", error), error
+    assert not list((tmp_path / ".cache" / "transferlab" / "features").glob("*/*.npz"))
+
+
+def test_large_datasets_extract_through_a_frozen_graph_with_the_same_features(tmp_path, monkeypatch):
+    from transferlab.modeling import features
+
+    run_stages(tmp_path / "variables", TINY, STAGES[:3])
+    monkeypatch.setattr(features, "FREEZE_FROM_IMAGES", 30)  # TINY's 30 images count as a large dataset
+    run_stages(tmp_path / "frozen", TINY, STAGES[:3])
+    meta = {name: read_meta(tmp_path / name / "data" / "features" / "resnet50") for name in ("variables", "frozen")}
+    assert (meta["variables"]["components"]["graph"], meta["frozen"]["components"]["graph"]) == ("variables", "frozen")
+    for split in ("train", "test"):  # TINY has no val images
+        plain, frozen = (load_split(tmp_path / name / "data" / "features" / "resnet50", split) for name in meta)
+        assert len(plain.keys) and (plain.keys == frozen.keys).all()
+        np.testing.assert_allclose(frozen.features, plain.features, rtol=1e-4, atol=1e-4 * np.abs(plain.features).max())

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ DATA_REPORT = "data_report.json"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
 
 __all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "first_images", "image_batches",
-           "image_dataset", "images_by_key", "read_classes", "shard_files", "split_of"]
+           "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
+           "tagged_image_batches"]
 
 
 class ShardWriter:
@@ -109,6 +111,40 @@ def image_batches(files: list[Path], batch_size: int, shuffle: bool = False, aug
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def tagged_image_batches(files: list[Path], batch_size: int, image_size: int, parallel_reads: int = 4):
+    """All shards as one stream of (pixels, labels, keys, shard index) batches, for one pass in order.
+
+    Reads `parallel_reads` shards at a time (interleaved in blocks of a batch, deterministically), decodes in
+    parallel, and pads every batch to `batch_size` rows so that a compiled forward sees one shape and never
+    retraces; the labels, keys and shard indices of a batch are not padded and count its real rows."""
+    import tensorflow as tf
+
+    def read(path, index):
+        return tf.data.TFRecordDataset(path).map(lambda record: (record, index))
+
+    def decode(record, index):
+        pixels, label, key = _decode(record)
+        return tf.ensure_shape(pixels, [image_size, image_size, 3]), label, key, index
+
+    def pad(pixels, labels, keys, indices):
+        missing = batch_size - tf.shape(pixels)[0]
+        padded = tf.pad(pixels, [[0, missing], [0, 0], [0, 0], [0, 0]])
+        return tf.ensure_shape(padded, [batch_size, image_size, image_size, 3]), labels, keys, indices
+
+    workers = len(os.sched_getaffinity(0))
+    names = tf.data.Dataset.from_tensor_slices(([str(path) for path in files], tf.range(len(files))))
+    reads = max(1, min(parallel_reads, len(files)))
+    records = names.interleave(read, cycle_length=reads, block_length=batch_size, num_parallel_calls=reads,
+                               deterministic=True)
+    decoded = records.map(decode, num_parallel_calls=workers, deterministic=True)
+    batches = decoded.batch(batch_size).map(pad).prefetch(2)
+    options = tf.data.Options()
+    # tf.data's autotuner measures as it runs; on a 2-core machine that took ~8 % of extraction's time from the
+    # forward pass (bench/extract_throughput.py), so the parallelism is fixed: one decoder per core
+    options.autotune.enabled = False
+    return batches.with_options(options)
+
+
 def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
                   with_keys: bool = False):
     """Decoded 0-255 float images and labels (and keys) of one split, in shard order unless shuffled.
@@ -127,6 +163,13 @@ def split_size(prepared: Path, split: str) -> int:
     import pandas as pd
 
     return int((pd.read_csv(Path(prepared) / MANIFEST, usecols=["split"])["split"] == split).sum())
+
+
+def shard_sizes(prepared: Path) -> dict[str, int]:
+    """How many images each shard file holds, from the manifest."""
+    import pandas as pd
+
+    return pd.read_csv(Path(prepared) / MANIFEST, usecols=["shard"])["shard"].value_counts().to_dict()
 
 
 def first_images(prepared: Path, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
