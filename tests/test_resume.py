@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from transferlab.modeling.resume import VerifiedBackupAndRestore
+from transferlab.modeling import resume
+from transferlab.modeling.resume import CHECKPOINT, VerifiedBackupAndRestore
 
 
 def _model():
@@ -56,7 +57,7 @@ def test_a_truncated_checkpoint_is_discarded_with_a_warning_and_training_starts_
     """Issue 14, finding 4: a disk full mid-write left a truncated file that failed every later run."""
     with pytest.raises(KeyboardInterrupt):
         _fit(_model(), tmp_path / "backup", _Kill())
-    weights = tmp_path / "backup" / "latest.weights.h5"
+    weights = tmp_path / "backup" / CHECKPOINT
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
     history_log = tmp_path / "history.csv"
     history_log.write_text("epoch,loss\n0,1.0\n1,0.5\n")
@@ -78,16 +79,49 @@ def test_a_truncated_checkpoint_is_discarded_with_a_warning_and_training_starts_
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _fit(_model(), tmp_path / "backup", _Kill())
-    weights = tmp_path / "backup" / "latest.weights.h5"
+    weights = tmp_path / "backup" / CHECKPOINT
     saved = weights.read_bytes()
 
-    def disk_full(self, filepath, overwrite=True, **kwargs):
-        with open(filepath, "wb") as handle:
-            handle.write(b"\x89HDF\r\n")  # the first bytes, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device", filepath)
+    def disk_full(variables, path):
+        path.write_bytes(b"PK\x03\x04")  # the first bytes, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(keras.Model, "save_weights", disk_full)
+    monkeypatch.setattr(resume, "save_variables", disk_full)
     with pytest.raises(OSError, match="No space left"):
         _fit(_model(), tmp_path / "backup")
     assert weights.read_bytes() == saved
-    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["latest.weights.h5", "training_metadata.json"]
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [CHECKPOINT, "training_metadata.json"]
+
+
+def _partly_frozen():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="frozen"),
+                              keras.layers.BatchNormalization(name="norm"), keras.layers.Dense(1, name="top")])
+    model.get_layer("frozen").trainable = False
+    model.compile("adam", "mse")
+    return model
+
+
+def test_the_checkpoint_holds_what_fit_changes_and_a_resumed_fit_matches_an_unbroken_one(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_partly_frozen(), tmp_path / "backup", _Kill())
+    with np.load(tmp_path / "backup" / CHECKPOINT) as saved:
+        paths = list(saved["paths"])
+    assert not any("frozen/" in path for path in paths), paths
+    assert any(path.endswith("norm/moving_mean") for path in paths)  # a trainable layer's non-trainable state too
+    assert any(path.endswith("top/kernel") for path in paths)
+    assert any(path.startswith("adam/") for path in paths), paths  # the optimizer's moments and iteration count
+    resumed, unbroken = _partly_frozen(), _partly_frozen()
+    _fit(resumed, tmp_path / "backup")
+    unbroken.fit(*DATA, epochs=4, verbose=0)
+    for ours, theirs in zip(resumed.weights + resumed.optimizer.variables, unbroken.weights + unbroken.optimizer.variables):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7, err_msg=ours.path)
+
+
+def test_a_checkpoint_of_another_model_is_discarded_not_half_loaded(tmp_path, caplog):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_partly_frozen(), tmp_path / "backup", _Kill())
+    model = _model()
+    with caplog.at_level(logging.WARNING, "transferlab.resume"):
+        assert _fit(model, tmp_path / "backup", epochs=1) == [0]
+    assert "cannot be loaded" in caplog.text  # by its count or its shapes
