@@ -46,7 +46,7 @@ def run(context: StageContext) -> dict:
     atomic_write_text(context.path(paths.evaluate_metrics), json.dumps(summary, indent=2))
     atomic_write_text(context.path(paths.summary_metrics), json.dumps(headline_summary(context, summary), indent=2))
     mlflow_runs.log_artifacts(context.path(paths.evaluate_plots), "evaluate")
-    promoted = register(context, candidates["fine_tuned"], final.summary["accuracy"], classes)
+    promoted = register(context, candidates["fine_tuned"], final.summary["accuracy"], final.summary["n"], classes)
     if promoted is None:
         log.info("not tracked (--no-track): registry gate skipped")
     else:
@@ -56,7 +56,7 @@ def run(context: StageContext) -> dict:
     return {f"{name}_{key}": value for name, scores in summary.items() for key, value in scores.items()}
 
 
-def register(context: StageContext, model, accuracy: float, classes: list[str]):
+def register(context: StageContext, model, accuracy: float, test_images: int, classes: list[str]):
     """Log the model twice (pixels in: Keras; image files in: the pyfunc that `mlflow models serve` serves),
     tag the run with where it came from, register the image model and gate `champion`."""
     import numpy as np
@@ -72,7 +72,7 @@ def register(context: StageContext, model, accuracy: float, classes: list[str]):
     image_uri = log_image_model(context.path(paths.fine_tuned_model), classes, params.data.resize,
                                 params.evaluate.top_k)
     extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
-    return promote(image_uri, accuracy, classes, params.evaluate, size, extra)
+    return promote(image_uri, accuracy, test_images, classes, params.evaluate, size, extra)
 
 
 def headline_summary(context: StageContext, summary: dict) -> dict[str, float]:
@@ -83,7 +83,10 @@ def headline_summary(context: StageContext, summary: dict) -> dict[str, float]:
     return {"head_val_accuracy": head.get("val_accuracy"), "fine_tuned_val_accuracy": tuned["val_accuracy"],
             "kept_head_only_weights": tuned["kept_head_only_weights"],
             "test_accuracy_head_only": summary["head_only"]["accuracy"],
-            "test_accuracy": summary["fine_tuned"]["accuracy"], "test_macro_f1": summary["fine_tuned"]["macro_f1"]}
+            "test_accuracy": summary["fine_tuned"]["accuracy"], "test_macro_f1": summary["fine_tuned"]["macro_f1"],
+            # the 95 % (Wilson) interval of test_accuracy: how far a rerun on other images of the task could move it
+            "test_accuracy_low": summary["fine_tuned"]["accuracy_low"],
+            "test_accuracy_high": summary["fine_tuned"]["accuracy_high"], "test_images": summary["fine_tuned"]["n"]}
 
 
 if __name__ == "__main__":

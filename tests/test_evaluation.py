@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from transferlab.evaluation.scoring import confusion_records, evaluate_predictions, worst_mistakes
 from transferlab.tracking.promotion import CHALLENGER, CHAMPION, decide
@@ -8,6 +9,8 @@ def test_sigmoid_outputs_are_scored_as_two_classes():
     labels = np.array([0, 0, 1, 1])
     result = evaluate_predictions(labels, np.array([[0.1], [0.7], [0.8], [0.9]]), ["cat", "dog"], 3)
     assert result.summary["accuracy"] == 0.75 and result.summary["roc_auc"] == 1.0
+    # 3 of 4 right: the 95 % Wilson interval is wide, which is the point of printing it
+    assert (result.summary["accuracy_low"], result.summary["accuracy_high"]) == pytest.approx((0.3006, 0.9544), abs=1e-4)
     assert result.confusion.tolist() == [[1, 1], [0, 2]]
     assert result.per_class.set_index("class").loc["dog", "precision"] == 2 / 3
 

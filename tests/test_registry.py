@@ -24,10 +24,11 @@ def _model(seed):
     return keras.Model(inputs, outputs)
 
 
-def _log_and_gate(tmp_path, model, accuracy):
+def _log_and_gate(tmp_path, model, accuracy, test_images=None, data="d41d8cd9"):
     with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
         uri = mlflow_runs.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
-        return register_and_gate(uri, "pets", accuracy, 0.8, 0.01, {"classes": '["cat", "dog"]'})
+        return register_and_gate(uri, "pets", accuracy, 0.8, 0.01,
+                                 {"classes": '["cat", "dog"]', "data.prepared.md5": data}, test_images)
 
 
 def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path, monkeypatch):
@@ -101,3 +102,15 @@ def test_predict_refuses_a_class_list_that_does_not_fit_the_model(tmp_path):
     (tmp_path / "classes.json").write_text(json.dumps([{"index": i, "name": n} for i, n in enumerate("abc")]))
     with pytest.raises(UserError, match="names 3 classes but the model predicts 2"):
         load_model(str(tmp_path / "model.keras"))
+
+
+def test_the_gate_says_when_a_difference_is_inside_the_noise_and_when_test_data_differ(tmp_path):
+    _log_and_gate(tmp_path, _model(0), 0.95, 298)
+    _, decision = _log_and_gate(tmp_path, _model(1), 0.96, 298)  # the head vs probe: 3 images of 298
+    assert decision.alias == "champion"
+    assert "the difference +0.0100 (95 % interval -0.0" in decision.reason and "inside the noise of 298" in decision.reason
+    assert mlflow.MlflowClient().get_model_version("pets", "2").tags["test_images"] == "298"
+    _, decision = _log_and_gate(tmp_path, _model(2), 0.90, 5000)  # a regression big enough to be real
+    assert decision.alias == "challenger" and "outside the noise of 5000" in decision.reason
+    _, decision = _log_and_gate(tmp_path, _model(3), 0.97, 298, data="0cc175b1")
+    assert "measured on other data than the champion's" in decision.reason and "not comparable" in decision.reason

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from transferlab.core.intervals import accuracy_interval
 from transferlab.data.prepared import image_dataset
 from transferlab.modeling.outputs import class_probabilities
 
@@ -27,7 +28,10 @@ def evaluate_predictions(labels: np.ndarray, raw_probabilities: np.ndarray, clas
     probabilities = class_probabilities(raw_probabilities)
     predicted = probabilities.argmax(axis=1)
     indices = list(range(len(class_names)))
-    summary = {"accuracy": float(skm.accuracy_score(labels, predicted)), "n": int(len(labels))}
+    correct = int((predicted == labels).sum())
+    low, high = accuracy_interval(correct, len(labels))
+    summary = {"accuracy": float(skm.accuracy_score(labels, predicted)), "accuracy_low": low, "accuracy_high": high,
+               "n": int(len(labels))}
     if 2 < len(class_names):
         if top_k < len(class_names):  # top-k of k classes is always 1.0: a number that says nothing
             summary[f"top_{top_k}_accuracy"] = float(skm.top_k_accuracy_score(labels, probabilities, k=top_k,

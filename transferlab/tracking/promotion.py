@@ -7,11 +7,14 @@ import logging
 from dataclasses import dataclass
 
 from transferlab.core.errors import ParamsError
+from transferlab.core.intervals import difference_interval
 
 log = logging.getLogger("transferlab.registry")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ACCURACY_TAG = "test_accuracy"
+COUNT_TAG = "test_images"
+TEST_DATA_TAG = "data.prepared.md5"  # the prepared dataset (test split included) the accuracy was measured on
 GATE_STATUS, PENDING, DONE = "gate.status", "pending", "done"
 
 
@@ -52,31 +55,49 @@ def _short(names: list[str]) -> str:
     return str(names) if len(names) <= 6 else f"[{', '.join(map(repr, names[:5]))}, ...]"
 
 
-def champion_accuracy(client, name: str) -> float | None:
+def champion_tags(client, name: str) -> dict[str, str]:
+    """The champion version's tags ({} when there is no champion)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        return dict(client.get_model_version_by_alias(name, CHAMPION).tags)
     except MlflowException:
-        return None
-    value = version.tags.get(ACCURACY_TAG)
-    return float(value) if value is not None else None
+        return {}
+
+
+def noise_note(accuracy: float, test_images: int | None, tags: dict[str, str], champion: dict[str, str]) -> str:
+    """Whether the challenger-champion difference is more than test-set noise, or why that cannot be said."""
+    if ACCURACY_TAG not in champion:
+        return ""
+    theirs, data, their_data = float(champion[ACCURACY_TAG]), tags.get(TEST_DATA_TAG), champion.get(TEST_DATA_TAG)
+    if data and their_data and data != their_data:
+        return (f"; measured on other data than the champion's ({TEST_DATA_TAG} {data[:8]} vs {their_data[:8]}): "
+                "the two accuracies are not comparable")
+    if not test_images or not champion.get(COUNT_TAG):
+        return "; the champion's test size is not recorded: no interval for the difference"
+    low, high = difference_interval(accuracy, test_images, theirs, int(champion[COUNT_TAG]))
+    where = "inside the noise" if low <= 0 <= high else "outside the noise"
+    return (f"; the difference {accuracy - theirs:+.4f} (95 % interval {low:+.4f} to {high:+.4f}) is {where} of "
+            f"{test_images} test images")
 
 
 def register_and_gate(model_uri: str, name: str, accuracy: float, min_accuracy: float, max_regression: float,
-                      tags: dict[str, str]) -> tuple[str, Decision]:
-    """Register the model as a new version, then point `champion` or `challenger` at it."""
+                      tags: dict[str, str], test_images: int | None = None) -> tuple[str, Decision]:
+    """Register the model as a new version, then point `champion` or `challenger` at it; the reason says whether
+    the difference from the champion is more than the noise of `test_images` test images."""
     import mlflow
 
     client = mlflow.MlflowClient()
     check_same_classes(client, name, json.loads(tags["classes"]))
     discard_interrupted(client, name)
-    current = champion_accuracy(client, name)
+    champion = champion_tags(client, name)
+    current = float(champion[ACCURACY_TAG]) if ACCURACY_TAG in champion else None
     decision = decide(accuracy, current, min_accuracy, max_regression)
+    decision = Decision(decision.alias, decision.reason + noise_note(accuracy, test_images, tags, champion))
     # Tags are part of the creation (one request), so no version exists without them; `gate.status` says
     # whether the alias was set after it, which a kill in between would leave undone.
     all_tags = {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason, "gate.alias": decision.alias,
-                GATE_STATUS: PENDING}
+                GATE_STATUS: PENDING, **({COUNT_TAG: str(test_images)} if test_images else {})}
     version = mlflow.register_model(model_uri, name, tags=all_tags)
     client.set_registered_model_alias(name, decision.alias, version.version)
     client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
@@ -100,7 +121,7 @@ def discard_interrupted(client, name: str) -> list[str]:
     return [str(version.version) for version in pending]
 
 
-def promote(model_uri: str | None, accuracy: float, classes: list[str], cfg, image_size: int,
+def promote(model_uri: str | None, accuracy: float, test_images: int, classes: list[str], cfg, image_size: int,
             tags: dict[str, str]) -> tuple[str, Decision] | None:
     """Register the logged model as `cfg.registered_model` (tagged with its classes, size and `tags`) and gate
     `champion`. `cfg` is the evaluate section of params. None when the stage is not tracked (--no-track)."""
@@ -111,7 +132,8 @@ def promote(model_uri: str | None, accuracy: float, classes: list[str], cfg, ima
     with mlflow_runs.tolerant("registering the model"):
         version, decision = register_and_gate(model_uri, cfg.registered_model, accuracy, cfg.min_accuracy,
                                               cfg.max_regression, {"classes": json.dumps(classes),
-                                                                   "image_size": str(image_size), **tags})
+                                                                   "image_size": str(image_size), **tags},
+                                              test_images)
     if mlflow_runs.lost():
         return None
     mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,

@@ -1,0 +1,26 @@
+"""Accuracy intervals: Wilson on known cases, Newcombe for the difference of two accuracies."""
+
+import math
+
+import pytest
+
+from transferlab.core.intervals import accuracy_interval, difference_interval
+
+
+def test_wilson_interval_matches_the_textbook_cases():
+    # Newcombe (1998), table I: 81/263 -> 0.2553 to 0.3662; 0/10 -> 0 to 0.2775 (Wilson, no continuity correction)
+    assert accuracy_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert accuracy_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    low, high = accuracy_interval(100, 100)  # "1.000 on 100 test images"
+    assert high == pytest.approx(1.0) and low == pytest.approx(0.9630, abs=1e-4)
+    assert all(math.isnan(v) for v in accuracy_interval(0, 0))
+
+
+def test_difference_interval_matches_newcombes_worked_example_and_contains_zero_only_when_it_should():
+    # Newcombe (1998), example (a): 56/70 - 48/80 = 0.2 -> 0.0524 to 0.3339 (method 10)
+    low, high = difference_interval(56 / 70, 70, 48 / 80, 80)
+    assert (low, high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    low, high = difference_interval(0.96, 298, 0.956, 298)  # the issue's head vs probe: inside the noise
+    assert low < 0 < high
+    low, high = difference_interval(0.99, 1000, 0.90, 1000)
+    assert low > 0
