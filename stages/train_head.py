@@ -13,6 +13,7 @@ from transferlab.modeling.distribution import choose_strategy, is_chief, strateg
 from transferlab.modeling.features import load_splits, read_meta
 from transferlab.modeling.head import train_head
 from transferlab.modeling.multi_worker import is_multi_worker
+from transferlab.modeling.probe import fit_probe, probe_summary
 from transferlab.modeling.history import write_history_tables
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -38,12 +39,27 @@ def run(context: StageContext) -> dict:
         (target / CLASSES_FILE).write_text(json.dumps(classes, indent=2), encoding="utf-8")
     with atomic_dir(context.path(paths.head_plots_of(backbone))) as target:
         write_history_tables(target, result.history)
+    metrics.update(linear_probe(splits, params.base.seed, metrics))
     atomic_write_text(context.path(paths.head_metrics_of(backbone)), json.dumps(metrics, indent=2))
     if is_multi_worker(strategy):  # the custom loop across workers takes no Keras callbacks: log at the end
         mlflow_runs.log_history(result.history)
     mlflow_runs.log_keras_model(result.model, "head", splits["train"].features[:4].astype("float32"))
     log.info("%s head: %s", backbone, metrics)
     return {key: float(value) for key, value in metrics.items() if value is not None}
+
+
+def linear_probe(splits: dict, seed: int, head: dict) -> dict:
+    """The logistic-regression baseline on the same features, with a line saying how the head compares."""
+    probe = fit_probe(splits["train"], seed)
+    if probe.skipped:
+        log.warning("no linear probe: %s", probe.skipped)
+    figures = probe_summary(probe, splits["validation"], splits["test"])
+    for split in ("val", "test"):
+        ours, theirs = head.get(f"{split}_accuracy"), figures[f"probe_{split}_accuracy"]
+        if ours is not None and theirs is not None:
+            log.info("%s accuracy: head %.4f, linear probe %.4f (C=%.3g, fitted in %.1f s)", split, ours, theirs,
+                     probe.c, probe.seconds)
+    return figures
 
 
 if __name__ == "__main__":

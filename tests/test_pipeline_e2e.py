@@ -62,6 +62,7 @@ def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextra
     heads = {name: files[f"metrics/train_head/{name}.json"]["data"] for name in ("resnet50", "vgg16")}
     for metrics in heads.values():
         assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs_run"] >= 1
+        assert 0.0 <= metrics["probe_test_accuracy"] <= 1.0 and metrics["probe_c"] > 0  # the baseline beside it
     vgg_meta = json.loads((path / "data" / "features" / "vgg16" / "meta.json").read_text())
     assert vgg_meta["feature_width"] == 512 and vgg_meta["components"]["backbone"] == "vgg16"
     set_params(path / "params.yaml", {"backbone.name": "vgg16"})
@@ -88,6 +89,7 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     head = children[children["tags.mlflow.runName"] == "train_head@resnet50"].iloc[0]
     assert head["params.head.learning_rate"] == "0.001" and head["tags.device.device"] == "CPU"
     assert 0.0 <= head["metrics.val_accuracy"] <= 1.0
+    assert 0.0 <= head["metrics.probe_val_accuracy"] <= 1.0 and head["metrics.probe_seconds"] >= 0
     history = mlflow.MlflowClient().get_metric_history(head["run_id"], "epoch_loss")
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 1
     model = mlflow.keras.load_model(head["tags.transferlab.model_uri.head"])

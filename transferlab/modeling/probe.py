@@ -1,0 +1,61 @@
+"""The linear-probe baseline every head is measured against: scikit-learn logistic regression on the same
+cached features, standardized, its regularization C chosen by cross-validation on the training split only."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from transferlab.modeling.features import SplitFeatures
+
+C_GRID = np.logspace(-4, 2, 13)  # inverse L2 strength, as in sklearn's LogisticRegressionCV
+MAX_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Probe:
+    model: object | None  # a fitted sklearn pipeline; None when the training split cannot be cross-validated
+    c: float | None
+    seconds: float
+    skipped: str | None = None  # why there is no probe
+
+
+def fit_probe(train: SplitFeatures, seed: int) -> Probe:
+    """Standardize, then logistic regression with C picked by stratified k-fold log loss on `train` alone."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.bincount(train.labels) if len(train.labels) else np.zeros(0, int)
+    present = counts[counts > 0]
+    if len(present) < 2 or present.min() < 2:
+        return Probe(None, None, 0.0, "the training split needs two images of each of two classes or more")
+    started = time.perf_counter()
+    folds = StratifiedKFold(int(min(MAX_FOLDS, present.min())), shuffle=True, random_state=seed)
+    search = LogisticRegressionCV(Cs=C_GRID, l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss", max_iter=2000,
+                                  random_state=seed)  # l1_ratios 0: plain L2, stated as sklearn 1.10 will require
+    model = make_pipeline(StandardScaler(), search).fit(train.features.astype(np.float64), train.labels)
+    return Probe(model, float(np.ravel(search.C_)[0]), time.perf_counter() - started)
+
+
+def probe_scores(probe: Probe, split: SplitFeatures, prefix: str) -> dict[str, float | None]:
+    """Accuracy and log loss of the probe on one split (None where there is no probe or no images)."""
+    if probe.model is None or len(split.labels) == 0:
+        return {f"{prefix}_accuracy": None, f"{prefix}_loss": None}
+    from sklearn.metrics import log_loss
+
+    probabilities = probe.model.predict_proba(split.features.astype(np.float64))
+    classes = probe.model.classes_
+    accuracy = float((classes[probabilities.argmax(1)] == split.labels).mean())
+    unseen = not set(split.labels) <= set(classes)  # a class the training split lacks has no probability column
+    loss = None if unseen else float(log_loss(split.labels, probabilities, labels=classes))
+    return {f"{prefix}_accuracy": accuracy, f"{prefix}_loss": loss}
+
+
+def probe_summary(probe: Probe, validation: SplitFeatures, test: SplitFeatures) -> dict[str, float | None]:
+    """The probe's figures for metrics/train_head/<backbone>.json, named beside the head's."""
+    return {**probe_scores(probe, validation, "probe_val"), **probe_scores(probe, test, "probe_test"),
+            "probe_c": probe.c, "probe_seconds": round(probe.seconds, 3)}
