@@ -35,8 +35,9 @@ def fit_probe(train: SplitFeatures, seed: int) -> Probe:
         return Probe(None, None, 0.0, "the training split needs two images of each of two classes or more")
     started = time.perf_counter()
     folds = StratifiedKFold(int(min(MAX_FOLDS, present.min())), shuffle=True, random_state=seed)
+    # l1_ratios 0 (plain L2) and the new fitted attributes, stated as scikit-learn 1.10 will require
     search = LogisticRegressionCV(Cs=C_GRID, l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss", max_iter=2000,
-                                  random_state=seed)  # l1_ratios 0: plain L2, stated as sklearn 1.10 will require
+                                  random_state=seed, use_legacy_attributes=False)
     model = make_pipeline(StandardScaler(), search).fit(train.features.astype(np.float64), train.labels)
     return Probe(model, float(np.ravel(search.C_)[0]), time.perf_counter() - started)
 
