@@ -158,3 +158,17 @@ def test_large_datasets_extract_through_a_frozen_graph_with_the_same_features(tm
         plain, frozen = (load_split(tmp_path / name / "data" / "features" / "resnet50", split) for name in meta)
         assert len(plain.keys) and (plain.keys == frozen.keys).all()
         np.testing.assert_allclose(frozen.features, plain.features, rtol=1e-4, atol=1e-4 * np.abs(plain.features).max())
+
+
+def test_prepared_images_of_another_size_than_the_params_say_are_a_one_line_error(tmp_path, capsys):
+    import pytest
+
+    from transferlab.workspace import set_params
+
+    params = run_stages(tmp_path, TINY, STAGES[:2])
+    set_params(params, {"data.image_size": 48})  # preprocess, which would resize to 48, is not run again
+    with pytest.raises(AssertionError, match="extract_features exited 1"):
+        run_stages(tmp_path, {}, ["extract_features"])
+    error = capsys.readouterr().err
+    assert "its images are not 48x48 px (data.image_size); run the preprocess stage again" in error
+    assert len(error.strip().splitlines()) == 1, error

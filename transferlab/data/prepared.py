@@ -131,7 +131,7 @@ def tagged_image_batches(files: list[Path], batch_size: int, image_size: int, pa
         padded = tf.pad(pixels, [[0, missing], [0, 0], [0, 0], [0, 0]])
         return tf.ensure_shape(padded, [batch_size, image_size, image_size, 3]), labels, keys, indices
 
-    workers = len(os.sched_getaffinity(0))
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
     names = tf.data.Dataset.from_tensor_slices(([str(path) for path in files], tf.range(len(files))))
     reads = max(1, min(parallel_reads, len(files)))
     records = names.interleave(read, cycle_length=reads, block_length=batch_size, num_parallel_calls=reads,

@@ -127,6 +127,8 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: BackboneParams, image_size: int,
                      root: Path, seed: int, progress: bool = True) -> dict[str, Any]:
     """Write one feature file per prepared shard into out_dir, resuming from scratch; returns meta."""
+    import tensorflow as tf
+
     sizes = shard_sizes(prepared)
     frozen = sum(sizes.values()) >= FREEZE_FROM_IMAGES  # the whole dataset decides: a resumed run freezes alike
     components = cache_components(cfg, image_size, file_sha256(prepared / MANIFEST),
@@ -146,6 +148,9 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
         except DataError:
             shutil.rmtree(resume_dir)  # features of a dataset whose shards and manifest disagree: resume nothing
             raise
+        except tf.errors.InvalidArgumentError as exc:  # the stream's fixed shape met an image of another size
+            raise DataError(f"{prepared}: its images are not {image_size}x{image_size} px (data.image_size); run the "
+                            f"preprocess stage again ({str(exc).splitlines()[0][:120]})") from None
     counts = {split: 0 for split in SPLITS}
     width = 0
     for path in shards:
