@@ -13,7 +13,7 @@ from transferlab.modeling.distribution import choose_strategy, is_chief, strateg
 from transferlab.modeling.features import load_splits, read_meta
 from transferlab.modeling.head import train_head
 from transferlab.modeling.multi_worker import is_multi_worker
-from transferlab.modeling.probe import fit_probe, probe_summary
+from transferlab.modeling.probe import C_GRID, MAX_FOLDS, fit_probe, probe_summary
 from transferlab.modeling.history import write_history_tables
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -50,7 +50,10 @@ def run(context: StageContext) -> dict:
 
 def linear_probe(splits: dict, seed: int, head: dict) -> dict:
     """The logistic-regression baseline on the same features, with a line saying how the head compares."""
-    probe = fit_probe(splits["train"], seed)
+    train = splits["train"]
+    log.info("linear probe: fitting on %d x %d features (%d C values x up to %d folds)", *train.features.shape,
+             len(C_GRID), MAX_FOLDS)
+    probe = fit_probe(train, seed)
     if probe.skipped:
         log.warning("no linear probe: %s", probe.skipped)
     figures = probe_summary(probe, splits["validation"], splits["test"])
