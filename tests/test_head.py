@@ -39,3 +39,17 @@ def test_early_stopping_keeps_the_best_epoch_when_validation_stops_improving():
     assert result.metrics["epochs_run"] < 300
     assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
     assert result.metrics["epochs_run"] == result.best_epoch + 3
+
+
+def test_l2_regularizes_the_output_kernel_only_when_asked():
+    from transferlab.core.params import Params
+
+    plain, regularized = build_head(HeadParams(), 8, 3), build_head(HeadParams(), 8, 3, l2=0.01)
+    assert plain.get_layer("logits").kernel_regularizer is None
+    assert regularized.get_layer("logits").kernel_regularizer.get_config()["l2"] == pytest.approx(0.01)
+    small = train_head(HeadParams(epochs=100, learning_rate=0.05), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0, l2=0.1)
+    large = train_head(HeadParams(epochs=100, learning_rate=0.05), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0, l2=0.0)
+    norm = lambda result: np.linalg.norm(result.model.get_layer("logits").kernel.numpy())  # noqa: E731
+    assert norm(small) < 0.7 * norm(large)
+    with pytest.raises(ValueError, match="outside 0 to 10"):
+        Params.model_validate({"head": {"l2": -1}})

@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from transferlab.core.backbones import check_config, spec_for
 from transferlab.core.errors import ParamsError
@@ -221,13 +221,23 @@ class CompareParams(Section):
 
 class HeadParams(Section):
     hidden_units: int = Field(0, ge=0, le=8192)  # 0: no hidden layer
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # L2 on the output layer's kernel: a number, or "probe": the strength the linear probe's cross-validation on
+    # the training split chose (1 / (2 C n), sklearn's C in Keras' terms)
+    l2: Literal["probe"] | float = Field("probe")
     normalize: bool = True  # standardize features with statistics of the training split
     activation: Literal["auto", "softmax", "sigmoid"] = "auto"  # auto: sigmoid for two classes
     learning_rate: float = Field(1e-3, gt=0, le=1.0)
     batch_size: int = Field(64, ge=1, le=65536)
-    epochs: int = Field(50, ge=1, le=10_000)
-    patience: int = Field(5, ge=1, le=1000)
+    epochs: int = Field(300, ge=1, le=10_000)
+    patience: int = Field(20, ge=1, le=1000)
+
+    @field_validator("l2")
+    @classmethod
+    def _l2_not_negative(cls, value):
+        if not isinstance(value, str) and not 0.0 <= value <= 10.0:
+            raise ValueError(f"{value} is outside 0 to 10")
+        return value
 
 
 class FineTuneParams(Section):

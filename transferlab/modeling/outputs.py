@@ -84,11 +84,13 @@ def predicted_labels(outputs: Any) -> np.ndarray:
     return (outputs[:, 0] >= 0.5).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
 
 
-def output_layers(output: Output):
-    """The two layers every classifier ends in: float32 logits, then the activation named `probabilities`."""
+def output_layers(output: Output, l2: float = 0.0):
+    """The two layers every classifier ends in: float32 logits (their kernel under `l2`), then the activation
+    named `probabilities`."""
     import keras
 
-    return (keras.layers.Dense(output.units, dtype="float32", name=LOGITS),
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    return (keras.layers.Dense(output.units, dtype="float32", name=LOGITS, kernel_regularizer=regularizer),
             keras.layers.Activation(output.activation, dtype="float32", name=PROBABILITIES))
 
 

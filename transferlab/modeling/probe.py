@@ -60,3 +60,9 @@ def probe_summary(probe: Probe, validation: SplitFeatures, test: SplitFeatures) 
     """The probe's figures for metrics/train_head/<backbone>.json, named beside the head's."""
     return {**probe_scores(probe, validation, "probe_val"), **probe_scores(probe, test, "probe_test"),
             "probe_c": probe.c, "probe_seconds": round(probe.seconds, 3)}
+
+
+def equivalent_l2(probe: Probe, train_size: int) -> float:
+    """The Keras L2 factor of the probe's C: sklearn minimizes C * sum(log loss) + |w|^2 / 2, a Keras head
+    mean(log loss) + l2 * |w|^2, so l2 = 1 / (2 C n). 0.0 where there is no probe."""
+    return 0.0 if probe.c is None or train_size == 0 else 1.0 / (2.0 * probe.c * train_size)
