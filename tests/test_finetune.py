@@ -12,7 +12,11 @@ from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top
 from transferlab.core.params import FineTuneParams, load_params
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
-        "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3}
+        "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3,
+        # a weak head (3 epochs, dropout, no L2) leaves room for one epoch of fine-tuning to beat it, which the
+        # test below needs to see the trained weights; with head.l2: probe on these random features the probe
+        # chooses an L2 that zeroes the head's kernel, and no gradient would reach the backbone at all
+        "head.l2": 0.0, "head.dropout": 0.2}
 
 
 @pytest.fixture(scope="module")

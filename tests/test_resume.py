@@ -110,7 +110,7 @@ def test_the_checkpoint_holds_what_fit_changes_and_a_resumed_fit_matches_an_unbr
     assert not any("frozen/" in path for path in paths), paths
     assert any(path.endswith("norm/moving_mean") for path in paths)  # a trainable layer's non-trainable state too
     assert any(path.endswith("top/kernel") for path in paths)
-    assert any(path.startswith("adam/") for path in paths), paths  # the optimizer's moments and iteration count
+    assert any(path.split("/")[0].startswith("adam") for path in paths), paths  # the optimizer's moments, iteration
     resumed, unbroken = _partly_frozen(), _partly_frozen()
     _fit(resumed, tmp_path / "backup")
     unbroken.fit(*DATA, epochs=4, verbose=0)
