@@ -20,7 +20,7 @@ from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
 from transferlab.serving.export import log_image_model
 from transferlab.tracking.lineage import lineage_tags
-from transferlab.tracking.promotion import check_registry_accepts, promote
+from transferlab.tracking.promotion import TEST_DATA_TAG, check_registry_accepts, promote
 
 log = logging.getLogger("transferlab.evaluate")
 SPLIT = "test"
@@ -65,7 +65,7 @@ def register(context: StageContext, model, accuracy: float, test_images: int, cl
     if not mlflow_runs.tracking_active():
         return None
     lineage = lineage_tags(context.root, context.params_file, {
-        "data.prepared.md5": paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)})
+        TEST_DATA_TAG: paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)})
     mlflow_runs.set_tags(lineage)
     size = params.data.image_size
     keras_uri = mlflow_runs.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
