@@ -40,7 +40,8 @@ def run(context: StageContext) -> dict:
         results[name] = score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)
     final, labels, keys = results["fine_tuned"]
     with atomic_dir(context.path(paths.evaluate_plots)) as target:
-        write_evaluation_plots(target, final, labels, keys, classes, prepared, SPLIT, cfg.gallery_size)
+        write_evaluation_plots(target, final, labels, keys, classes, prepared, SPLIT, cfg.gallery_size,
+                               candidates["fine_tuned"], cfg.gradcam_per_class)
     summary = {name: result.summary for name, (result, _, _) in results.items()}
     atomic_write_text(context.path(paths.evaluate_per_class), final.per_class.to_csv(index=False))
     atomic_write_text(context.path(paths.evaluate_metrics), json.dumps(summary, indent=2))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from transferlab.evaluation.scoring import confusion_records, evaluate_predictions, worst_mistakes
+from transferlab.evaluation.scoring import confusion_records, evaluate_predictions, gradcam_choice, worst_mistakes
 from transferlab.tracking.promotion import CHALLENGER, CHAMPION, decide
 
 
@@ -35,6 +35,15 @@ def test_worst_mistakes_are_the_most_confidently_wrong():
     probabilities = np.array([[0.4, 0.6], [0.05, 0.95], [0.9, 0.1], [0.2, 0.8]])
     assert worst_mistakes(labels, probabilities, 5).tolist() == [1, 2, 0]
     assert confusion_records(labels[:1], np.array([1]), ["cat", "dog"]) == [{"actual": "cat", "predicted": "dog"}]
+
+
+def test_gradcam_explains_the_worst_mistakes_then_each_class_most_confident_right_images():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probabilities = np.array([[0.6, 0.4], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.45, 0.55], [0.95, 0.05]])
+    # mistakes: 5 (p(true) 0.05), then 2 (0.3); right: class 0 -> 1 (0.9), 0 (0.6); class 1 -> 3 (0.8), 4
+    assert gradcam_choice(labels, probabilities, 4, 2) == [5, 2, 1, 0, 3, 4]
+    assert gradcam_choice(labels, probabilities, 1, 1) == [5, 1, 3]
+    assert gradcam_choice(labels, probabilities, 0, 0) == []
 
 
 def test_gate_decisions():

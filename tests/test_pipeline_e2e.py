@@ -51,7 +51,7 @@ def test_dvc_metrics_and_plots_show_work(workspace, tmp_path):
     assert rendered.returncode == 0 and (tmp_path / "rendered" / "index.html").is_file()
     html = (tmp_path / "rendered" / "index.html").read_text()
     assert "confusion" in html and "head accuracy" in html and "robust accuracy vs epsilon" in html
-    for name in ("confusion.png", "misclassified.png", "confusion.json"):
+    for name in ("confusion.png", "misclassified.png", "confusion.json", "gradcam.png"):
         assert (path / "plots" / "evaluate" / name).is_file()
 
 

@@ -254,6 +254,7 @@ class FineTuneParams(Section):
 class EvaluateParams(Section):
     top_k: int = Field(3, ge=1, le=100)  # reported when the task has more than 2 classes
     gallery_size: int = Field(16, ge=0, le=256)
+    gradcam_per_class: int = Field(2, ge=0, le=32)  # right test images per class in the Grad-CAM figure; 0: none
     registered_model: str = Field("transferlab", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     min_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # absolute bar for becoming champion
     max_regression: float = Field(0.01, ge=0.0, le=1.0)  # allowed drop below the current champion

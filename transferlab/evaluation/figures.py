@@ -11,7 +11,11 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from transferlab.data.prepared import images_by_key
-from transferlab.evaluation.scoring import Evaluation, binary_curves, confusion_records, worst_mistakes
+from transferlab.evaluation.scoring import (Evaluation, binary_curves, confusion_records, gradcam_choice,
+                                            worst_mistakes)
+from transferlab.modeling.gradcam import gradcam, overlay
+
+GRADCAM_MISTAKES = 4  # the worst mistakes explained (the gallery shows more, without heatmaps)
 
 
 def _pyplot():
@@ -24,7 +28,8 @@ def _pyplot():
 
 
 def write_evaluation_plots(target: Path, result: Evaluation, labels: np.ndarray, keys: np.ndarray,
-                           class_names: list[str], prepared: Path, split: str, gallery_size: int) -> None:
+                           class_names: list[str], prepared: Path, split: str, gallery_size: int, model=None,
+                           gradcam_per_class: int = 0) -> None:
     (target / "confusion.json").write_text(json.dumps(confusion_records(labels, result.predicted, class_names)))
     plot_confusion(result.confusion, class_names, f"fine-tuned model, {split} split", target / "confusion.png")
     if len(class_names) == 2:
@@ -37,6 +42,23 @@ def write_evaluation_plots(target: Path, result: Evaluation, labels: np.ndarray,
     captions = [f"{keys[i].split('/')[-1]}\ntrue {class_names[labels[i]]}, predicted {class_names[result.predicted[i]]} "
                 f"{result.probabilities[i].max():.2f}" for i in worst]
     plot_gallery([pictures[keys[i]] for i in worst], captions, target / "misclassified.png")
+    if model is not None and gradcam_per_class:
+        plot_gradcam_gallery(model, result, labels, keys, class_names, prepared, split, gradcam_per_class,
+                             target / "gradcam.png")
+
+
+def plot_gradcam_gallery(model, result: Evaluation, labels: np.ndarray, keys: np.ndarray, class_names: list[str],
+                         prepared: Path, split: str, per_class: int, path: Path) -> None:
+    """Where the model looked: Grad-CAM of the predicted class on the worst mistakes and on each class's most
+    confidently right images."""
+    chosen = gradcam_choice(labels, result.probabilities, GRADCAM_MISTAKES, per_class)
+    pictures = images_by_key(prepared, split, {keys[i] for i in chosen})
+    images = np.stack([pictures[keys[i]] for i in chosen]) if chosen else np.zeros((0, 1, 1, 3))
+    heatmaps = gradcam(model, images, result.predicted[chosen])
+    captions = [f"{'WRONG' if result.predicted[i] != labels[i] else 'right'}: true {class_names[labels[i]]}\n"
+                f"Grad-CAM of {class_names[result.predicted[i]]} {result.probabilities[i].max():.2f}" for i in chosen]
+    plot_gallery([overlay(image, heatmap) for image, heatmap in zip(images, heatmaps)], captions, path,
+                 empty="no test images to explain")
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
@@ -65,7 +87,8 @@ def plot_curves(curves: dict[str, pd.DataFrame], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_gallery(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 4) -> None:
+def plot_gallery(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 4,
+                 empty: str = "no misclassified test images") -> None:
     plt = _pyplot()
 
     rows = max(1, -(-len(images) // columns))
@@ -76,7 +99,7 @@ def plot_gallery(images: list[np.ndarray], captions: list[str], path: Path, colu
         axis.imshow(image)
         axis.set_title(caption, fontsize=8)
     if not images:
-        axes.flat[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+        axes.flat[0].text(0.5, 0.5, empty, ha="center", va="center")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

@@ -66,6 +66,16 @@ def worst_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) ->
     return wrong[np.argsort(true_probability, kind="stable")][:count]
 
 
+def gradcam_choice(labels: np.ndarray, probabilities: np.ndarray, mistakes: int, per_class: int) -> list[int]:
+    """Indices to explain: the worst mistakes, then each class's most confidently right images."""
+    predicted = probabilities.argmax(axis=1)
+    chosen = [int(i) for i in worst_mistakes(labels, probabilities, mistakes)]
+    for label in range(probabilities.shape[1]):
+        right = np.flatnonzero((labels == label) & (predicted == label))
+        chosen += [int(i) for i in right[np.argsort(-probabilities[right, label], kind="stable")][:per_class]]
+    return chosen
+
+
 def predict_split(model, prepared: Path, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(raw outputs, labels, keys) of a model over one prepared split, in shard order."""
     import tensorflow as tf
