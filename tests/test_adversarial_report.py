@@ -52,6 +52,8 @@ def test_markdown_links_every_image(report):
     markdown = (report / "report.md").read_text()
     for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (report / target).is_file(), target
+    assert "## Where the model looks, before and after the attack" in markdown
+    assert "images/gradcam_attack.png" in markdown
 
 
 def test_html_renders_in_chromium_with_every_image_loaded(report, tmp_path):
@@ -69,7 +71,7 @@ def test_html_renders_in_chromium_with_every_image_loaded(report, tmp_path):
     dom = subprocess.run([chromium, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     title = re.search(r"<title>(.*?)</title>", dom.stdout)
     assert title and title.group(1).startswith("LOADED"), dom.stderr[-2000:]
-    assert int(title.group(1).split()[1]) >= 5
+    assert int(title.group(1).split()[1]) >= 6  # the sweep, examples, Grad-CAM, replication, ideal, 2 ImageNet
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, "--window-size=1200,3000", f"--screenshot={shot}", (report / "report.html").as_uri()],
                    capture_output=True, timeout=120)

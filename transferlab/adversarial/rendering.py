@@ -65,6 +65,25 @@ def plot_attack_grid(originals: np.ndarray, adversarials: np.ndarray, before: np
     plt.close(figure)
 
 
+def plot_gradcam_pairs(befores: np.ndarray, afters: np.ndarray, before: np.ndarray, after: np.ndarray,
+                       names: list[str], labels: list[str], path: Path) -> None:
+    """Rows of Grad-CAM overlays: before the attack | after it, each of the class the model predicts there."""
+    plt = _pyplot()
+    rows = max(1, len(befores))
+    figure, axes = plt.subplots(rows, 2, figsize=(6, 3.1 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, (first, second, p0, p1, label) in enumerate(zip(befores, afters, before, after, labels)):
+        axes[row, 0].imshow(first)
+        axes[row, 0].set_title(f"{label} before: {names[p0.argmax()]} {p0.max():.3f}", fontsize=8)
+        axes[row, 1].imshow(second)
+        axes[row, 1].set_title(f"after: {names[p1.argmax()]} {p1.max():.3f}", fontsize=8)
+    figure.suptitle("Grad-CAM of the predicted class, before | after the attack", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
 def plot_ideal(runs: dict[str, "object"], path: Path) -> None:
     """Each run's snapshots in a row (label -> IdealImage)."""
     plt = _pyplot()

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.adversarial.attacks import class_mask, ideal_image, ideal_images, probabilities
-from transferlab.adversarial.rendering import (plot_attack_grid, plot_ideal, plot_sweep, replication_lines,
-                                               sweep_table)
+from transferlab.adversarial.rendering import (plot_attack_grid, plot_gradcam_pairs, plot_ideal, plot_sweep,
+                                               replication_lines, sweep_table)
 from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import AdversarialParams
 from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, resize
 from transferlab.data.prepared import first_images
 from transferlab.modeling.assembly import imagenet_classifier
+from transferlab.modeling.gradcam import gradcam, overlay
 from transferlab.modeling.outputs import logits_function
 from transferlab.core.progress import phase
 
@@ -64,6 +65,10 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
     plot_attack_grid(replication.image[None], replication.adversarial[None], replication.before[None],
                      replication.after[None], names, f"unbounded, {cfg.replication_steps} steps",
                      images_dir / "replication.png")
+    originals = np.concatenate([images[shown], replication.image[None]])
+    attacked = np.concatenate([adversarial, replication.adversarial[None]])
+    captions = [f"PGD {largest:g}/255" for _ in shown] + ["unbounded"]
+    _gradcam_before_after(model, originals, attacked, forward, names, captions, images_dir / "gradcam_attack.png")
     mask = class_mask(len(names), targets)
     lambdas = (cfg.ideal_tv_weight, 0.0)
     with phase(f"adversarial_report: ideal class images, lambda {lambdas} in one batch ({cfg.ideal_steps} steps)"):
@@ -87,6 +92,11 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
                      f"budget (or a smaller one) fooled the model. Epsilon is in pixels out of 255."),
             ("table", table), ("image", "robust accuracy vs epsilon", "images/epsilon_sweep.png"),
             ("image", "original | perturbation | adversarial", "images/pgd_examples.png")]),
+        ("Where the model looks, before and after the attack", [
+            ("text", "Grad-CAM on the backbone's last convolutional block, of the class the model predicts: on the "
+                     "PGD examples above and on the unbounded demonstration below. Red is where the evidence for "
+                     "that class sits."),
+            ("image", "Grad-CAM before | after the attack", "images/gradcam_attack.png")]),
         ("The seed lesson's demonstration (no budget)", [
             ("text", f"Plain gradient steps on log p({target_names}), step {cfg.replication_step_size}, "
                      f"{cfg.replication_steps} steps, no epsilon and no sign step, as in the lesson."),
@@ -99,6 +109,14 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
             ("image", "ideal class snapshots", "images/ideal_class.png")]),
     ]
     return replication.image
+
+
+def _gradcam_before_after(model, originals: np.ndarray, attacked: np.ndarray, forward, names: list[str],
+                          captions: list[str], path: Path) -> None:
+    before, after = probabilities(forward, originals), probabilities(forward, attacked)
+    overlays = [[overlay(image, heatmap) for image, heatmap in zip(pixels, gradcam(model, pixels, p.argmax(1)))]
+                for pixels, p in ((originals, before), (np.clip(attacked, 0, 255), after))]
+    plot_gradcam_pairs(overlays[0], overlays[1], before, after, names, captions, path)
 
 
 def _replication_input(cfg: AdversarialParams, root: Path, images, labels, targets, size: int) -> np.ndarray:
