@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 
+from transferlab.adversarial.training import adversarial_fitting
 from transferlab.core.progress import keras_verbosity
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.errors import UserError
@@ -35,7 +36,8 @@ def run(context: StageContext) -> dict:
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(params.fine_tune, params.backbone,
                                                                       params.base.seed, head_file, prepared)
     result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, verbose=keras_verbosity(),
-                       strategy=strategy, callbacks=(mlflow_runs.epoch_callback(),))
+                       strategy=strategy, callbacks=(mlflow_runs.epoch_callback(),),
+                       fitting=adversarial_fitting(params.fine_tune.adversarial, params.base.seed))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
     metrics = result.metrics()

@@ -56,10 +56,15 @@ def pgd(forward, images, labels, epsilon: float, steps: int, step_size: float, t
     if random_start:
         noise = tf.random.stateless_uniform(tf.shape(original), seed=[seed, 0], minval=-epsilon, maxval=epsilon)
         x = project(original + noise, original, epsilon)
+    return pgd_steps(forward, x, original, labels, epsilon, steps, step_size, target_mask)
+
+
+def pgd_steps(forward, start, original, labels, epsilon, steps, step_size, target_mask=None):
+    """PGD's loop from a given start (tensors or numbers; callable inside a compiled function, e.g. a train step)."""
     mask = tf.zeros([0], tf.bool) if target_mask is None else tf.convert_to_tensor(target_mask, tf.bool)
     return _compiled_pgd(forward, target_mask is not None)(
-        x, original, tf.convert_to_tensor(labels), mask, tf.constant(epsilon, tf.float32),
-        tf.constant(step_size, tf.float32), tf.constant(steps))
+        start, original, tf.convert_to_tensor(labels), mask, tf.cast(epsilon, tf.float32),
+        tf.cast(step_size, tf.float32), tf.convert_to_tensor(steps))
 
 
 # Each attack's whole loop is one compiled graph, traced once per model (and input shape) and reused by every

@@ -240,6 +240,15 @@ class HeadParams(Section):
         return value
 
 
+class AdversarialTrainingParams(Section):
+    """Adversarial fine-tuning: off while epsilon is 0."""
+
+    epsilon: float = Field(0.0, ge=0.0, le=64.0)  # L-inf budget, pixels out of 255
+    steps: int = Field(3, ge=1, le=100)  # PGD steps per training batch (random start)
+    step_factor: float = Field(2.5, gt=0, le=100)  # step = step_factor * epsilon / steps
+    fraction: float = Field(0.5, gt=0.0, le=1.0)  # of each batch replaced by its adversarial images
+
+
 class FineTuneParams(Section):
     unfreeze_top: int = Field(20, ge=0, le=10_000)  # top backbone layers with weights; BatchNorm stays frozen
     learning_rate: float = Field(1e-5, gt=0, le=1e-2)
@@ -249,6 +258,7 @@ class FineTuneParams(Section):
     flip: bool = True
     rotation: float = Field(0.05, ge=0.0, le=0.5)  # fraction of a full turn
     zoom: float = Field(0.1, ge=0.0, lt=1.0)
+    adversarial: AdversarialTrainingParams = AdversarialTrainingParams()
 
 
 class EvaluateParams(Section):

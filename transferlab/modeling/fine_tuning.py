@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
@@ -13,6 +13,7 @@ from transferlab.core.errors import ParamsError
 from transferlab.core.params import BackboneParams, FineTuneParams
 from transferlab.data.prepared import MANIFEST, image_dataset
 from transferlab.modeling.assembly import backbone_of, compile_for
+from transferlab.modeling.outputs import Output
 from transferlab.modeling.resume import VerifiedBackupAndRestore
 
 
@@ -89,10 +90,12 @@ def augmentation(cfg: FineTuneParams, seed: int):
 
 
 def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, verbose: int = 2,
-              strategy: Any = None, callbacks: tuple = ()) -> FineTuneResult:
+              strategy: Any = None, callbacks: tuple = (), fitting: Callable | None = None) -> FineTuneResult:
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
-    `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica."""
+    `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica.
+    `fitting`, when given, wraps the model for fit only (adversarial training): it shares the model's variables
+    and changes what a training step sees, never what is saved."""
     import tensorflow as tf
 
     from transferlab.modeling.distribution import global_batch_size
@@ -101,11 +104,12 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
-        compile_for(model, cfg.learning_rate)  # recompile: trainable flags are read at compile time
+        fitted = fitting(model) if fitting else model
+        compile_for(fitted, cfg.learning_rate, Output.of(model))  # recompile: trainable flags are read at compile time
     batch = global_batch_size(cfg.batch_size, strategy)
     train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
     validation = image_dataset(prepared, "validation", batch)
-    initial_loss, initial_accuracy = model.evaluate(validation, verbose=0)
+    initial_loss, initial_accuracy = fitted.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
     first_epoch = _FirstEpoch()
     all_callbacks = [
@@ -118,8 +122,8 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     ]
     scratch.mkdir(parents=True, exist_ok=True)
     # shuffle=False: the dataset shuffles itself (Keras ignores, with a warning, a shuffle asked of a tf.data input)
-    model.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
-              shuffle=False)
+    fitted.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
+               shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
     if kept_initial:
