@@ -8,10 +8,10 @@ import json
 import pandas as pd
 
 from transferlab.adversarial.rendering import to_html, to_markdown
-from transferlab.adversarial.report import build_report
+from transferlab.adversarial.report import Reference, build_report
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.data.prepared import read_classes
-from transferlab.modeling.assembly import load_keras
+from transferlab.modeling.assembly import classifier, load_keras
 from transferlab.modeling.devices import configure_devices
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -25,7 +25,7 @@ def run(context: StageContext) -> dict:
     out = context.path(paths.adversarial_report)
     with atomic_dir(out / "images") as images_dir:
         report = build_report(model, classes, context.path(paths.prepared), params.adversarial, params.base.seed,
-                              context.root, images_dir)
+                              context.root, images_dir, standard_model(context), other_backbones(context))
         markdown, page = to_markdown(report.sections), to_html(report.sections, images_dir)
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.html", page)
@@ -35,9 +35,31 @@ def run(context: StageContext) -> dict:
     mlflow_runs.log_artifacts(out, "adversarial_report")
     headline = {"targeted_success_at_max_epsilon": report.metrics["targeted_success_at_max_epsilon"],
                 **{f"robust_accuracy_eps_{row['epsilon']:g}": row["robust_accuracy"] for row in sweep}}
+    if "standard" in report.metrics:
+        headline.update({f"standard_robust_accuracy_eps_{row['epsilon']:g}": row["robust_accuracy"]
+                         for row in report.metrics["standard"]["sweep"]})
     atomic_write_text(context.path(context.params.paths.adversarial_metrics), json.dumps(headline, indent=2))
     return headline
 
 
+def standard_model(context: StageContext) -> Reference | None:
+    """With adversarial fine-tuning on: the head-only model it started from, which no attack has trained."""
+    params = context.params
+    if not params.fine_tune.adversarial.epsilon:
+        return None
+    head = context.path(params.paths.head_model_of(params.backbone.name))
+    return Reference("head-only (standard)", classifier(params.backbone, params.data.image_size, head, context.root,
+                                                        params.base.seed))
+
+
+def other_backbones(context: StageContext) -> list[Reference]:
+    """Every other compared backbone with its head: the second models of the transfer check."""
+    params = context.params
+    return [Reference(f"{name} head", classifier(params.backbone_named(name), params.data.image_size,
+                                                 context.path(params.paths.head_model_of(name)), context.root,
+                                                 params.base.seed))
+            for name in params.compare.backbones if name != params.backbone.name]
+
+
 if __name__ == "__main__":
-    main_for("adversarial_report", run, ["base", "adversarial"])
+    main_for("adversarial_report", run, ["base", "backbone", "compare", "fine_tune", "adversarial"])

@@ -6,6 +6,7 @@ that change params or run experiments work on their own copy of it."""
 import json
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 
@@ -55,6 +56,16 @@ def test_dvc_metrics_and_plots_show_work(workspace, tmp_path):
         assert (path / "plots" / "evaluate" / name).is_file()
 
 
+def test_the_adversarial_report_checks_transfer_to_the_other_compared_backbone(workspace):
+    path, _, _ = workspace
+    report = json.loads((path / "reports" / "adversarial" / "metrics.json").read_text())
+    rows = {row["epsilon"]: row for row in report["transfer"]}
+    assert set(rows) == {0.0, 8.0} and {row["model"] for row in rows.values()} == {"vgg16 head"}
+    assert rows[0.0]["transfer_targeted"] == 0.0 or np.isnan(rows[0.0]["transfer_targeted"])  # no budget, no attack
+    markdown = (path / "reports" / "adversarial" / "report.md").read_text()
+    assert "## Transfer to other models" in markdown and "## Robust vs standard model" not in markdown
+
+
 def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextracts_nothing(workspace_copy):
     path, env = workspace_copy
     shown = json.loads(run_tool(path, "dvc", "metrics", "show", "--json", env=env).stdout)
@@ -68,7 +79,8 @@ def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextra
     set_params(path / "params.yaml", {"backbone.name": "vgg16"})
     status = json.loads(run_tool(path, "dvc", "status", "--json", env=env).stdout)
     # the stages that read backbone.*, and the params guard (it watches all of params.yaml); nothing upstream
-    assert set(status) == {"check_params", "fine_tune", "evaluate"}
+    # (the adversarial report builds the other compared backbones' models for its transfer check)
+    assert set(status) == {"check_params", "fine_tune", "evaluate", "adversarial_report"}
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
@@ -123,6 +135,25 @@ def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace_copy
     assert [params_of(exp)["data"]["image_size"] for exp in experiments(shown)] == [48]
     baseline = next(entry for entry in shown if entry.get("experiments"))  # the commit the experiment started from
     assert params_of(baseline)["data"]["image_size"] == 32
+
+
+def test_the_adversarial_fine_tuning_recipe_compares_the_robust_and_the_standard_model(workspace_copy):
+    """README's recipe: `dvc exp run -S fine_tune.adversarial.epsilon=...` reruns from fine_tune on, and the report
+    sets the adversarially fine-tuned model beside the head-only one on the same sweep."""
+    path, env = workspace_copy
+    run_tool(path, "git", "add", "-A")
+    run_tool(path, "git", "commit", "-q", "-m", "baseline")
+    result = run_tool(path, "dvc", "exp", "run", "-S", "fine_tune.adversarial.epsilon=2",
+                      "-S", "fine_tune.adversarial.steps=1", env=env)
+    assert "Running stage 'fine_tune'" in result.stdout and "Running stage 'train_head" not in result.stdout
+    report = json.loads((path / "reports" / "adversarial" / "metrics.json").read_text())
+    assert report["standard"]["model"] == "head-only (standard)"
+    assert [row["epsilon"] for row in report["standard"]["sweep"]] == [0.0, 8.0]
+    headline = json.loads((path / "metrics" / "adversarial.json").read_text())
+    assert {"robust_accuracy_eps_8", "standard_robust_accuracy_eps_8"} <= set(headline)
+    markdown = (path / "reports" / "adversarial" / "report.md").read_text()
+    assert "## Robust vs standard model" in markdown and "robust_accuracy_standard" in markdown
+    assert (path / "reports" / "adversarial" / "images" / "robust_vs_standard.png").is_file()
 
 
 def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(workspace_copy):

@@ -35,8 +35,9 @@ def test_the_pipeline_before_the_refactor_writes_the_same_figures(built_workspac
     old, new = compare.figures(before), compare.figures(after)
     # Figures changed on purpose since: issue 15 dropped top-3 accuracy of a 3-class task (always 1.0) and added
     # metrics/summary.json, metrics/adversarial.json and what fine-tuning reached when it was not kept (*_tried);
-    # issue 18 added the linear probe beside each head, the head's L2, and accuracy intervals.
-    added = ("_tried", ".probe_", ".l2", ".accuracy_low", ".accuracy_high")
+    # issue 18 added the linear probe beside each head, the head's L2, and accuracy intervals; issue 19 the
+    # adversarial report's transfer check (the built workspace compares two backbones).
+    added = ("_tried", ".probe_", ".l2", ".accuracy_low", ".accuracy_high", ".transfer[")
     assert {key for key in set(old) - set(new) if "top_3_accuracy" not in key} == set()
     assert {key for key in set(new) - set(old)
             if not key.startswith(("metrics/summary.json:", "metrics/adversarial.json:"))

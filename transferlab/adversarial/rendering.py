@@ -38,6 +38,22 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
+def plot_robust_vs_standard(table: pd.DataFrame, standard: str, path: Path) -> None:
+    """Robust accuracy and targeted success per epsilon, solid for the pipeline's model, dashed for the standard."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for column, marker in (("robust_accuracy", "o"), ("targeted_success", "s")):
+        line, = axis.plot(table["epsilon"], table[column], marker=marker, label=f"{column}, adversarially fine-tuned")
+        axis.plot(table["epsilon"], table[f"{column}_standard"], marker=marker, linestyle="--", color=line.get_color(),
+                  label=f"{column}, {standard}")
+    axis.set(xlabel="epsilon (L-inf, pixels out of 255)", ylabel="rate", ylim=(-0.02, 1.02),
+             title="adversarially fine-tuned vs standard")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def _magnified(delta: np.ndarray) -> np.ndarray:
     scale = max(float(np.abs(delta).max()), 1e-6)
     return np.clip(0.5 + 0.5 * delta / scale, 0, 1)

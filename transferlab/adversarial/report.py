@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from transferlab.adversarial.attacks import class_mask, ideal_image, ideal_images, probabilities
-from transferlab.adversarial.rendering import (plot_attack_grid, plot_gradcam_pairs, plot_ideal, plot_sweep,
-                                               replication_lines, sweep_table)
-from transferlab.adversarial.sweep import epsilon_sweep, replicate_seed_attack, target_classes, top_k
+from transferlab.adversarial.rendering import (plot_attack_grid, plot_gradcam_pairs, plot_ideal, plot_robust_vs_standard,
+                                               plot_sweep, replication_lines, sweep_table)
+from transferlab.adversarial.sweep import (Sweep, epsilon_sweep, replicate_seed_attack, side_by_side, target_classes,
+                                           top_k, transfer_rates)
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import AdversarialParams
 from transferlab.data.images import UndecodableImage, decode_rgb, pixel_limit, resize
@@ -26,26 +29,40 @@ SPLIT = "test"
 
 
 @dataclass
+class Reference:
+    """A second model measured beside the pipeline's, with the name the report gives it."""
+
+    name: str
+    model: Any
+
+
+@dataclass
 class Report:
     sections: list = field(default_factory=list)  # (title, blocks) for rendering.to_markdown / to_html
     metrics: dict = field(default_factory=dict)
 
 
 def build_report(model, classes: list[dict], prepared: Path, cfg: AdversarialParams, seed: int, root: Path,
-                 images_dir: Path) -> Report:
+                 images_dir: Path, standard: Reference | None = None, others: list[Reference] = ()) -> Report:
+    """The report on `model`; beside it, `standard` (a model without adversarial training) runs the same sweep,
+    and each of `others` scores the images made against `model` (transfer)."""
     report = Report()
-    dog = _own_model(report, model, classes, prepared, cfg, seed, root, images_dir)
+    names = [c["name"] for c in classes]
+    images, labels = first_images(prepared, SPLIT, cfg.num_images)
+    targets = target_classes(cfg.target, classes)
+    sweep, dog = _own_model(report, model, names, images, labels, targets, cfg, seed, root, images_dir)
+    if standard is not None:
+        _robust_vs_standard(report, sweep, standard, images, labels, targets, cfg, seed, images_dir)
+    if others:
+        _transfer(report, model, sweep, others, images, labels, targets)
     if cfg.imagenet.weights:
         _imagenet(report, dog, cfg, seed, root, images_dir)
     return report
 
 
-def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: AdversarialParams, seed: int,
-               root: Path, images_dir: Path) -> np.ndarray:
-    names = [c["name"] for c in classes]
-    targets = target_classes(cfg.target, classes)
+def _own_model(report: Report, model, names: list[str], images: np.ndarray, labels: np.ndarray, targets: list[int],
+               cfg: AdversarialParams, seed: int, root: Path, images_dir: Path) -> tuple[Sweep, np.ndarray]:
     forward = logits_function(model)
-    images, labels = first_images(prepared, SPLIT, cfg.num_images)
     sweep = epsilon_sweep(forward, images, labels, targets, cfg.epsilons, cfg.steps, cfg.step_factor, seed,
                           cfg.batch_size)
     table = sweep_table(sweep)
@@ -108,7 +125,7 @@ def _own_model(report: Report, model, classes: list[dict], prepared: Path, cfg: 
                       for label, run in ideal.items()]),
             ("image", "ideal class snapshots", "images/ideal_class.png")]),
     ]
-    return replication.image
+    return sweep, replication.image
 
 
 def _gradcam_before_after(model, originals: np.ndarray, attacked: np.ndarray, forward, names: list[str],
@@ -117,6 +134,38 @@ def _gradcam_before_after(model, originals: np.ndarray, attacked: np.ndarray, fo
     overlays = [[overlay(image, heatmap) for image, heatmap in zip(pixels, gradcam(model, pixels, p.argmax(1)))]
                 for pixels, p in ((originals, before), (np.clip(attacked, 0, 255), after))]
     plot_gradcam_pairs(overlays[0], overlays[1], before, after, names, captions, path)
+
+
+def _robust_vs_standard(report: Report, sweep: Sweep, standard: Reference, images: np.ndarray, labels: np.ndarray,
+                        targets: list[int], cfg: AdversarialParams, seed: int, images_dir: Path) -> None:
+    """The same images and attacks on a model without adversarial training: what the robustness cost and bought."""
+    with phase(f"adversarial_report: the same sweep on {standard.name}"):
+        theirs = epsilon_sweep(logits_function(standard.model), images, labels, targets, cfg.epsilons, cfg.steps,
+                               cfg.step_factor, seed, cfg.batch_size)
+    table = side_by_side(sweep_table(sweep), sweep_table(theirs))
+    plot_robust_vs_standard(table, standard.name, images_dir / "robust_vs_standard.png")
+    report.metrics["standard"] = {"model": standard.name, "sweep": sweep_table(theirs).to_dict(orient="records")}
+    report.sections.append(("Robust vs standard model", [
+        ("text", f"The pipeline's model (adversarially fine-tuned) beside {standard.name}, on the same "
+                 f"{len(images)} test images and the same attacks. Columns ending in _standard are {standard.name}'s."),
+        ("table", table), ("image", "robust vs standard model", "images/robust_vs_standard.png")]))
+
+
+def _transfer(report: Report, model, sweep: Sweep, others: list[Reference], images: np.ndarray, labels: np.ndarray,
+              targets: list[int]) -> None:
+    """Do the targeted images made against the pipeline's model fool another model too?"""
+    forward = logits_function(model)
+    rows = []
+    for other in others:
+        rows += transfer_rates(forward, logits_function(other.model), sweep, images, labels, targets, other.name)
+    table = pd.DataFrame(rows)
+    report.metrics["transfer"] = table.to_dict(orient="records")
+    report.sections.append(("Transfer to other models", [
+        ("text", "The targeted images of the sweep, made against the pipeline's model only, scored by each other "
+                 "model, on the images that model classified correctly. transfer_targeted: it too now says a target "
+                 "class; transfer_fooled: it no longer says the true class; source_success: the pipeline's own model "
+                 "says a target class on the same images."),
+        ("table", table)]))
 
 
 def _replication_input(cfg: AdversarialParams, root: Path, images, labels, targets, size: int) -> np.ndarray:

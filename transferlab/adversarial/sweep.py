@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
 from transferlab.core.errors import ParamsError
 from transferlab.core.progress import with_progress
@@ -122,3 +123,34 @@ def top_k(probabilities_row: np.ndarray, names: list[str], k: int = 5) -> list[t
     order = np.argsort(-probabilities_row)[:k]
     return [(names[i], float(probabilities_row[i])) for i in order]
 
+
+
+COMPARED = ("clean_accuracy", "robust_accuracy", "targeted_success")
+
+
+def side_by_side(ours: pd.DataFrame, standard: pd.DataFrame) -> pd.DataFrame:
+    """Two sweep tables on the same epsilons as one: our figures, then the standard model's (suffix _standard)."""
+    theirs = standard[["epsilon", *COMPARED]].rename(columns={name: f"{name}_standard" for name in COMPARED})
+    return ours[["epsilon", *COMPARED]].merge(theirs, on="epsilon", how="outer")
+
+
+def transfer_rates(forward, other, sweep: Sweep, images: np.ndarray, labels: np.ndarray, targets: list[int],
+                   name: str) -> list[dict]:
+    """Per epsilon, how often the sweep's targeted images (made against `forward`) fool the model `other` as
+    well, counted on the images `other` classifies correctly without the attack."""
+    mask = class_mask(probabilities(other, images[:1]).shape[1], targets)
+    sources = sweep.source_indices
+    right = probabilities(other, images[sources]).argmax(1) == labels[sources] if len(sources) else np.zeros(0, bool)
+    rows = []
+    for epsilon, adversarial in sorted(sweep.examples.items()):
+        counted = adversarial[right]
+        theirs = probabilities(other, counted).argmax(1) if len(counted) else np.zeros(0, int)
+        ours = probabilities(forward, counted).argmax(1) if len(counted) else np.zeros(0, int)
+        rows.append({"epsilon": epsilon, "model": name, "images": int(right.sum()),
+                     "source_success": _rate(mask[ours]), "transfer_targeted": _rate(mask[theirs]),
+                     "transfer_fooled": _rate(theirs != labels[sources][right])})
+    return rows
+
+
+def _rate(hits: np.ndarray) -> float:
+    return float(hits.mean()) if len(hits) else float("nan")
