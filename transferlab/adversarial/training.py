@@ -2,8 +2,9 @@
 against the model as it is at that step, so it learns to keep its answer within the L-inf budget.
 
 `AdversarialFitting` wraps the classifier only while it is fitted: Keras' own `train_step` (loss scaling,
-metrics, distribution) runs on the mixed batch, validation runs on clean images, and the classifier that is
-saved afterwards is the plain functional model, loadable without this package.
+metrics, distribution) runs on the mixed batch, validation on the same mix of its images, and the classifier
+that is saved afterwards is the plain functional model, loadable without this package. Clean test accuracy is
+evaluate's; the adversarial report measures robustness.
 """
 
 from __future__ import annotations
@@ -42,9 +43,17 @@ class AdversarialFitting(keras.Model):
         return tf.concat([tf.stop_gradient(attacked), images[count:]], axis=0)
 
     def train_step(self, data):
+        return super().train_step(self._mixed(data))
+
+    def test_step(self, data):
+        """Validation on the same mix: the loss that early stopping and the "never worse than the head-only start"
+        rule compare is the objective being trained, not clean loss alone (which adversarial training trades)."""
+        return super().test_step(self._mixed(data))
+
+    def _mixed(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         mixed = self.adversarial_batch(x, y)
-        return super().train_step((mixed, y) if sample_weight is None else (mixed, y, sample_weight))
+        return (mixed, y) if sample_weight is None else (mixed, y, sample_weight)
 
 
 def adversarial_fitting(cfg: AdversarialTrainingParams, seed: int):
