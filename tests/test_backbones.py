@@ -32,6 +32,11 @@ def test_every_backbone_builds_with_its_feature_width(tmp_path, name):
     ({"backbone": {"weights": "w.h5"}, "compare": {"backbones": ["mobilenet_v2", "resnet50"]}},
      "compare.weights.resnet50: required"),
     ({"data": {"image_size": 64}, "compare": {"backbones": ["mobilenet_v2", "vgg16"]}}, None),
+    ({"compare": {"alpha": {"mobilenet": 0.25}}}, "compare.alpha.mobilenet: not in compare.backbones"),
+    ({"compare": {"alpha": {"mobilenet_v2": 0.35}}}, "compare.alpha.mobilenet_v2: the fine-tuned"),
+    ({"compare": {"backbones": ["mobilenet_v2", "vgg16"], "alpha": {"vgg16": 0.5}}},
+     "compare.alpha.vgg16: vgg16 has no width multiplier"),
+    ({"compare": {"backbones": ["mobilenet_v2", "mobilenet"], "alpha": {"mobilenet": 0.3}}}, "0.3"),
     ({"backbone": {"pooling": "attention"}}, "backbone.pooling"),
     ({"backbone": {"dtype": "int8"}}, "backbone.dtype"),
     ({"head": {"dropout": 1.0}}, "head.dropout"),
@@ -57,6 +62,14 @@ def test_compared_backbones_share_all_but_name_alpha_and_weights():
     assert params.backbone_named("vgg16").weights == "none"
     with pytest.raises(ParamsError, match="--backbone: 'vgg19' is not in compare.backbones"):
         params.backbone_named("vgg19")
+
+
+def test_another_mobilenet_can_have_its_own_width():
+    """The assets' MobileNet v1 file is alpha 0.25 while the fine-tuned MobileNetV2 is 1.0: compare.alpha says so."""
+    params = parse_params({"compare": {"backbones": ["mobilenet_v2", "mobilenet"], "alpha": {"mobilenet": 0.25}}})
+    assert params.backbone_named("mobilenet").alpha == 0.25 and params.backbone_named("mobilenet_v2").alpha == 1.0
+    shared = parse_params({"backbone": {"alpha": 0.5}, "compare": {"backbones": ["mobilenet_v2", "mobilenet"]}})
+    assert shared.backbone_named("mobilenet").alpha == 0.5  # without it, backbone.alpha as before
 
 
 def test_image_size_below_the_minimum_is_refused():

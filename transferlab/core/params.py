@@ -207,6 +207,8 @@ class CompareParams(Section):
     backbones: list[str] = Field(["mobilenet_v2"], min_length=1)  # must include backbone.name
     # Weights of the other backbones (imagenet | none | path); default backbone.weights unless that is a file.
     weights: dict[str, str] = {}
+    # Width multiplier of the other MobileNet-family backbones (default backbone.alpha), e.g. {mobilenet: 0.25}
+    alpha: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> "CompareParams":
@@ -216,6 +218,9 @@ class CompareParams(Section):
         stray = sorted(set(self.weights) - set(self.backbones))
         if stray:
             raise ValueError(f"compare.weights.{stray[0]}: not in compare.backbones {self.backbones}")
+        stray = sorted(set(self.alpha) - set(self.backbones))
+        if stray:
+            raise ValueError(f"compare.alpha.{stray[0]}: not in compare.backbones {self.backbones}")
         return self
 
 
@@ -342,13 +347,16 @@ class Params(Section):
         if primary not in compare.backbones:
             raise ValueError(f"compare.backbones: must include backbone.name {primary!r}, the backbone that is "
                              f"fine-tuned (got {compare.backbones})")
-        if primary in compare.weights:
-            raise ValueError(f"compare.weights.{primary}: the fine-tuned backbone's weights are backbone.weights")
+        for key, given in (("weights", compare.weights), ("alpha", compare.alpha)):
+            if primary in given:
+                raise ValueError(f"compare.{key}.{primary}: the fine-tuned backbone's {key} is backbone.{key}")
+        for name in compare.alpha:
+            if not _takes_alpha(name):
+                raise ValueError(f"compare.alpha.{name}: {name} has no width multiplier (MobileNet families only)")
         for name in compare.backbones:
             if name == primary:
                 continue
-            spec = check_config(name, self.backbone.alpha if _takes_alpha(name) else 1.0, self.data.image_size,
-                                key=f"compare.backbones[{name}]")
+            spec = check_config(name, self._alpha_of(name), self.data.image_size, key=f"compare.backbones[{name}]")
             if name not in compare.weights and self.backbone.weights not in ("imagenet", "none"):
                 raise ValueError(f"compare.weights.{name}: required, because backbone.weights is a file for "
                                  f"{primary}; give imagenet, none or a {spec.name} weights file")
@@ -359,9 +367,13 @@ class Params(Section):
         for the MobileNet families, pooling, dtype), so switching the fine-tuned backbone re-extracts nothing."""
         if name not in self.compare.backbones:
             raise ParamsError(f"--backbone: {name!r} is not in compare.backbones {self.compare.backbones}")
-        alpha = self.backbone.alpha if _takes_alpha(name) else 1.0
         weights = self.compare.weights.get(name, self.backbone.weights)
-        return self.backbone.model_copy(update={"name": name, "alpha": alpha, "weights": weights})
+        return self.backbone.model_copy(update={"name": name, "alpha": self._alpha_of(name), "weights": weights})
+
+    def _alpha_of(self, name: str) -> float:
+        if not _takes_alpha(name):
+            return 1.0
+        return self.backbone.alpha if name == self.backbone.name else self.compare.alpha.get(name, self.backbone.alpha)
 
 
 def _takes_alpha(name: str) -> bool:
