@@ -163,6 +163,7 @@ def to_html(sections: list[tuple[str, list[Block]]], images_dir: Path) -> str:
                 parts.append(f'<figure><img alt="{html.escape(content[0])}" src="data:image/png;base64,{data}">'
                              f"<figcaption>{html.escape(content[0])}</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}img{max-width:100%}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}")
+             "table{border-collapse:collapse;font-size:90%;display:block;overflow-x:auto}"
+             "td,th{border:1px solid #ccc;padding:3px 6px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Adversarial report</title><style>{style}"
             f"</style></head><body><h1>Adversarial report</h1>{''.join(parts)}</body></html>\n")

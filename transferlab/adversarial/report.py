@@ -51,10 +51,12 @@ def build_report(model, classes: list[dict], prepared: Path, cfg: AdversarialPar
     images, labels = first_images(prepared, SPLIT, cfg.num_images)
     targets = target_classes(cfg.target, classes)
     sweep, dog = _own_model(report, model, names, images, labels, targets, cfg, seed, root, images_dir)
+    beside = []  # right after the sweep they extend, before the demonstrations
     if standard is not None:
-        _robust_vs_standard(report, sweep, standard, images, labels, targets, cfg, seed, images_dir)
+        beside.append(_robust_vs_standard(report, sweep, standard, images, labels, targets, cfg, seed, images_dir))
     if others:
-        _transfer(report, model, sweep, others, images, labels, targets)
+        beside.append(_transfer(report, model, sweep, others, images, labels, targets))
+    report.sections[1:1] = beside
     if cfg.imagenet.weights:
         _imagenet(report, dog, cfg, seed, root, images_dir)
     return report
@@ -137,7 +139,7 @@ def _gradcam_before_after(model, originals: np.ndarray, attacked: np.ndarray, fo
 
 
 def _robust_vs_standard(report: Report, sweep: Sweep, standard: Reference, images: np.ndarray, labels: np.ndarray,
-                        targets: list[int], cfg: AdversarialParams, seed: int, images_dir: Path) -> None:
+                        targets: list[int], cfg: AdversarialParams, seed: int, images_dir: Path) -> tuple:
     """The same images and attacks on a model without adversarial training: what the robustness cost and bought."""
     with phase(f"adversarial_report: the same sweep on {standard.name}"):
         theirs = epsilon_sweep(logits_function(standard.model), images, labels, targets, cfg.epsilons, cfg.steps,
@@ -145,14 +147,14 @@ def _robust_vs_standard(report: Report, sweep: Sweep, standard: Reference, image
     table = side_by_side(sweep_table(sweep), sweep_table(theirs))
     plot_robust_vs_standard(table, standard.name, images_dir / "robust_vs_standard.png")
     report.metrics["standard"] = {"model": standard.name, "sweep": sweep_table(theirs).to_dict(orient="records")}
-    report.sections.append(("Robust vs standard model", [
+    return ("Robust vs standard model", [
         ("text", f"The pipeline's model (adversarially fine-tuned) beside {standard.name}, on the same "
                  f"{len(images)} test images and the same attacks. Columns ending in _standard are {standard.name}'s."),
-        ("table", table), ("image", "robust vs standard model", "images/robust_vs_standard.png")]))
+        ("table", table), ("image", "robust vs standard model", "images/robust_vs_standard.png")])
 
 
 def _transfer(report: Report, model, sweep: Sweep, others: list[Reference], images: np.ndarray, labels: np.ndarray,
-              targets: list[int]) -> None:
+              targets: list[int]) -> tuple:
     """Do the targeted images made against the pipeline's model fool another model too?"""
     forward = logits_function(model)
     rows = []
@@ -160,12 +162,12 @@ def _transfer(report: Report, model, sweep: Sweep, others: list[Reference], imag
         rows += transfer_rates(forward, logits_function(other.model), sweep, images, labels, targets, other.name)
     table = pd.DataFrame(rows)
     report.metrics["transfer"] = table.to_dict(orient="records")
-    report.sections.append(("Transfer to other models", [
+    return ("Transfer to other models", [
         ("text", "The targeted images of the sweep, made against the pipeline's model only, scored by each other "
                  "model, on the images that model classified correctly. transfer_targeted: it too now says a target "
                  "class; transfer_fooled: it no longer says the true class; source_success: the pipeline's own model "
                  "says a target class on the same images."),
-        ("table", table)]))
+        ("table", table)])
 
 
 def _replication_input(cfg: AdversarialParams, root: Path, images, labels, targets, size: int) -> np.ndarray:
