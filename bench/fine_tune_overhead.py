@@ -1,7 +1,7 @@
 """What the fine-tune stage's own machinery costs: its epoch time against a plain Keras `fit` of the same model,
 on the same datasets (augmentation and validation included), measured in the same run.
 
-    python bench/fine_tune_overhead.py [--n 256] [--rounds 3] [--epochs 3] [--adversarial 2]
+    python bench/fine_tune_overhead.py [--n 256] [--rounds 3] [--epochs 3] [--adversarial 1] [--unfreeze-top 20]
 
 `fine_tune` adds the initial evaluation, early stopping, the verified resume checkpoint written every epoch
 and the CSV epoch log; the plain fit has none of them. Rounds alternate the two; each figure is the median
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--adversarial", type=float, default=0.0, help="also time adversarial fine-tuning at this epsilon")
+    parser.add_argument("--unfreeze-top", type=int, default=20, help="fine_tune.unfreeze_top of every fit")
     args = parser.parse_args()
     from transferlab.adversarial.training import adversarial_fitting
     from bench.training_speed import epoch_timer, steady_epoch
@@ -48,7 +49,8 @@ def main() -> None:
 
     device = configure_devices()
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
-    cfg = FineTuneParams(epochs=args.epochs, patience=args.epochs)  # no early stop: both run every epoch
+    # no early stop: every fit runs every epoch
+    cfg = FineTuneParams(epochs=args.epochs, patience=args.epochs, unfreeze_top=args.unfreeze_top)
 
     def model():
         return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False), 1280, 2),
