@@ -92,6 +92,18 @@ def test_gradcam_runs_on_the_assembled_model():
     assert heatmaps.shape == (3, 64, 64) and np.isfinite(heatmaps).all()
 
 
+def test_gradcam_runs_under_mixed_precision():
+    """GPUs run the pipeline in mixed_float16: the feature maps are float16 and their gradient must still flow."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = tiny_classifier(3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    images, labels, _ = square_task(3, 4, seed=4)
+    heatmaps = gradcam(model, images, labels)
+    assert heatmaps.shape == (4, SIZE, SIZE) and heatmaps.dtype == np.float32 and np.isfinite(heatmaps).all()
+
+
 def test_overlay_keeps_the_image_where_the_heatmap_is_cold():
     image = np.full((4, 4, 3), 200, np.float32)
     cold, hot = overlay(image, np.zeros((4, 4))), overlay(image, np.ones((4, 4)))

@@ -53,8 +53,10 @@ def _compiled(model):
                 score = tf.where(classes == 1, logits[:, 0], -logits[:, 0])
             else:
                 score = tf.gather(logits, classes, axis=1, batch_dims=1)
+        # the gradient is taken for the tensor the tape saw; under mixed precision both are float16 until here
+        gradients = tf.cast(tape.gradient(score, maps), tf.float32)
         maps = tf.cast(maps, tf.float32)
-        weights = tf.reduce_mean(tape.gradient(score, maps), axis=[1, 2])
+        weights = tf.reduce_mean(gradients, axis=[1, 2])
         cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", maps, weights))
         cam = tf.image.resize(cam[..., None], tf.shape(pixels)[1:3], method="bilinear")[..., 0]
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
