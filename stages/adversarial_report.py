@@ -49,7 +49,7 @@ def standard_model(context: StageContext) -> Reference | None:
         return None
     head = context.path(params.paths.head_model_of(params.backbone.name))
     return Reference("head-only (standard)", classifier(params.backbone, params.data.image_size, head, context.root,
-                                                        params.base.seed))
+                                                        params.base.seed, flip_tta=params.fine_tune.flip_tta))
 
 
 def other_backbones(context: StageContext) -> list[Reference]:
@@ -57,7 +57,7 @@ def other_backbones(context: StageContext) -> list[Reference]:
     params = context.params
     return [Reference(f"{name} head", classifier(params.backbone_named(name), params.data.image_size,
                                                  context.path(params.paths.head_model_of(name)), context.root,
-                                                 params.base.seed))
+                                                 params.base.seed, flip_tta=params.fine_tune.flip_tta))
             for name in params.compare.backbones if name != params.backbone.name]
 
 

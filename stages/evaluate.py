@@ -33,7 +33,9 @@ def run(context: StageContext) -> dict:
     classes = [c["name"] for c in read_classes(prepared)]
     check_registry_accepts(cfg.registered_model, classes)  # before any output is replaced
     head = context.path(paths.head_model_of(params.backbone.name))
-    candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed),
+    # the head-only model is scored as the fine-tuned one is saved: both with flip test-time augmentation, or neither
+    candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed,
+                                          flip_tta=params.fine_tune.flip_tta),
                   "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}
     results = {}
     for name, model in with_progress(candidates.items(), len(candidates), f"evaluate: scoring models on {SPLIT}"):

@@ -11,7 +11,7 @@ from transferlab.core.progress import keras_verbosity
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.errors import UserError
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
-from transferlab.modeling.assembly import classifier
+from transferlab.modeling.assembly import classifier, with_flip_tta
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.distribution import choose_strategy, cluster_task, strategy_tags
 from transferlab.modeling.fine_tuning import fine_tune, resume_key
@@ -41,8 +41,10 @@ def run(context: StageContext) -> dict:
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
     metrics = result.metrics()
+    # trained on single views (its augmentation flips them); saved as it will be scored and served
+    saved = with_flip_tta(result.model) if params.fine_tune.flip_tta else result.model
     with atomic_dir(context.path(paths.fine_tuned)) as target:
-        result.model.save(target / MODEL_FILE)
+        saved.save(target / MODEL_FILE)
         shutil.copyfile(head_file.parent / CLASSES_FILE, target / CLASSES_FILE)
     with atomic_dir(context.path(paths.fine_tune_plots)) as target:
         write_history_tables(target, result.history, {"loss": result.initial["val_loss"],

@@ -51,3 +51,50 @@ def test_a_model_saved_with_the_former_custom_layer_still_loads(tmp_path):
     keras.Model(inputs, outputs).save(tmp_path / "old.keras")
     pixels = np.full((1, 8, 8, 3), 255.0, np.float32)
     np.testing.assert_allclose(load_keras(tmp_path / "old.keras").predict(pixels, verbose=0), [[1.0, 1.0, 1.0]])
+
+
+def _lopsided_classifier():
+    """pixels -> preprocess -> backbone -> head -> probabilities, where the backbone sees only the left half: its
+    prediction for an image and for that image's mirror image differ."""
+    from transferlab.modeling.outputs import Output, output_layers
+
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((6, 8, 3), name="pixels")
+    scaled = keras.layers.Rescaling(1 / 255, name="preprocess")(pixels)
+    inner = keras.Input((6, 8, 3))
+    left = keras.layers.Cropping2D(((0, 0), (0, 4)))(inner)
+    base = keras.Model(inner, keras.layers.GlobalAveragePooling2D()(left), name="backbone")
+    features = keras.Input((3,))
+    logits, probabilities = output_layers(Output.for_task(3))
+    head = keras.Model(features, logits(features), name="head")
+    return keras.Model(pixels, probabilities(head(base(scaled))))
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror_image(tmp_path):
+    from transferlab.modeling.assembly import load_keras, with_flip_tta
+    from transferlab.modeling.outputs import PROBABILITIES
+
+    model = _lopsided_classifier()
+    pixels = np.random.default_rng(2).uniform(0, 255, (4, 6, 8, 3)).astype(np.float32)
+    logits = keras.Model(model.inputs, model.get_layer(PROBABILITIES).input)
+    single, mirror = logits.predict(pixels, verbose=0), logits.predict(pixels[:, :, ::-1], verbose=0)
+    assert np.abs(single - mirror).max() > 0.1, "the model must tell an image from its mirror image"
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax((single + mirror) / 2))
+    tta = with_flip_tta(model)
+    np.testing.assert_allclose(tta.predict(pixels, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # the attacks' logits (the input of `probabilities`) are the average too
+    tta_logits = keras.Model(tta.inputs, tta.get_layer(PROBABILITIES).input).predict(pixels, verbose=0)
+    np.testing.assert_allclose(tta_logits, (single + mirror) / 2, rtol=1e-5, atol=1e-6)
+    tta.save(tmp_path / "tta.keras")  # standard layers only: it loads in safe mode
+    np.testing.assert_allclose(load_keras(tmp_path / "tta.keras").predict(pixels, verbose=0), expected, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_flip_tta_wraps_once_and_its_parts_stay_reachable():
+    from transferlab.modeling.assembly import backbone_of, single_view, with_flip_tta
+
+    model = _lopsided_classifier()
+    tta = with_flip_tta(model)
+    assert with_flip_tta(tta) is tta
+    assert backbone_of(tta).name == backbone_of(model).name == "backbone"
+    assert single_view(tta).get_layer("head") is model.get_layer("head") and single_view(model) is model

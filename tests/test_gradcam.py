@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from transferlab.core.params import BackboneParams, HeadParams
-from transferlab.modeling.assembly import classifier
+from transferlab.modeling.assembly import classifier, with_flip_tta
 from transferlab.modeling.gradcam import gradcam, last_spatial_layer, mass_inside, overlay
 from transferlab.modeling.head import build_head
 from transferlab.modeling.outputs import Output, output_layers
@@ -90,6 +90,16 @@ def test_gradcam_runs_on_the_assembled_model():
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     heatmaps = gradcam(model, images, np.array([0, 1, 2]))
     assert heatmaps.shape == (3, 64, 64) and np.isfinite(heatmaps).all()
+
+
+def test_a_flip_tta_model_shows_the_unmirrored_views_heatmap(trained):
+    """With flip test-time augmentation the model is wrapped; Grad-CAM explains its unmirrored view, whose heatmap
+    stays on the evidence (mirrored, it would fall on the square's mirror place)."""
+    model, num_classes = trained
+    images, labels, regions = square_task(num_classes, 16, seed=5)
+    wrapped = gradcam(with_flip_tta(model), images, labels)
+    np.testing.assert_allclose(wrapped, gradcam(model, images, labels), atol=1e-5)
+    assert np.median([mass_inside(h, r) for h, r in zip(wrapped, regions)]) > 0.5
 
 
 def test_gradcam_runs_under_mixed_precision():

@@ -18,6 +18,9 @@ from transferlab.core.backbones import CAFFE_BGR_MEAN, KERAS_WEIGHTS, check_conf
 from transferlab.core.errors import ParamsError, UserError
 from transferlab.modeling.outputs import PROBABILITIES, Output
 
+# Layer names every assembled model shares (Grad-CAM and `backbone_of` find the parts by them)
+HEAD, PREPROCESS, SINGLE_VIEW = "head", "preprocess", "single_view"
+
 
 @keras.saving.register_keras_serializable(package="transferlab")
 class BackbonePreprocess(keras.layers.Layer):
@@ -74,11 +77,11 @@ def pixel_scaling(backbone: str, inputs):
     """The backbone's `preprocess_input` applied to `inputs`, in standard layers only (see the module's note)."""
     scaling = spec_for(backbone).scaling
     if scaling == "tf":  # x / 127.5 - 1
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name=PREPROCESS)(inputs)
     if scaling == "none":
-        return keras.layers.Identity(name="preprocess")(inputs)
+        return keras.layers.Identity(name=PREPROCESS)(inputs)
     # caffe: RGB -> BGR minus the mean pixel, as one fixed 1x1 convolution (exact: each output sums one input)
-    layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+    layer = keras.layers.Conv2D(3, 1, name=PREPROCESS, trainable=False)
     outputs = layer(inputs)
     layer.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3), -np.float32(CAFFE_BGR_MEAN)])
     return outputs
@@ -99,8 +102,9 @@ def feature_extractor(cfg, image_size: int, root: Path, seed: int):
     return keras.Model(inputs, outputs, name=f"{cfg.name}_extractor")
 
 
-def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "transferlab"):
-    """The whole model: pixels -> scaling -> frozen backbone (BatchNorm in inference mode) -> head.
+def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "transferlab", flip_tta: bool = False):
+    """The whole model: pixels -> scaling -> frozen backbone (BatchNorm in inference mode) -> head; with
+    `flip_tta`, wrapped by `with_flip_tta`.
 
     `head` is a trained head (features -> probabilities), or the path of its .keras file; its logits part is
     nested as `head` and its `probabilities` layer ends the model, so the output convention holds for the
@@ -111,11 +115,47 @@ def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "t
     base.trainable = False
     if not isinstance(head, keras.Model):
         head = load_keras(head)
-    head_logits = keras.Model(head.inputs, head.get_layer(PROBABILITIES).input, name="head")
+    head_logits = keras.Model(head.inputs, head.get_layer(PROBABILITIES).input, name=HEAD)
     inputs, scaled = _scaled_pixels(cfg.name, image_size)
     logits = head_logits(base(scaled, training=False))
     outputs = keras.layers.Activation(Output.of(head).activation, dtype="float32", name=PROBABILITIES)(logits)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    return with_flip_tta(model) if flip_tta else model
+
+
+def with_flip_tta(model):
+    """`model` averaged over each image and its mirror image (flip test-time augmentation).
+
+    Both views' logits are averaged before the model's own activation, so the output convention holds (the
+    attacks' logits are the average). The single-view classifier is nested as `single_view`."""
+    if _nested(model, SINGLE_VIEW) is not None:
+        return model
+    single = keras.Model(model.inputs, model.get_layer(PROBABILITIES).input, name=SINGLE_VIEW)
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    logits = keras.layers.Average(name="mean_of_views")([single(inputs), single(mirrored(inputs))])
+    outputs = keras.layers.Activation(Output.of(model).activation, dtype="float32", name=PROBABILITIES)(logits)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def mirrored(images):
+    """Each image mirrored left to right, in standard layers only (see the module's note): the width axis goes
+    last and is multiplied by the exchange matrix, which is exact (each output is one input times 1)."""
+    width = images.shape[2]
+    by_width = keras.layers.Permute((1, 3, 2), name="width_last")(images)
+    exchange = keras.layers.Dense(width, use_bias=False, trainable=False, dtype="float32", name="mirror")
+    flipped = exchange(by_width)
+    exchange.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    return keras.layers.Permute((1, 3, 2), name="width_back")(flipped)
+
+
+def single_view(model):
+    """The classifier without flip test-time augmentation: pixels -> `preprocess` -> backbone -> `head` (logits,
+    when `model` has it; `model` itself otherwise)."""
+    return _nested(model, SINGLE_VIEW) or model
+
+
+def _nested(model, name: str):
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name == name), None)
 
 
 def imagenet_classifier(backbone: str, alpha: float, weights: str, root: Path, key: str = "adversarial.imagenet"):
@@ -137,8 +177,8 @@ def compile_for(model, learning_rate: float, output: Output | None = None) -> No
 
 
 def backbone_of(model):
-    """The nested backbone inside an assembled model."""
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")
+    """The nested backbone inside an assembled model (with or without flip test-time augmentation)."""
+    return next(layer for layer in single_view(model).layers if isinstance(layer, keras.Model) and layer.name != HEAD)
 
 
 def load_keras(path: Path):

@@ -13,10 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.modeling.assembly import backbone_of
+from transferlab.modeling.assembly import HEAD, PREPROCESS, backbone_of, single_view
 from transferlab.modeling.outputs import Output
-
-HEAD, PREPROCESS = "head", "preprocess"
 
 
 def last_spatial_layer(base) -> Any:
@@ -39,9 +37,9 @@ def _compiled(model):
     import keras
     import tensorflow as tf
 
-    base = backbone_of(model)
+    base, view = backbone_of(model), single_view(model)  # a flip-TTA model: the unmirrored view is explained
     maps_and_pooled = keras.Model(base.inputs, [last_spatial_layer(base).output, base.output])
-    preprocess, head = model.get_layer(PREPROCESS), model.get_layer(HEAD)
+    preprocess, head = view.get_layer(PREPROCESS), view.get_layer(HEAD)
     sigmoid = Output.of(model).sigmoid
 
     @tf.function(reduce_retracing=True)
