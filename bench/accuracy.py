@@ -7,7 +7,8 @@ Cats vs dogs: the 1,500 Kaggle photos, 1,000 train, the 500 official validation 
 validation and 250 test (`data.test_fraction=0.5`). Oxford: the 3-breed assets with the official trainval /
 test lists (298 test). MobileNetV2 1.0 @224 with the assets' ImageNet weights, every other param at its
 default. Each data set runs in a fresh workspace; training times are the stages' own "work done" lines
-(the probe's is its own fit). Needs ../shared/assets. Prints a markdown table.
+(the probe's is its own fit). "flip TTA": fine_tune.flip_tta (auto) chose to average each image with its
+mirror image. Needs ../shared/assets. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ def one_data_set(name: str, folder: Path) -> list[dict]:
     tuned = json.loads((metrics / "fine_tune.json").read_text())
     scored = json.loads((metrics / "evaluate.json").read_text())
     test_images = scored["fine_tuned"]["n"]
+    # evaluate scores both whole models the way fine_tune saved the final one
+    flip = " + flip TTA" if tuned.get("flip_tta") else ""
     return [
         {"model": "linear probe (logistic regression, C by 5-fold CV)", "val": head["probe_val_accuracy"],
          "test": head["probe_test_accuracy"], "n": test_images, "seconds": head["probe_seconds"]},
-        {"model": "head (on cached features)", "val": head["val_accuracy"], "test": scored["head_only"]["accuracy"],
+        {"model": "head (on cached features, one view)", "val": head["val_accuracy"], "test": head["test_accuracy"],
          "n": test_images, "seconds": seconds["train_head"]},
-        {"model": "fine-tuned" + (" (kept the head's weights)" if tuned["kept_head_only_weights"] else ""),
+        {"model": "head-only model" + flip, "val": head["val_accuracy"], "test": scored["head_only"]["accuracy"],
+         "n": test_images, "seconds": seconds["train_head"]},
+        {"model": "fine-tuned" + flip + (" (kept the head's weights)" if tuned["kept_head_only_weights"] else ""),
          "val": tuned["val_accuracy"], "test": scored["fine_tuned"]["accuracy"], "n": test_images,
          "seconds": seconds["train_head"] + seconds["fine_tune"]},
     ]

@@ -11,7 +11,7 @@ from transferlab.adversarial.rendering import to_html, to_markdown
 from transferlab.adversarial.report import Reference, build_report
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.data.prepared import read_classes
-from transferlab.modeling.assembly import classifier, load_keras
+from transferlab.modeling.assembly import classifier, has_flip_tta, load_keras
 from transferlab.modeling.devices import configure_devices
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -25,7 +25,8 @@ def run(context: StageContext) -> dict:
     out = context.path(paths.adversarial_report)
     with atomic_dir(out / "images") as images_dir:
         report = build_report(model, classes, context.path(paths.prepared), params.adversarial, params.base.seed,
-                              context.root, images_dir, standard_model(context), other_backbones(context))
+                              context.root, images_dir, standard_model(context, has_flip_tta(model)),
+                              other_backbones(context, has_flip_tta(model)))
         markdown, page = to_markdown(report.sections), to_html(report.sections, images_dir)
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.html", page)
@@ -42,22 +43,23 @@ def run(context: StageContext) -> dict:
     return headline
 
 
-def standard_model(context: StageContext) -> Reference | None:
-    """With adversarial fine-tuning on: the head-only model it started from, which no attack has trained."""
+def standard_model(context: StageContext, flip_tta: bool) -> Reference | None:
+    """With adversarial fine-tuning on: the head-only model it started from, which no attack has trained (with flip
+    test-time augmentation when the fine-tuned model has it)."""
     params = context.params
     if not params.fine_tune.adversarial.epsilon:
         return None
     head = context.path(params.paths.head_model_of(params.backbone.name))
     return Reference("head-only (standard)", classifier(params.backbone, params.data.image_size, head, context.root,
-                                                        params.base.seed, flip_tta=params.fine_tune.flip_tta))
+                                                        params.base.seed, flip_tta=flip_tta))
 
 
-def other_backbones(context: StageContext) -> list[Reference]:
+def other_backbones(context: StageContext, flip_tta: bool) -> list[Reference]:
     """Every other compared backbone with its head: the second models of the transfer check."""
     params = context.params
     return [Reference(f"{name} head", classifier(params.backbone_named(name), params.data.image_size,
                                                  context.path(params.paths.head_model_of(name)), context.root,
-                                                 params.base.seed, flip_tta=params.fine_tune.flip_tta))
+                                                 params.base.seed, flip_tta=flip_tta))
             for name in params.compare.backbones if name != params.backbone.name]
 
 

@@ -11,7 +11,7 @@ import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.progress import with_progress
-from transferlab.modeling.assembly import classifier, load_keras
+from transferlab.modeling.assembly import classifier, has_flip_tta, load_keras
 from transferlab.modeling.devices import configure_devices
 from transferlab.data.prepared import read_classes
 from transferlab.evaluation.figures import write_evaluation_plots
@@ -33,10 +33,11 @@ def run(context: StageContext) -> dict:
     classes = [c["name"] for c in read_classes(prepared)]
     check_registry_accepts(cfg.registered_model, classes)  # before any output is replaced
     head = context.path(paths.head_model_of(params.backbone.name))
-    # the head-only model is scored as the fine-tuned one is saved: both with flip test-time augmentation, or neither
+    fine_tuned = load_keras(context.path(paths.fine_tuned_model))
+    # the head-only model is scored as the fine-tuned one was saved: both with flip test-time augmentation, or neither
     candidates = {"head_only": classifier(params.backbone, params.data.image_size, head, context.root, params.base.seed,
-                                          flip_tta=params.fine_tune.flip_tta),
-                  "fine_tuned": load_keras(context.path(paths.fine_tuned_model))}
+                                          flip_tta=has_flip_tta(fine_tuned)),
+                  "fine_tuned": fine_tuned}
     results = {}
     for name, model in with_progress(candidates.items(), len(candidates), f"evaluate: scoring models on {SPLIT}"):
         results[name] = score_model(model, prepared, SPLIT, params.fine_tune.batch_size, classes, cfg.top_k)

@@ -14,7 +14,7 @@ from transferlab.core.params import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import classifier, with_flip_tta
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.distribution import choose_strategy, cluster_task, strategy_tags
-from transferlab.modeling.fine_tuning import fine_tune, resume_key
+from transferlab.modeling.fine_tuning import choose_flip_tta, fine_tune, resume_key
 from transferlab.modeling.history import write_history_tables
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
@@ -40,9 +40,10 @@ def run(context: StageContext) -> dict:
                        fitting=adversarial_fitting(params.fine_tune.adversarial, params.base.seed))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
-    metrics = result.metrics()
+    flip = choose_flip_tta(result.model, prepared, params.fine_tune)
+    metrics = {**result.metrics(), **flip.metrics()}
     # trained on single views (its augmentation flips them); saved as it will be scored and served
-    saved = with_flip_tta(result.model) if params.fine_tune.flip_tta else result.model
+    saved = with_flip_tta(result.model) if flip.use else result.model
     with atomic_dir(context.path(paths.fine_tuned)) as target:
         saved.save(target / MODEL_FILE)
         shutil.copyfile(head_file.parent / CLASSES_FILE, target / CLASSES_FILE)
@@ -52,8 +53,8 @@ def run(context: StageContext) -> dict:
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
     if result.kept_initial:
-        log.warning("fine-tuning never beat the head-only validation loss %.4f: kept the head-only weights",
-                    result.initial["val_loss"])
+        log.warning("fine-tuning was not better than the head-only start on validation beyond the noise: kept "
+                    "the head-only weights (see val_loss_change_low/high in fine_tune.json)")
     log.info("fine-tune: %s", metrics)
     return {key: float(value) for key, value in metrics.items()}
 

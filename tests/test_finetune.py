@@ -37,15 +37,21 @@ def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:
 
 
 def test_only_the_unfrozen_top_changes(trained_head, tmp_path):
+    import keras
+
     root, _ = trained_head
     model = _model(trained_head)
     base = backbone_of(model)
     before = weight_snapshot(base.layers)
+    trained = {}
+
+    class Snapshot(keras.callbacks.Callback):  # the trained weights, whether or not they replace the start
+        def on_epoch_end(self, epoch, logs=None):
+            trained.update(weight_snapshot(base.layers))
+
     cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0)
-    result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0)
-    after = weight_snapshot(backbone_of(result.model).layers) if not result.kept_initial else None
-    if after is None:  # the revert would hide the change: look at the trained weights directly
-        pytest.fail("fine-tuning at lr 1e-3 should beat the random-init start on the validation loss")
+    result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0, callbacks=(Snapshot(),))
+    after = trained
     trainable = set(result.trainable_layers)
     assert trainable and len(trainable) <= 6
     changed = {name for name in before if any(not np.array_equal(b, a) for b, a in zip(before[name], after[name]))}
@@ -111,3 +117,74 @@ def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_
     assert set(table["head_only"]) == {result.initial["val_loss"]} and len(table) == len(result.history["loss"])
     for kept, original in zip(result.model.get_weights(), start):
         np.testing.assert_array_equal(kept, original)
+
+
+@pytest.mark.parametrize("change, replaced", [(-0.5, True), (0.0, False), (0.5, False)],
+                         ids=["clear gain", "inside the noise", "worse"])
+def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(trained_head, tmp_path, monkeypatch,
+                                                                              change, replaced):
+    """The per-image validation losses decide: their mean change's 95 % interval must lie below 0."""
+    from transferlab.modeling import fine_tuning
+
+    root, _ = trained_head
+    start = np.random.default_rng(0).uniform(0.0, 2.0, 40)
+    noise = np.random.default_rng(1).normal(0.0, 0.3, 40)
+    losses = iter([start, start + noise + change])
+    monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset: next(losses))
+    model = _model(trained_head)
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0)
+    result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0)
+    low, high = result.loss_change
+    assert result.kept_initial is not replaced and (high < 0) is replaced and low < high
+    assert result.metrics()["val_loss_change_high"] == high
+
+
+def test_per_image_losses_are_each_images_cross_entropy(trained_head):
+    from transferlab.data.prepared import image_dataset
+    from transferlab.modeling.fine_tuning import per_image_losses
+    from transferlab.modeling.outputs import Output
+
+    root, _ = trained_head
+    model = _model(trained_head)
+    validation = image_dataset(root / "data" / "prepared", "validation", 4)
+    losses = per_image_losses(model, validation)
+    images, labels = map(np.concatenate, zip(*[(x.numpy(), y.numpy()) for x, y in validation]))
+    probabilities = model.predict(images, verbose=0)
+    expected = -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1))
+    assert losses.shape == labels.shape and Output.of(model).units == 3
+    np.testing.assert_allclose(losses, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("setting, single, averaged, expected", [
+    ("auto", 0.30, 0.25, True), ("auto", 0.25, 0.30, False), (True, None, None, True), (False, None, None, False)])
+def test_flip_tta_is_chosen_on_validation_loss_under_auto(trained_head, monkeypatch, setting, single, averaged,
+                                                          expected):
+    from transferlab.modeling import fine_tuning
+    from transferlab.modeling.assembly import has_flip_tta
+
+    root, _ = trained_head
+    measured = []
+
+    def losses(model, dataset):
+        measured.append(has_flip_tta(model))
+        return np.full(10, averaged if has_flip_tta(model) else single)
+
+    monkeypatch.setattr(fine_tuning, "per_image_losses", losses)
+    cfg = FineTuneParams(flip_tta=setting)
+    choice = fine_tuning.choose_flip_tta(_model(trained_head), root / "data" / "prepared", cfg)
+    assert choice.use is expected and choice.metrics()["flip_tta"] == int(expected)
+    assert sorted(measured) == ([False, True] if setting == "auto" else [])  # a fixed setting measures nothing
+    if setting == "auto":
+        assert choice.metrics()["val_loss_flip_tta"] == pytest.approx(averaged)
+
+
+def test_the_fine_tune_stage_records_its_flip_tta_choice_and_saves_the_model_that_way(trained_head):
+    import json
+
+    from transferlab.modeling.assembly import has_flip_tta
+
+    root, _ = trained_head
+    metrics = json.loads((root / "metrics" / "fine_tune.json").read_text())
+    assert metrics["flip_tta"] == int(has_flip_tta(load_keras(root / "models" / "fine_tuned" / "model.keras")))
+    assert metrics["val_loss_single_view"] > 0 and metrics["val_loss_flip_tta"] > 0
+    assert metrics["flip_tta"] == int(metrics["val_loss_flip_tta"] < metrics["val_loss_single_view"])

@@ -24,3 +24,29 @@ def test_difference_interval_matches_newcombes_worked_example_and_contains_zero_
     assert low < 0 < high
     low, high = difference_interval(0.99, 1000, 0.90, 1000)
     assert low > 0
+
+
+def test_paired_mean_interval_of_a_constant_difference_is_that_difference():
+    from transferlab.core.intervals import paired_mean_interval
+
+    assert paired_mean_interval([-0.5] * 20) == (-0.5, -0.5)
+
+
+def test_paired_mean_interval_covers_zero_for_noise_and_excludes_it_for_a_clear_change():
+    import numpy as np
+
+    from transferlab.core.intervals import paired_mean_interval
+
+    noise = np.random.default_rng(0).normal(0.0, 1.0, 60)
+    low, high = paired_mean_interval(noise)
+    assert low < 0 < high and high - low < 4 * 1.96 / np.sqrt(60)
+    shifted_low, shifted_high = paired_mean_interval(noise - 1.0)  # a change of one standard deviation
+    assert shifted_high < 0 and np.isclose(shifted_high - shifted_low, high - low, rtol=0.2)
+
+
+def test_paired_mean_interval_needs_two_differences():
+    import math
+
+    from transferlab.core.intervals import paired_mean_interval
+
+    assert all(math.isnan(v) for v in paired_mean_interval([0.3]))

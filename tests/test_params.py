@@ -63,6 +63,7 @@ BAD_PARAMS = [
     ({"head": {"batch_size": 0}}, "head.batch_size"),
     ({"fine_tune": {"unfreeze_top": -1}}, "fine_tune.unfreeze_top"),
     ({"fine_tune": {"learning_rate": 0.5}}, "fine_tune.learning_rate"),
+    ({"fine_tune": {"flip_tta": "sometimes"}}, "fine_tune.flip_tta"),
     ({"evaluate": {"top_k": 0}}, "evaluate.top_k"),
     ({"evaluate": {"registered_model": "my model"}}, "evaluate.registered_model"),
     ({"adversarial": {"epsilons": [0, -1]}}, "adversarial.epsilons: -1.0 is outside 0..255"),

@@ -29,3 +29,18 @@ def difference_interval(accuracy: float, total: int, other: float, other_total: 
     difference = accuracy - other
     return (difference - math.hypot(accuracy - low, other_high - other),
             difference + math.hypot(high - accuracy, other - other_low))
+
+
+def paired_mean_interval(differences, confidence: float = CONFIDENCE, resamples: int = 2000,
+                         seed: int = 0) -> tuple[float, float]:
+    """Bootstrap (percentile) interval of the mean of paired differences, such as one model's per-image loss
+    minus another's on the same images; NaNs for fewer than two."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    differences = np.asarray(differences, np.float64)
+    if len(differences) < 2:
+        return math.nan, math.nan
+    result = bootstrap((differences,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", random_state=seed)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -261,7 +261,8 @@ class FineTuneParams(Section):
     batch_size: int = Field(32, ge=1, le=4096)
     patience: int = Field(2, ge=1, le=1000)
     flip: bool = True
-    flip_tta: bool = True  # the saved model averages each image's logits with its mirror image's
+    # the saved model averages each image's logits with its mirror image's; auto: when that lowers validation loss
+    flip_tta: Literal["auto"] | bool = "auto"
     rotation: float = Field(0.05, ge=0.0, le=0.5)  # fraction of a full turn
     zoom: float = Field(0.1, ge=0.0, lt=1.0)
     adversarial: AdversarialTrainingParams = AdversarialTrainingParams()

@@ -154,6 +154,10 @@ def single_view(model):
     return _nested(model, SINGLE_VIEW) or model
 
 
+def has_flip_tta(model) -> bool:
+    return _nested(model, SINGLE_VIEW) is not None
+
+
 def _nested(model, name: str):
     return next((layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name == name), None)
 

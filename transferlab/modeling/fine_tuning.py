@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras
+import numpy as np
 
 from transferlab.core.digest import file_sha256
 from transferlab.core.errors import ParamsError
+from transferlab.core.intervals import paired_mean_interval
 from transferlab.core.params import BackboneParams, FineTuneParams
 from transferlab.data.prepared import MANIFEST, image_dataset
-from transferlab.modeling.assembly import backbone_of, compile_for
+from transferlab.modeling.assembly import backbone_of, compile_for, with_flip_tta
 from transferlab.modeling.outputs import Output
 from transferlab.modeling.resume import VerifiedBackupAndRestore
 
@@ -28,6 +30,9 @@ class FineTuneResult:
     kept_initial: bool  # fine-tuning never beat the starting point, so its weights were kept
     trainable_layers: list[str]
     first_epoch: int  # 1 for a fresh run; later when a killed run's backup was resumed
+    # 95 % interval of the fine-tuned minus the head-only mean validation loss (per image, no L2 penalty);
+    # None under adversarial fitting, whose validation loss is that of a random adversarial mix
+    loss_change: tuple[float, float] | None = None
 
     def metrics(self) -> dict[str, float]:
         """The figures of fine_tune.json: the head-only start beside the kept result."""
@@ -41,7 +46,9 @@ class FineTuneResult:
                 # what fine-tuning reached at its best epoch, kept or not: when the head-only weights win, this
                 # says by how much fine-tuning missed
                 "best_epoch_tried": best + 1, "val_loss_tried": history["val_loss"][best],
-                "val_accuracy_tried": history["val_accuracy"][best]}
+                "val_accuracy_tried": history["val_accuracy"][best],
+                **({"val_loss_change_low": self.loss_change[0], "val_loss_change_high": self.loss_change[1]}
+                   if self.loss_change else {})}
 
 
 def resume_key(cfg: FineTuneParams, backbone: BackboneParams, seed: int, head_file: Path, prepared: Path) -> str:
@@ -93,6 +100,10 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
               strategy: Any = None, callbacks: tuple = (), fitting: Callable | None = None) -> FineTuneResult:
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
+    The best epoch's weights replace the head-only start only when they are better on validation beyond the
+    noise: the 95 % interval of the per-image loss change lies below 0. A tie, or a gain a few validation images
+    could make, keeps the simpler model the pipeline already had.
+
     `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica.
     `fitting`, when given, wraps the model for fit only (adversarial training): it shares the model's variables
     and changes what a training step sees, never what is saved."""
@@ -111,6 +122,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = fitted.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
+    start_losses = per_image_losses(model, validation) if fitting is None else None
     first_epoch = _FirstEpoch()
     all_callbacks = [
         first_epoch,
@@ -125,11 +137,51 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     fitted.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
                shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
-    kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
+    loss_change = None
+    if start_losses is None:
+        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
+    else:  # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
+        loss_change = paired_mean_interval(per_image_losses(model, validation) - start_losses)
+        kept_initial = not loss_change[1] < 0
     if kept_initial:
         model.set_weights(start_weights)
     return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
-                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1)
+                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1, loss_change)
+
+
+@dataclass
+class FlipChoice:
+    use: bool
+    val_loss_single_view: float | None = None  # mean per-image validation losses; None when not measured
+    val_loss_flip_tta: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        measured = {"val_loss_single_view": self.val_loss_single_view, "val_loss_flip_tta": self.val_loss_flip_tta}
+        return {"flip_tta": int(self.use), **{k: v for k, v in measured.items() if v is not None}}
+
+
+def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams) -> FlipChoice:
+    """Whether the saved model averages each image with its mirror image: as `cfg.flip_tta` says, or (auto) when
+    that lowers the mean validation loss. A mirror-symmetric task gains; one whose classes differ by side loses.
+    Unlike fine-tuning's weights this needs no margin: it is one yes/no choice, no fitted parameter."""
+    if cfg.flip_tta != "auto":
+        return FlipChoice(bool(cfg.flip_tta))
+    validation = image_dataset(prepared, "validation", cfg.batch_size)
+    single = per_image_losses(model, validation)
+    if not len(single):
+        return FlipChoice(False)
+    averaged = per_image_losses(with_flip_tta(model), validation)
+    return FlipChoice(bool(averaged.mean() < single.mean()), float(single.mean()), float(averaged.mean()))
+
+
+def per_image_losses(model, dataset) -> np.ndarray:
+    """Each image's loss under `model`, without regularization penalties (the head's L2, which fine-tuning's
+    validation loss includes and which says nothing about the images)."""
+    output = Output.of(model)
+    loss = output.loss(reduction=None)
+    parts = [np.asarray(loss(output.targets(labels), model.predict_on_batch(images)), np.float64).reshape(-1)
+             for images, labels in dataset]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def epoch_history(log: Path) -> dict[str, list[float]]:
