@@ -38,21 +38,20 @@ def write_evaluation_plots(target: Path, result: Evaluation, labels: np.ndarray,
             table.to_csv(target / f"{curve}.tsv", sep="\t", index=False)
         plot_curves(curves, target / "roc_pr.png")
     worst = worst_mistakes(labels, result.probabilities, gallery_size)
-    pictures = images_by_key(prepared, split, {keys[i] for i in worst})
+    explained = gradcam_choice(labels, result.probabilities, GRADCAM_MISTAKES, gradcam_per_class) \
+        if model is not None and gradcam_per_class else None
+    pictures = images_by_key(prepared, split, {keys[i] for i in [*worst, *(explained or [])]})  # one pass
     captions = [f"{keys[i].split('/')[-1]}\ntrue {class_names[labels[i]]}, predicted {class_names[result.predicted[i]]} "
                 f"{result.probabilities[i].max():.2f}" for i in worst]
     plot_gallery([pictures[keys[i]] for i in worst], captions, target / "misclassified.png")
-    if model is not None and gradcam_per_class:
-        plot_gradcam_gallery(model, result, labels, keys, class_names, prepared, split, gradcam_per_class,
-                             target / "gradcam.png")
+    if explained is not None:
+        plot_gradcam_gallery(model, result, labels, keys, class_names, explained, pictures, target / "gradcam.png")
 
 
 def plot_gradcam_gallery(model, result: Evaluation, labels: np.ndarray, keys: np.ndarray, class_names: list[str],
-                         prepared: Path, split: str, per_class: int, path: Path) -> None:
-    """Where the model looked: Grad-CAM of the predicted class on the worst mistakes and on each class's most
-    confidently right images."""
-    chosen = gradcam_choice(labels, result.probabilities, GRADCAM_MISTAKES, per_class)
-    pictures = images_by_key(prepared, split, {keys[i] for i in chosen})
+                         chosen: list[int], pictures: dict[str, np.ndarray], path: Path) -> None:
+    """Where the model looked: Grad-CAM of the predicted class on the `chosen` test images (`gradcam_choice`: the
+    worst mistakes and each class's most confidently right images); `pictures` holds them by key."""
     images = np.stack([pictures[keys[i]] for i in chosen]) if chosen else np.zeros((0, 1, 1, 3))
     heatmaps = gradcam(model, images, result.predicted[chosen])
     captions = [f"{'WRONG' if result.predicted[i] != labels[i] else 'right'}: true {class_names[labels[i]]}\n"

@@ -112,17 +112,16 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     from transferlab.modeling.distribution import global_batch_size
 
     strategy = strategy or tf.distribute.get_strategy()
+    batch = global_batch_size(cfg.batch_size, strategy)
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
         fitted = fitting(model) if fitting else model
         compile_for(fitted, cfg.learning_rate, Output.of(model))  # recompile: trainable flags are read at compile time
-    batch = global_batch_size(cfg.batch_size, strategy)
     train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
     validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = fitted.evaluate(validation, verbose=0)
     start_weights = model.get_weights()
-    start_losses = per_image_losses(model, validation) if fitting is None else None
     first_epoch = _FirstEpoch()
     all_callbacks = [
         first_epoch,
@@ -138,15 +137,27 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
                shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     loss_change = None
-    if start_losses is None:
-        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
-    else:  # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
-        loss_change = paired_mean_interval(per_image_losses(model, validation) - start_losses)
+    if fitting is None:  # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
+        loss_change = loss_change_interval(model, start_weights, validation)
         kept_initial = not loss_change[1] < 0
+    else:
+        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
     if kept_initial:
         model.set_weights(start_weights)
     return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
                           kept_initial, trainable, first_epoch.first or cfg.epochs + 1, loss_change)
+
+
+def loss_change_interval(model, start_weights: list, validation) -> tuple[float, float]:
+    """95 % interval of the mean per-image validation loss change from `start_weights` to the model's weights.
+
+    Measured after fitting (the start by setting its weights back for a moment), so that nothing runs between
+    seeding and the fit."""
+    tuned_weights = model.get_weights()
+    model.set_weights(start_weights)
+    start = per_image_losses(model, validation)
+    model.set_weights(tuned_weights)
+    return paired_mean_interval(per_image_losses(model, validation) - start)
 
 
 @dataclass
