@@ -188,3 +188,31 @@ def test_the_fine_tune_stage_records_its_flip_tta_choice_and_saves_the_model_tha
     assert metrics["flip_tta"] == int(has_flip_tta(load_keras(root / "models" / "fine_tuned" / "model.keras")))
     assert metrics["val_loss_single_view"] > 0 and metrics["val_loss_flip_tta"] > 0
     assert metrics["flip_tta"] == int(metrics["val_loss_flip_tta"] < metrics["val_loss_single_view"])
+
+
+@pytest.mark.parametrize("schedule, warmup, expected", [
+    ("constant", 1, [0.0, 5e-5, 1e-4, 1e-4, 1e-4]),
+    ("cosine", 0, [1e-4, 9.62e-5, 8.54e-5, 5e-5, 0.0]),
+    ("cosine", 1, [0.0, 5e-5, 1e-4, 7.5e-5, 0.0])])
+def test_learning_rate_warms_up_then_stays_or_decays_by_the_last_epoch(schedule, warmup, expected):
+    from transferlab.modeling.fine_tuning import learning_rate
+
+    rate = learning_rate(FineTuneParams(learning_rate=1e-4, epochs=4, schedule=schedule, warmup_epochs=warmup), 10)
+    steps = [0, 5, 10, 20, 40]  # 10 steps an epoch
+    np.testing.assert_allclose([float(rate(step)) for step in steps], expected, rtol=0.01, atol=1e-9)
+
+
+def test_a_constant_rate_without_warm_up_is_the_plain_number():
+    from transferlab.modeling.fine_tuning import learning_rate
+
+    assert learning_rate(FineTuneParams(learning_rate=3e-5), 10) == 3e-5
+
+
+def test_fine_tuning_runs_with_a_warm_up_and_cosine_schedule(trained_head, tmp_path):
+    root, _ = trained_head
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=2, schedule="cosine", warmup_epochs=1,
+                         flip=False, rotation=0.0, zoom=0.0)
+    model = _model(trained_head)
+    result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0)
+    assert len(result.history["val_loss"]) == 2
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # decayed to 0 at the last step

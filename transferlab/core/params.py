@@ -257,6 +257,8 @@ class AdversarialTrainingParams(Section):
 class FineTuneParams(Section):
     unfreeze_top: int = Field(20, ge=0, le=10_000)  # top backbone layers with weights; BatchNorm stays frozen
     learning_rate: float = Field(1e-5, gt=0, le=1e-2)
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 over the epochs after warm-up
+    warmup_epochs: int = Field(0, ge=0, le=1000)  # the rate ramps up from 0 over these epochs first
     epochs: int = Field(5, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
     patience: int = Field(2, ge=1, le=1000)

@@ -173,9 +173,9 @@ def imagenet_classifier(backbone: str, alpha: float, weights: str, root: Path, k
     return keras.Model(inputs, outputs, name=f"{backbone}_imagenet")
 
 
-def compile_for(model, learning_rate: float, output: Output | None = None) -> None:
-    """Adam, with the loss and the `accuracy` metric of the model's output convention (`output`, for a model that
-    wraps a classifier and has no output shape of its own)."""
+def compile_for(model, learning_rate: Any, output: Output | None = None) -> None:
+    """Adam (at a rate or a Keras schedule), with the loss and the `accuracy` metric of the model's output convention
+    (`output`, for a model that wraps a classifier and has no output shape of its own)."""
     output = output or Output.of(model)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=output.loss(), metrics=[output.metric()])
 

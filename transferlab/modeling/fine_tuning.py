@@ -13,7 +13,7 @@ from transferlab.core.digest import file_sha256
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import paired_mean_interval
 from transferlab.core.params import BackboneParams, FineTuneParams
-from transferlab.data.prepared import MANIFEST, image_dataset
+from transferlab.data.prepared import MANIFEST, image_dataset, split_size
 from transferlab.modeling.assembly import backbone_of, compile_for, with_flip_tta
 from transferlab.modeling.outputs import Output
 from transferlab.modeling.resume import VerifiedBackupAndRestore
@@ -85,6 +85,19 @@ def unfreeze_top(base, count: int) -> list[str]:
     return names
 
 
+def learning_rate(cfg: FineTuneParams, steps_per_epoch: int) -> Any:
+    """`cfg.learning_rate`, or a Keras schedule: a linear warm-up from 0 over `warmup_epochs`, then constant or a
+    cosine decay to 0 at the last epoch. It counts optimizer steps, so a resumed run (whose optimizer state
+    BackupAndRestore restores) goes on where the killed one was."""
+    if cfg.schedule == "constant" and not cfg.warmup_epochs:
+        return cfg.learning_rate
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    decay = max(cfg.epochs * steps_per_epoch - warmup, 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else cfg.learning_rate, decay, alpha=1.0 if cfg.schedule == "constant" else 0.0,
+        warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+
+
 def augmentation(cfg: FineTuneParams, seed: int):
     layers = []
     if cfg.flip:
@@ -117,7 +130,9 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     with strategy.scope():
         trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
         fitted = fitting(model) if fitting else model
-        compile_for(fitted, cfg.learning_rate, Output.of(model))  # recompile: trainable flags are read at compile time
+        steps_per_epoch = -(-split_size(prepared, "train") // global_batch_size(cfg.batch_size, strategy))
+        # recompile: trainable flags are read at compile time
+        compile_for(fitted, learning_rate(cfg, steps_per_epoch), Output.of(model))
     train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
     validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = fitted.evaluate(validation, verbose=0)
