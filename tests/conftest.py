@@ -99,9 +99,10 @@ MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_
 BUILT_PARAMS = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
                 "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none",
                 "compare.backbones": ["resnet50", "vgg16"], "head.epochs": 5, "fine_tune.epochs": 1,
-                # the head recipe before issue 18 (no L2, dropout): test_refactor_equivalence compares these
-                # figures with a revision that has no head.l2; the probe-derived L2 is tested on its own
-                "head.l2": 0.0, "head.dropout": 0.2,
+                # the head recipe before issue 18 (no L2, dropout), and its rules for keeping fine-tuned weights
+                # (any gain) and no flip TTA: test_refactor_equivalence compares these figures with a revision
+                # without those keys; the new defaults are tested on their own
+                "head.l2": 0.0, "head.dropout": 0.2, "fine_tune.accept": "any_gain", "fine_tune.flip_tta": False,
                 "evaluate.min_accuracy": 0.0, "adversarial.target": "class_0", "adversarial.num_images": 4,
                 "adversarial.epsilons": [0, 8], "adversarial.steps": 2, "adversarial.ideal_steps": 4,
                 "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}

@@ -165,3 +165,25 @@ def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(wor
     assert "failed to run: python -m stages.check_params, exited with 2" in output
     assert "check_params: error: params.yaml: data.resize: Input should be 'squash' or 'center_crop'" in output
 
+
+
+def test_flip_tta_and_the_noise_rule_run_through_evaluate_and_the_report(workspace_copy):
+    """The defaults the built workspace turns off (it matches an older revision): `dvc exp run` with flip TTA on and
+    fine-tuning kept only beyond the noise reruns from fine_tune on, and every later stage takes the wrapped model."""
+    from transferlab.modeling.assembly import has_flip_tta, load_keras
+
+    path, env = workspace_copy
+    run_tool(path, "git", "add", "-A")
+    run_tool(path, "git", "commit", "-q", "-m", "baseline")
+    result = run_tool(path, "dvc", "exp", "run", "-S", "fine_tune.flip_tta=true", "-S", "fine_tune.accept=beyond_noise",
+                      env=env)
+    assert "Running stage 'fine_tune'" in result.stdout and "Running stage 'train_head" not in result.stdout
+    assert all(f"Running stage '{stage}'" in result.stdout for stage in ("evaluate", "adversarial_report"))
+    tuned = json.loads((path / "metrics" / "fine_tune.json").read_text())
+    assert tuned["flip_tta"] == 1 and has_flip_tta(load_keras(path / "models" / "fine_tuned" / "model.keras"))
+    assert tuned["kept_head_only_weights"] == int(not tuned["val_loss_change_high"] < 0)
+    scored = json.loads((path / "metrics" / "evaluate.json").read_text())
+    if tuned["kept_head_only_weights"]:  # the same weights, both scored with the mirror average
+        assert scored["head_only"] == scored["fine_tuned"]
+    report = json.loads((path / "reports" / "adversarial" / "metrics.json").read_text())
+    assert [row["epsilon"] for row in report["sweep"]] == [0.0, 8.0]

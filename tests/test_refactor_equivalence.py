@@ -28,7 +28,8 @@ def test_the_pipeline_before_the_refactor_writes_the_same_figures(built_workspac
         pytest.skip(f"commit {BEFORE} is not in this clone's history")
     compare = _compare_revisions()
     after, _, env = built_workspace
-    unknown_before = {"head.l2"}  # issue 18's key; BUILT_PARAMS sets it to 0.0, which is what that revision did
+    # issue 18's keys; BUILT_PARAMS sets them to what that revision did
+    unknown_before = {"head.l2", "fine_tune.accept", "fine_tune.flip_tta"}
     before = create_workspace(tmp_path / "ws", {k: v for k, v in BUILT_PARAMS.items() if k not in unknown_before},
                               source=compare.export(BEFORE, tmp_path / "src"))
     run_tool(before, "dvc", "repro", env=env)
@@ -36,8 +37,10 @@ def test_the_pipeline_before_the_refactor_writes_the_same_figures(built_workspac
     # Figures changed on purpose since: issue 15 dropped top-3 accuracy of a 3-class task (always 1.0) and added
     # metrics/summary.json, metrics/adversarial.json and what fine-tuning reached when it was not kept (*_tried);
     # issue 18 added the linear probe beside each head, the head's L2, and accuracy intervals; issue 19 the
-    # adversarial report's transfer check (the built workspace compares two backbones).
-    added = ("_tried", ".probe_", ".l2", ".accuracy_low", ".accuracy_high", ".transfer[")
+    # adversarial report's transfer check (the built workspace compares two backbones); issue 18 also the interval
+    # of fine-tuning's validation loss change and the flip-TTA choice with the losses it was made on.
+    added = ("_tried", ".probe_", ".l2", ".accuracy_low", ".accuracy_high", ".transfer[", ".val_loss_change_",
+             "flip_tta", ".val_loss_single_view")
     assert {key for key in set(old) - set(new) if "top_3_accuracy" not in key} == set()
     assert {key for key in set(new) - set(old)
             if not key.startswith(("metrics/summary.json:", "metrics/adversarial.json:"))

@@ -262,6 +262,8 @@ class FineTuneParams(Section):
     epochs: int = Field(5, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=4096)
     patience: int = Field(2, ge=1, le=1000)
+    # when the best epoch's weights replace the head-only start: a validation-loss gain beyond the noise, or any gain
+    accept: Literal["beyond_noise", "any_gain"] = "beyond_noise"
     flip: bool = True
     # the saved model averages each image's logits with its mirror image's; auto: when that lowers validation loss
     flip_tta: Literal["auto"] | bool = "auto"

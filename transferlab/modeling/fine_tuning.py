@@ -27,7 +27,7 @@ class FineTuneResult:
     model: Any
     history: dict[str, list[float]]
     initial: dict[str, float]  # validation metrics of the head-only starting point
-    kept_initial: bool  # fine-tuning never beat the starting point, so its weights were kept
+    kept_initial: bool  # fine-tuning was not better than the starting point (see fine_tune), whose weights were kept
     trainable_layers: list[str]
     first_epoch: int  # 1 for a fresh run; later when a killed run's backup was resumed
     # 95 % interval of the fine-tuned minus the head-only mean validation loss (per image, no L2 penalty);
@@ -114,8 +114,9 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     """Train the unfrozen top; a killed run resumes from its last epoch (BackupAndRestore in `scratch`).
 
     The best epoch's weights replace the head-only start only when they are better on validation beyond the
-    noise: the 95 % interval of the per-image loss change lies below 0. A tie, or a gain a few validation images
-    could make, keeps the simpler model the pipeline already had.
+    noise (`cfg.accept`): the 95 % interval of the per-image loss change lies below 0. A tie, or a gain a few
+    validation images could make, keeps the simpler model the pipeline already had. With `any_gain`, or under
+    adversarial fitting, a best epoch whose validation loss is below the start's is enough.
 
     `model` must have been built in `strategy`'s scope (default: the current one); `cfg.batch_size` is per replica.
     `fitting`, when given, wraps the model for fit only (adversarial training): it shares the model's variables
@@ -130,7 +131,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     with strategy.scope():
         trainable = unfreeze_top(backbone_of(model), cfg.unfreeze_top)
         fitted = fitting(model) if fitting else model
-        steps_per_epoch = -(-split_size(prepared, "train") // global_batch_size(cfg.batch_size, strategy))
+        steps_per_epoch = -(-split_size(prepared, "train") // batch)
         # recompile: trainable flags are read at compile time
         compile_for(fitted, learning_rate(cfg, steps_per_epoch), Output.of(model))
     train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
@@ -151,9 +152,9 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     fitted.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
                shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
-    loss_change = None
-    if fitting is None:  # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
-        loss_change = loss_change_interval(model, start_weights, validation)
+    # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
+    loss_change = loss_change_interval(model, start_weights, validation) if fitting is None else None
+    if loss_change is not None and cfg.accept == "beyond_noise":
         kept_initial = not loss_change[1] < 0
     else:
         kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
