@@ -21,12 +21,13 @@ def run(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
     mlflow_runs.set_tags(configure_devices(mixed_precision=False).tags())  # gradients on inputs want float32
     model = load_keras(context.path(paths.fine_tuned_model))
+    flip_tta = has_flip_tta(model)  # the reference models are built the way the fine-tuned one was saved
     classes = read_classes(context.path(paths.prepared))
     out = context.path(paths.adversarial_report)
     with atomic_dir(out / "images") as images_dir:
         report = build_report(model, classes, context.path(paths.prepared), params.adversarial, params.base.seed,
-                              context.root, images_dir, standard_model(context, has_flip_tta(model)),
-                              other_backbones(context, has_flip_tta(model)))
+                              context.root, images_dir, standard_model(context, flip_tta),
+                              other_backbones(context, flip_tta))
         markdown, page = to_markdown(report.sections), to_html(report.sections, images_dir)
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.html", page)

@@ -40,7 +40,7 @@ def run(context: StageContext) -> dict:
                        fitting=adversarial_fitting(params.fine_tune.adversarial, params.base.seed))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
-    flip = choose_flip_tta(result.model, prepared, params.fine_tune)
+    flip = choose_flip_tta(result.model, prepared, params.fine_tune, result.val_losses)
     metrics = {**result.metrics(), **flip.metrics()}
     # trained on single views (its augmentation flips them); saved as it will be scored and served
     saved = with_flip_tta(result.model) if flip.use else result.model

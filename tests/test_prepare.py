@@ -109,3 +109,26 @@ def test_a_decompression_bomb_is_skipped_with_its_reason(tmp_path):
     assert [entry["file"] for entry in report["skipped"]] == ["all/cat/bomb.png"]
     assert report["skipped"][0]["reason"].startswith("too large: 20000x20000 pixels")
     assert report["num_images"] == 6
+
+
+def test_augmented_batches_are_the_same_on_every_run(tmp_path):
+    """Fine-tuning is a pure function of its inputs only if its augmentation is: Keras' random layers draw from a
+    stateful seed generator, which a parallel map would hand out in thread order."""
+    import keras
+    import numpy as np
+
+    from transferlab.core.params import FineTuneParams
+    from transferlab.modeling.fine_tuning import augmentation
+
+    prepared = prepare_with(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 40,
+                                       "data.image_size": 96, "data.val_fraction": 0.0, "data.test_fraction": 0.0})
+
+    def draw():
+        keras.utils.set_random_seed(0)
+        augment = augmentation(FineTuneParams(rotation=0.2, zoom=0.3), seed=0)
+        return [x.numpy() for x, _ in image_dataset(prepared, "train", 4, shuffle=True, augment=augment, seed=0)]
+
+    runs = [draw() for _ in range(3)]
+    assert len(runs[0]) == 30
+    for other in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))

@@ -107,7 +107,9 @@ def image_batches(files: list[Path], batch_size: int, shuffle: bool = False, aug
         dataset = dataset.map(lambda pixels, label, key: (pixels, label))
     dataset = dataset.batch(batch_size)
     if augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # one batch at a time: Keras' random layers draw from a seed generator's state, and parallel calls would
+        # take its draws in whatever order threads run, so two runs would augment (and train) differently
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

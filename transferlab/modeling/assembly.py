@@ -128,7 +128,7 @@ def with_flip_tta(model):
 
     Both views' logits are averaged before the model's own activation, so the output convention holds (the
     attacks' logits are the average). The single-view classifier is nested as `single_view`."""
-    if _nested(model, SINGLE_VIEW) is not None:
+    if has_flip_tta(model):
         return model
     single = keras.Model(model.inputs, model.get_layer(PROBABILITIES).input, name=SINGLE_VIEW)
     inputs = keras.Input(model.input_shape[1:], name="pixels")
@@ -151,7 +151,8 @@ def mirrored(images):
 def single_view(model):
     """The classifier without flip test-time augmentation: pixels -> `preprocess` -> backbone -> `head` (logits,
     when `model` has it; `model` itself otherwise)."""
-    return _nested(model, SINGLE_VIEW) or model
+    nested = _nested(model, SINGLE_VIEW)
+    return model if nested is None else nested
 
 
 def has_flip_tta(model) -> bool:

@@ -33,6 +33,7 @@ class FineTuneResult:
     # 95 % interval of the fine-tuned minus the head-only mean validation loss (per image, no L2 penalty);
     # None under adversarial fitting, whose validation loss is that of a random adversarial mix
     loss_change: tuple[float, float] | None = None
+    val_losses: np.ndarray | None = None  # the kept weights' per-image validation losses, where measured
 
     def metrics(self) -> dict[str, float]:
         """The figures of fine_tune.json: the head-only start beside the kept result."""
@@ -153,7 +154,8 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
                shuffle=False)
     history = epoch_history(scratch / HISTORY_LOG)
     # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
-    loss_change = loss_change_interval(model, start_weights, validation) if fitting is None else None
+    start, tuned = start_and_tuned_losses(model, start_weights, validation) if fitting is None else (None, None)
+    loss_change = paired_mean_interval(tuned - start) if fitting is None else None
     if loss_change is not None and cfg.accept == "beyond_noise":
         kept_initial = not loss_change[1] < 0
     else:
@@ -161,11 +163,12 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     if kept_initial:
         model.set_weights(start_weights)
     return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
-                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1, loss_change)
+                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1, loss_change,
+                          start if kept_initial else tuned)
 
 
-def loss_change_interval(model, start_weights: list, validation) -> tuple[float, float]:
-    """95 % interval of the mean per-image validation loss change from `start_weights` to the model's weights.
+def start_and_tuned_losses(model, start_weights: list, validation) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image validation losses at `start_weights` and at the model's weights.
 
     Measured after fitting (the start by setting its weights back for a moment), so that nothing runs between
     seeding and the fit."""
@@ -173,7 +176,7 @@ def loss_change_interval(model, start_weights: list, validation) -> tuple[float,
     model.set_weights(start_weights)
     start = per_image_losses(model, validation)
     model.set_weights(tuned_weights)
-    return paired_mean_interval(per_image_losses(model, validation) - start)
+    return start, per_image_losses(model, validation)
 
 
 @dataclass
@@ -187,14 +190,16 @@ class FlipChoice:
         return {"flip_tta": int(self.use), **{k: v for k, v in measured.items() if v is not None}}
 
 
-def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams) -> FlipChoice:
+def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams, single_view_losses: np.ndarray | None = None
+                    ) -> FlipChoice:
     """Whether the saved model averages each image with its mirror image: as `cfg.flip_tta` says, or (auto) when
     that lowers the mean validation loss. A mirror-symmetric task gains; one whose classes differ by side loses.
-    Unlike fine-tuning's weights this needs no margin: it is one yes/no choice, no fitted parameter."""
+    Unlike fine-tuning's weights this needs no margin: it is one yes/no choice, no fitted parameter.
+    `single_view_losses`: the model's per-image validation losses, when `fine_tune` measured them already."""
     if cfg.flip_tta != "auto":
         return FlipChoice(bool(cfg.flip_tta))
     validation = image_dataset(prepared, "validation", cfg.batch_size)
-    single = per_image_losses(model, validation)
+    single = per_image_losses(model, validation) if single_view_losses is None else single_view_losses
     if not len(single):
         return FlipChoice(False)
     averaged = per_image_losses(with_flip_tta(model), validation)
