@@ -53,8 +53,9 @@ def run(context: StageContext) -> dict:
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
     if result.kept_initial:
-        log.warning("fine-tuning was not better than the head-only start on validation beyond the noise: kept "
-                    "the head-only weights (see val_loss_change_low/high in fine_tune.json)")
+        log.warning("fine-tuning was not better than the head-only start on validation%s: kept the head-only weights",
+                    " beyond the noise (val_loss_change_low/high in fine_tune.json)"
+                    if result.loss_change and params.fine_tune.accept == "beyond_noise" else "")
     log.info("fine-tune: %s", metrics)
     return {key: float(value) for key, value in metrics.items()}
 
