@@ -9,13 +9,13 @@ import shutil
 from transferlab.adversarial.training import adversarial_fitting
 from transferlab.core.progress import keras_verbosity
 from transferlab.core.atomic import atomic_dir, atomic_write_text
-from transferlab.core.errors import UserError
 from transferlab.core.params import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import classifier, with_flip_tta
 from transferlab.modeling.devices import configure_devices
-from transferlab.modeling.distribution import choose_strategy, cluster_task, strategy_tags
+from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
 from transferlab.modeling.fine_tuning import choose_flip_tta, fine_tune, resume_key
 from transferlab.modeling.history import write_history_tables
+from transferlab.modeling.multi_worker import is_multi_worker
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
 
@@ -24,10 +24,6 @@ log = logging.getLogger("transferlab.fine_tune")
 
 def run(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
-    if cluster_task() is not None:
-        raise UserError("TF_CONFIG: fine_tune does not run across workers: Keras 3 Model.fit fails under "
-                        "MultiWorkerMirroredStrategy (keras-team/keras#20585); unset TF_CONFIG for this stage "
-                        "(on one machine MirroredStrategy still uses every GPU)")
     strategy = choose_strategy()
     mlflow_runs.set_tags({**configure_devices().tags(), **strategy_tags(strategy)})
     head_file, prepared = context.path(paths.head_model_of(params.backbone.name)), context.path(paths.prepared)
@@ -40,6 +36,9 @@ def run(context: StageContext) -> dict:
                        fitting=adversarial_fitting(params.fine_tune.adversarial, params.base.seed))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)
+    if not is_chief():
+        log.info("fine-tuned as one worker of a cluster: the chief writes the outputs")
+        return {}
     flip = choose_flip_tta(result.model, prepared, params.fine_tune, result.val_losses)
     metrics = {**result.metrics(), **flip.metrics()}
     # trained on single views (its augmentation flips them); saved as it will be scored and served
@@ -52,6 +51,8 @@ def run(context: StageContext) -> dict:
                                                       "accuracy": result.initial["val_accuracy"]})
     atomic_write_text(context.path(paths.fine_tune_metrics), json.dumps(metrics, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
+    if is_multi_worker(strategy):  # the custom loop across workers takes no Keras callbacks: log at the end
+        mlflow_runs.log_history(result.history)
     if result.kept_initial:
         log.warning("fine-tuning was not better than the head-only start on validation%s: kept the head-only weights",
                     " beyond the noise (val_loss_change_low/high in fine_tune.json)"

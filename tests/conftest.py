@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,37 @@ def run_without_transferlab(script: str, cwd: Path, env: dict | None = None) -> 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.rstrip().endswith("MODULES: []"), "the script must end by printing the transferlab modules"
     return result.stdout
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_loopback_cluster(commands: list[list[str]], addresses: list[str] | None = None) -> list[subprocess.Popen]:
+    """Start one command per worker of a TF_CONFIG cluster on 127.0.0.1 (worker i runs commands[i])."""
+    addresses = addresses or [f"127.0.0.1:{port}" for port in _free_ports(len(commands))]
+    processes = []
+    for index, command in enumerate(commands):
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CONFIG": json.dumps(config)},
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def run_loopback_cluster(commands: list[list[str]]) -> list[str]:
+    """Run one command per worker of a loopback cluster to the end; returns each worker's output."""
+    processes = start_loopback_cluster(commands)
+    try:
+        logs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, log in zip(processes, logs):
+        assert process.returncode == 0, log[-3000:]
+    return logs

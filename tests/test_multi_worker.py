@@ -4,49 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_loopback_cluster
 
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _start_cluster(commands: list[list[str]]) -> list[str]:
-    """Run one command per worker of a loopback cluster; returns each worker's output."""
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(commands))]
-    processes = []
-    for index, command in enumerate(commands):
-        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CONFIG": json.dumps(config)},
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    try:
-        logs = [process.communicate(timeout=300)[0] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, log in zip(processes, logs):
-        assert process.returncode == 0, log[-3000:]
-    return logs
-
-
 def _cluster_run(tmp_path, workers: int) -> list[dict]:
     outs = [tmp_path / f"{workers}-worker-{index}.json" for index in range(workers)]
-    _start_cluster([[sys.executable, "-m", "tests.distributed_runs", "worker", str(out)] for out in outs])
+    run_loopback_cluster([[sys.executable, "-m", "tests.distributed_runs", "worker", str(out)] for out in outs])
     return [json.loads(out.read_text()) for out in outs]
 
 
@@ -90,7 +61,7 @@ def test_train_head_stage_runs_as_a_cluster_and_only_the_chief_writes(tmp_path):
 
     params = run_stages(tmp_path, {**SMOKE_PARAMS, "head.batch_size": 4}, STAGES[:3])
     command = [sys.executable, "-m", "stages.train_head", "--params", str(params), "--no-track"]
-    chief, other = _start_cluster([command, command])
+    chief, other = run_loopback_cluster([command, command])
     metrics = json.loads((tmp_path / "metrics" / "train_head" / "resnet50.json").read_text())
     assert metrics["epochs_run"] >= 1 and (tmp_path / "models" / "head" / "resnet50" / "head.keras").is_file()
     assert "the chief writes the outputs" in other and "the chief writes the outputs" not in chief

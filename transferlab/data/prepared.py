@@ -23,7 +23,7 @@ DATA_REPORT = "data_report.json"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
 
 __all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "first_images", "image_batches",
-           "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
+           "file_sharded_batches", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
            "tagged_image_batches"]
 
 
@@ -109,6 +109,26 @@ def image_batches(files: list[Path], batch_size: int, shuffle: bool = False, aug
     if augment is not None:
         # one batch at a time: Keras' random layers draw from a seed generator's state, and parallel calls would
         # take its draws in whatever order threads run, so two runs would augment (and train) differently
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def file_sharded_batches(files: list[Path], batch_size: int, seed: int, augment=None, with_keys: bool = False):
+    """One worker's training input: its shard files read one after the other, each file's examples shuffled
+    (seeded), in whole batches only. A worker reads only its own files; every worker, given the same `seed`,
+    draws the same order within each file, so the shards that make up a global batch do not depend on how many
+    workers read them."""
+    import tensorflow as tf
+
+    def shuffled(path):
+        return tf.data.TFRecordDataset(path).shuffle(4096, seed=seed)
+
+    records = tf.data.Dataset.from_tensor_slices([str(path) for path in files]).interleave(shuffled, cycle_length=1)
+    dataset = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not with_keys:
+        dataset = dataset.map(lambda pixels, label, key: (pixels, label))
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if augment is not None:  # one batch at a time, as in image_batches
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
     return dataset.prefetch(tf.data.AUTOTUNE)
 

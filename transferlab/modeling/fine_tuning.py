@@ -125,6 +125,7 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     import tensorflow as tf
 
     from transferlab.modeling.distribution import global_batch_size
+    from transferlab.modeling.multi_worker import is_multi_worker
 
     strategy = strategy or tf.distribute.get_strategy()
     batch = global_batch_size(cfg.batch_size, strategy)
@@ -135,10 +136,32 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
         steps_per_epoch = -(-split_size(prepared, "train") // batch)
         # recompile: trainable flags are read at compile time
         compile_for(fitted, learning_rate(cfg, steps_per_epoch), Output.of(model))
+    start_weights = model.get_weights()
+    if is_multi_worker(strategy):
+        history, initial, first = _fit_across_workers(fitted, prepared, cfg, scratch, seed, strategy, fitting)
+    else:
+        history, initial, first = _fit_with_keras(fitted, prepared, cfg, scratch, seed, batch, callbacks, verbose)
+    initial_loss = initial["val_loss"]
+    validation = image_dataset(prepared, "validation", batch)
+    # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
+    start, tuned = start_and_tuned_losses(model, start_weights, validation) if fitting is None else (None, None)
+    loss_change = paired_mean_interval(tuned - start) if fitting is None else None
+    if loss_change is not None and cfg.accept == "beyond_noise":
+        kept_initial = not loss_change[1] < 0
+    else:
+        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
+    if kept_initial:
+        model.set_weights(start_weights)
+    return FineTuneResult(model, history, initial, kept_initial, trainable, first, loss_change,
+                          start if kept_initial else tuned)
+
+
+def _fit_with_keras(fitted, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, batch: int,
+                    callbacks: tuple, verbose: int) -> tuple[dict, dict, int]:
+    """One machine: Keras `fit`, resumable through BackupAndRestore; returns (history, start figures, first epoch)."""
     train = image_dataset(prepared, "train", batch, shuffle=True, augment=augmentation(cfg, seed), seed=seed)
     validation = image_dataset(prepared, "validation", batch)
     initial_loss, initial_accuracy = fitted.evaluate(validation, verbose=0)
-    start_weights = model.get_weights()
     first_epoch = _FirstEpoch()
     all_callbacks = [
         first_epoch,
@@ -152,19 +175,23 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
     # shuffle=False: the dataset shuffles itself (Keras ignores, with a warning, a shuffle asked of a tf.data input)
     fitted.fit(train, validation_data=validation, epochs=cfg.epochs, callbacks=all_callbacks, verbose=verbose,
                shuffle=False)
-    history = epoch_history(scratch / HISTORY_LOG)
-    # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
-    start, tuned = start_and_tuned_losses(model, start_weights, validation) if fitting is None else (None, None)
-    loss_change = paired_mean_interval(tuned - start) if fitting is None else None
-    if loss_change is not None and cfg.accept == "beyond_noise":
-        kept_initial = not loss_change[1] < 0
-    else:
-        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
-    if kept_initial:
-        model.set_weights(start_weights)
-    return FineTuneResult(model, history, {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)},
-                          kept_initial, trainable, first_epoch.first or cfg.epochs + 1, loss_change,
-                          start if kept_initial else tuned)
+    initial = {"val_loss": float(initial_loss), "val_accuracy": float(initial_accuracy)}
+    return epoch_history(scratch / HISTORY_LOG), initial, first_epoch.first or cfg.epochs + 1
+
+
+def _fit_across_workers(fitted, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, strategy: Any,
+                        fitting: Callable | None) -> tuple[dict, dict, int]:
+    """A TF_CONFIG cluster: the custom loop of fine_tune_workers.py (Keras `fit` cannot run there)."""
+    import logging
+
+    from transferlab.modeling.fine_tune_workers import fit_across_workers
+
+    if fitting is not None:
+        raise ParamsError("fine_tune.adversarial.epsilon: adversarial fine-tuning does not run across workers "
+                          "(TF_CONFIG); set it to 0 or unset TF_CONFIG for this stage")
+    fit, initial = fit_across_workers(fitted, prepared, cfg, scratch, seed, strategy, augmentation(cfg, seed),
+                                      logging.getLogger("transferlab.fine_tune").info)
+    return fit.history, initial, fit.first_epoch
 
 
 def start_and_tuned_losses(model, start_weights: list, validation) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +236,14 @@ def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams, single_view_loss
 def per_image_losses(model, dataset) -> np.ndarray:
     """Each image's loss under `model`, without regularization penalties (the head's L2, which fine-tuning's
     validation loss includes and which says nothing about the images)."""
+    import tensorflow as tf
+
     output = Output.of(model)
     loss = output.loss(reduction=None)
-    parts = [np.asarray(loss(output.targets(labels), model.predict_on_batch(images)), np.float64).reshape(-1)
+    # a direct call, not predict_on_batch: under MultiWorkerMirroredStrategy Keras' predict concatenates the
+    # replicas' outputs of one local batch (twice the rows on two workers)
+    forward = tf.function(lambda images: model(images, training=False))
+    parts = [np.asarray(loss(output.targets(labels), forward(images)), np.float64).reshape(-1)
              for images, labels in dataset]
     return np.concatenate(parts) if parts else np.zeros(0)
 

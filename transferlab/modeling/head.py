@@ -95,21 +95,28 @@ def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple 
     import tensorflow as tf
 
     from transferlab.core.errors import ParamsError
-    from transferlab.modeling.multi_worker import fit_multi_worker
+    from transferlab.modeling.multi_worker import WorkerPlan, fit_multi_worker
 
     steps = len(train[1]) // batch
     if steps == 0:
         raise ParamsError(f"head.batch_size: {cfg.batch_size} per replica x {strategy.num_replicas_in_sync} replicas "
                           f"is more than the {len(train[1])} training examples")
 
-    def train_fn(context):
-        examples = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[1]), seed=seed)
-        examples = examples.take(steps * batch).shard(context.num_input_pipelines, context.input_pipeline_id)
-        return examples.batch(context.get_per_replica_batch_size(batch))
+    def train_for_epoch(epoch: int):
+        def train_fn(context):
+            examples = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[1]), seed=seed + epoch)
+            examples = examples.take(steps * batch).shard(context.num_input_pipelines, context.input_pipeline_id)
+            return examples.batch(context.get_per_replica_batch_size(batch))
+        return train_fn
 
-    checked = tf.data.Dataset.from_tensor_slices(validation).batch(batch) if validation is not None else None
-    return fit_multi_worker(model, model.optimizer, train_fn, checked, batch, cfg.epochs, cfg.patience, strategy,
-                            logging.getLogger("transferlab.modeling.head").info)
+    def validation_fn(context):
+        examples = tf.data.Dataset.from_tensor_slices(validation)
+        return examples.shard(context.num_input_pipelines, context.input_pipeline_id).batch(batch)
+
+    plan = WorkerPlan(train_for_epoch, validation_fn if validation is not None else None, steps, batch, cfg.epochs,
+                      cfg.patience)
+    return fit_multi_worker(model, model.optimizer, plan, strategy,
+                            logging.getLogger("transferlab.modeling.head").info).history
 
 
 def accuracy(model, split: SplitFeatures) -> float:

@@ -1,0 +1,142 @@
+"""Fine-tuning across TF_CONFIG workers: two workers on 127.0.0.1 train like one with the same global batch, and a
+killed cluster resumes from its checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import HEAD_STAGES, run_loopback_cluster, run_stages, start_loopback_cluster
+from transferlab.core.errors import ParamsError
+from transferlab.modeling.fine_tune_workers import epoch_order, steps_per_epoch
+from transferlab.workspace import SMOKE_PARAMS, set_params
+
+
+def test_steps_per_epoch_is_what_the_worker_with_the_smallest_files_can_take():
+    # 5 files for 2 workers: each is dealt at least 2, at worst the two smallest (3 + 8)
+    assert steps_per_epoch([8, 8, 8, 8, 3], 2, 4) == 2
+    assert steps_per_epoch([8, 8], 1, 4) == 4
+
+
+@pytest.mark.parametrize("sizes, workers, batch, key", [([8], 2, 4, "data.shard_size"),
+                                                        ([2, 2], 2, 4, "fine_tune.batch_size")])
+def test_steps_per_epoch_refuses_a_split_the_workers_cannot_share(sizes, workers, batch, key):
+    with pytest.raises(ParamsError, match=key):
+        steps_per_epoch(sizes, workers, batch)
+
+
+def test_every_worker_computes_the_same_epoch_order_and_it_changes_each_epoch():
+    files = [Path(f"train-{i:05d}.tfrecord") for i in range(8)]
+    assert epoch_order(files, 1, 0) == epoch_order(list(files), 1, 0)
+    assert epoch_order(files, 1, 0) != epoch_order(files, 1, 1)
+    assert sorted(epoch_order(files, 1, 3)) == files
+
+
+# Two workers and one see identical global batches only without random augmentation (each worker draws its own)
+# and with shards of one per-replica batch (a global batch is then the same whole files either way). `any_gain`:
+# the compared weights are the trained ones (on random 32 px features the noise rule keeps the head's).
+EQUAL_BATCHES = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 12, "data.shard_size": 4,
+                 "fine_tune.flip": False, "fine_tune.rotation": 0.0, "fine_tune.zoom": 0.0, "fine_tune.accept": "any_gain",
+                 "fine_tune.epochs": 4, "fine_tune.patience": 10, "fine_tune.learning_rate": 0.001}
+
+
+def _fine_tune_command(params: Path) -> list[str]:
+    return [sys.executable, "-m", "stages.fine_tune", "--params", str(params), "--no-track"]
+
+
+def _workspace(base: Path, target: Path, per_replica_batch: int) -> Path:
+    shutil.copytree(base, target)
+    set_params(target / "params.yaml", {"fine_tune.batch_size": per_replica_batch})
+    return target / "params.yaml"
+
+
+def _outputs(root: Path) -> dict:
+    from transferlab.modeling.assembly import load_keras
+
+    model = load_keras(root / "models" / "fine_tuned" / "model.keras")
+    return {"weights": model.get_weights(), "metrics": json.loads((root / "metrics" / "fine_tune.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A workspace with prepared data and a trained head, for the fine-tune runs to copy."""
+    root = tmp_path_factory.mktemp("fine_tune_workers") / "base"
+    run_stages(root, EQUAL_BATCHES, HEAD_STAGES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(base):
+    tmp = base.parent
+    one = _workspace(tmp / "base", tmp / "one", 8)
+    two = _workspace(tmp / "base", tmp / "two", 4)
+    killed = _workspace(tmp / "base", tmp / "killed", 4)
+    logs = {"one": run_loopback_cluster([_fine_tune_command(one)]),
+            "two": run_loopback_cluster([_fine_tune_command(two)] * 2)}
+    logs["killed"] = _kill_after_first_checkpoint(killed)
+    return {name: _outputs(tmp / name) for name in ("one", "two", "killed")} | {"logs": logs}
+
+
+def _kill_after_first_checkpoint(params: Path) -> list[str]:
+    """Kill worker 1, then worker 0, once the chief has saved epoch 1; then start the cluster again."""
+    checkpoints = params.parent / ".cache" / "transferlab" / "fine_tune"
+    processes = start_loopback_cluster([_fine_tune_command(params)] * 2)
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*/checkpoints/ckpt-1.index")):
+        assert time.monotonic() < deadline and processes[0].poll() is None, processes[0].communicate()[0][-3000:]
+        time.sleep(0.02)
+    for process in reversed(processes):
+        process.kill()
+        process.wait()
+    assert not (params.parent / "models" / "fine_tuned").exists()
+    return run_loopback_cluster([_fine_tune_command(params)] * 2)
+
+
+@pytest.mark.slow
+def test_two_workers_reach_the_weights_of_one_with_the_same_global_batch(cluster_runs):
+    one, two = cluster_runs["one"], cluster_runs["two"]
+    assert two["metrics"]["epochs_run"] == one["metrics"]["epochs_run"] == 4
+    for name in ("val_loss_tried", "val_accuracy_tried", "val_loss_head_only"):
+        np.testing.assert_allclose(two["metrics"][name], one["metrics"][name], rtol=1e-4, atol=1e-5)
+    assert two["metrics"]["kept_head_only_weights"] == one["metrics"]["kept_head_only_weights"] == 0
+    for mine, theirs in zip(two["weights"], one["weights"]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_only_the_chief_writes_and_training_moved_the_weights(cluster_runs):
+    chief, other = cluster_runs["logs"]["two"]
+    assert "the chief writes the outputs" in other and "the chief writes the outputs" not in chief
+    metrics = cluster_runs["two"]["metrics"]
+    assert metrics["val_loss_tried"] < metrics["val_loss_head_only"]
+
+
+@pytest.mark.slow
+def test_a_killed_cluster_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_does(cluster_runs):
+    chief, other = cluster_runs["logs"]["killed"]
+    assert "resumed from the checkpoint of epoch" in chief and "resumed from the checkpoint of epoch" in other
+    resumed_at = int(chief.split("resumed from the checkpoint of epoch ")[1].split()[0])
+    assert 1 <= resumed_at < 4
+    killed, two = cluster_runs["killed"], cluster_runs["two"]
+    assert killed["metrics"]["epochs_run"] == two["metrics"]["epochs_run"]  # the killed run's epochs are counted
+    np.testing.assert_allclose(killed["metrics"]["val_loss_tried"], two["metrics"]["val_loss_tried"], rtol=1e-4)
+    for mine, theirs in zip(killed["weights"], two["weights"]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_adversarial_fine_tuning_is_refused_across_workers_with_one_line(base, tmp_path):
+    shutil.copytree(base, tmp_path / "adversarial")
+    params = tmp_path / "adversarial" / "params.yaml"
+    set_params(params, {"fine_tune.adversarial.epsilon": 2})
+    processes = start_loopback_cluster([_fine_tune_command(params)])
+    output = processes[0].communicate(timeout=300)[0]
+    assert processes[0].returncode == 2, output[-2000:]
+    assert "fine_tune.adversarial.epsilon: adversarial fine-tuning does not run across workers" in output
+    assert "Traceback" not in output
