@@ -7,7 +7,8 @@ import time
 
 from transferlab.core.atomic import atomic_dir
 from transferlab.modeling.devices import configure_devices
-from transferlab.modeling.features import extract_features
+from transferlab.modeling.extraction_cluster import extract_on_cluster, uses_cluster
+from transferlab.modeling.features import collect_features, extract_features, plan_extraction
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
 
@@ -20,10 +21,19 @@ def run(context: StageContext) -> dict:
     mlflow_runs.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
+    prepared, cfg = context.path(paths.prepared), params.backbone_named(context.backbone)
     with atomic_dir(context.path(paths.features_of(context.backbone))) as target:
-        meta = extract_features(context.path(paths.prepared), target, context.path(paths.scratch),
-                                params.backbone_named(context.backbone), params.data.image_size, context.root,
-                                params.base.seed)
+        if uses_cluster(params.extract):
+            plan = plan_extraction(prepared, context.path(paths.scratch), cfg, params.data.image_size, context.root,
+                                   params.base.seed)
+            todo = len(plan.todo)
+            if todo:
+                extract_on_cluster(plan, cfg, params.data.image_size, context.root, params.base.seed, params.extract,
+                                   log.info)
+            meta = collect_features(plan, prepared, target, len(plan.shards) - todo)
+        else:
+            meta = extract_features(prepared, target, context.path(paths.scratch), cfg, params.data.image_size,
+                                    context.root, params.base.seed)
     seconds = time.perf_counter() - started
     mlflow_runs.set_tags({"features.cache_key": meta["cache_key"]})
     log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
@@ -34,4 +44,4 @@ def run(context: StageContext) -> dict:
 
 
 if __name__ == "__main__":
-    main_for("extract_features", run, ["base", "data", "backbone"])
+    main_for("extract_features", run, ["base", "data", "backbone", "extract"])

@@ -98,3 +98,29 @@ def test_flip_tta_wraps_once_and_its_parts_stay_reachable():
     assert with_flip_tta(tta) is tta
     assert backbone_of(tta).name == backbone_of(model).name == "backbone"
     assert single_view(tta).get_layer("head") is model.get_layer("head") and single_view(model) is model
+
+
+def test_a_seeded_build_draws_the_same_weights_while_another_thread_draws_from_pythons_random():
+    import random
+    import threading
+
+    import keras
+
+    from transferlab.modeling.assembly import seeded_build
+
+    def weights() -> np.ndarray:
+        with seeded_build(7):
+            model = keras.Sequential([keras.Input((8,)), *[keras.layers.Dense(8) for _ in range(20)]])
+        return np.concatenate([w.reshape(-1) for w in model.get_weights()])
+
+    quiet = weights()
+    stop = threading.Event()
+    drawing = threading.Thread(target=lambda: [random.random() for _ in iter(stop.is_set, True)])
+    drawing.start()  # as Prefect's threads do inside a flow or a Ray task
+    try:
+        busy = [weights() for _ in range(3)]
+    finally:
+        stop.set()
+        drawing.join()
+    for built in busy:
+        np.testing.assert_array_equal(built, quiet)

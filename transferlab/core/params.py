@@ -201,6 +201,14 @@ class BackboneParams(Section):
     batch_size: int = Field(32, ge=1, le=4096)
 
 
+class ExtractParams(Section):
+    """Where extract_features runs; its output and cache key do not depend on it, so no DVC stage lists it."""
+
+    workers: int = Field(0, ge=0, le=1024)  # 0: in the stage's own process; N: a local Ray cluster of N workers
+    cluster_address: str | None = None  # an existing Ray cluster (ray://host:10001 or host:6379); also RAY_ADDRESS
+    shards_per_task: int = Field(4, ge=1, le=10_000)  # prepared shards one cluster task extracts
+
+
 class CompareParams(Section):
     """Backbones put side by side: each gets its own feature cache and head (DVC `foreach` stages)."""
 
@@ -326,6 +334,7 @@ class Params(Section):
     paths: PathsParams = PathsParams()
     data: DataParams = DataParams()
     backbone: BackboneParams = BackboneParams()
+    extract: ExtractParams = ExtractParams()
     compare: CompareParams = CompareParams()
     head: HeadParams = HeadParams()
     fine_tune: FineTuneParams = FineTuneParams()

@@ -7,6 +7,9 @@ and serves (`mlflow models serve`) in a process that has never imported this pac
 
 from __future__ import annotations
 
+import contextlib
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +95,28 @@ def _scaled_pixels(backbone: str, image_size: int):
     return inputs, pixel_scaling(backbone, inputs)
 
 
+@contextlib.contextmanager
+def seeded_build(seed: int) -> Iterator[None]:
+    """Seed everything, and keep Keras' draws of initializer seeds to a generator of its own while a model is built.
+
+    Keras draws each unseeded initializer's seed from Python's global `random`, which other threads draw from too
+    (Prefect's, in a flow or a Ray task): random-init weights then differed from run to run. The private generator
+    is seeded as `set_random_seed` seeds the global one, so a build without such threads draws the same seeds."""
+    from keras.src.random import seed_generator
+
+    keras.utils.set_random_seed(seed)
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
+
+
 def feature_extractor(cfg, image_size: int, root: Path, seed: int):
     """Raw pixels in, pooled float32 features out; the frozen backbone runs in inference mode."""
-    keras.utils.set_random_seed(seed)
-    base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
+    with seeded_build(seed):
+        base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
     base.trainable = False
     inputs, scaled = _scaled_pixels(cfg.name, image_size)
     outputs = keras.layers.Activation("linear", dtype="float32", name="features")(base(scaled, training=False))
@@ -110,11 +131,11 @@ def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "t
     nested as `head` and its `probabilities` layer ends the model, so the output convention holds for the
     whole model too. A head file is loaded after seeding: its Dropout layers draw their seeds as they load,
     so fine-tuning is a pure function of its inputs."""
-    keras.utils.set_random_seed(seed)
-    base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
+    with seeded_build(seed):
+        base = build_base(cfg.name, cfg.alpha, image_size, cfg.weights, root, pooling=cfg.pooling)
+        if not isinstance(head, keras.Model):
+            head = load_keras(head)
     base.trainable = False
-    if not isinstance(head, keras.Model):
-        head = load_keras(head)
     head_logits = keras.Model(head.inputs, head.get_layer(PROBABILITIES).input, name=HEAD)
     inputs, scaled = _scaled_pixels(cfg.name, image_size)
     logits = head_logits(base(scaled, training=False))

@@ -11,7 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -124,11 +124,24 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: BackboneParams, image_size: int,
-                     root: Path, seed: int, progress: bool = True) -> dict[str, Any]:
-    """Write one feature file per prepared shard into out_dir, resuming from scratch; returns meta."""
-    import tensorflow as tf
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What an extraction computes and where its finished shards wait (the resume folder, keyed by the cache key)."""
 
+    components: dict[str, Any]
+    key: str
+    resume_dir: Path
+    shards: list[Path]  # every prepared shard, in split order
+    sizes: dict[str, int]  # rows per shard file name, from the manifest
+    frozen: bool
+
+    @property
+    def todo(self) -> list[Path]:
+        return [path for path in self.shards if not (self.resume_dir / f"{path.stem}.npz").is_file()]
+
+
+def plan_extraction(prepared: Path, scratch: Path, cfg: BackboneParams, image_size: int, root: Path,
+                    seed: int) -> ExtractionPlan:
     sizes = shard_sizes(prepared)
     frozen = sum(sizes.values()) >= FREEZE_FROM_IMAGES  # the whole dataset decides: a resumed run freezes alike
     components = cache_components(cfg, image_size, file_sha256(prepared / MANIFEST),
@@ -137,34 +150,63 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
     resume_dir = scratch / "features" / key
     resume_dir.mkdir(parents=True, exist_ok=True)
     shards = [path for split in SPLITS for path in shard_files(prepared, split)]
-    todo = [path for path in shards if not (resume_dir / f"{path.stem}.npz").is_file()]
-    if todo:
-        forward = compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
-        stream = stream_features(forward, todo, sizes, cfg.batch_size, image_size, cfg.dtype)
-        try:
-            for path, arrays in with_progress(stream, total=len(todo), desc="extract_features: shards") \
-                    if progress else stream:
-                atomic_write_bytes(resume_dir / f"{path.stem}.npz", _npz_bytes(arrays))
-        except DataError:
-            shutil.rmtree(resume_dir)  # features of a dataset whose shards and manifest disagree: resume nothing
-            raise
-        except tf.errors.InvalidArgumentError as exc:  # the stream's fixed shape met an image of another size
-            raise DataError(f"{prepared}: its images are not {image_size}x{image_size} px (data.image_size); run the "
-                            f"preprocess stage again ({str(exc).splitlines()[0][:120]})") from None
+    return ExtractionPlan(components, key, resume_dir, shards, sizes, frozen)
+
+
+def shard_features(shards: list[Path], sizes: dict[str, int], cfg: BackboneParams, image_size: int, root: Path,
+                   seed: int, frozen: bool, progress: bool = False) -> Iterator[tuple[Path, bytes]]:
+    """The features of `shards` as .npz bytes, one shard at a time as each completes: the work of one process,
+    the stage's own or a cluster task's."""
+    import tensorflow as tf
+
+    forward = compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
+    stream = stream_features(forward, shards, sizes, cfg.batch_size, image_size, cfg.dtype)
+    if progress:
+        stream = with_progress(stream, total=len(shards), desc="extract_features: shards")
+    prepared = shards[0].parent if shards else Path(".")
+    try:
+        for path, arrays in stream:
+            yield path, _npz_bytes(arrays)
+    except tf.errors.InvalidArgumentError as exc:  # the stream's fixed shape met an image of another size
+        raise DataError(f"{prepared}: its images are not {image_size}x{image_size} px (data.image_size); run the "
+                        f"preprocess stage again ({str(exc).splitlines()[0][:120]})") from None
+
+
+def write_shards(plan: ExtractionPlan, results: Iterable[tuple[Path, bytes]]) -> None:
+    """Keep each finished shard in the resume folder as it arrives: a killed run loses only unfinished shards."""
+    try:
+        for path, npz in results:
+            atomic_write_bytes(plan.resume_dir / f"{Path(path).stem}.npz", npz)
+    except DataError:
+        shutil.rmtree(plan.resume_dir)  # features of a dataset whose shards and manifest disagree: resume nothing
+        raise
+
+
+def collect_features(plan: ExtractionPlan, prepared: Path, out_dir: Path, resumed: int) -> dict[str, Any]:
+    """Copy every finished shard into out_dir with meta.json; returns meta."""
     counts = {split: 0 for split in SPLITS}
     width = 0
-    for path in shards:
+    for path in plan.shards:
         target = out_dir / f"{path.stem}.npz"
-        shutil.copyfile(resume_dir / target.name, target)
+        shutil.copyfile(plan.resume_dir / target.name, target)
         with np.load(target) as arrays:
             counts[split_of(path)] += len(arrays["labels"])
             width = arrays["features"].shape[1] or width
-    meta = {"cache_key": key, "components": components, "counts": counts, "feature_width": width,
-            "classes": read_classes(prepared),
-            "resumed_shards": len(shards) - len(todo)}
+    meta = {"cache_key": plan.key, "components": plan.components, "counts": counts, "feature_width": width,
+            "classes": read_classes(prepared), "resumed_shards": resumed}
     (out_dir / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    shutil.rmtree(plan.resume_dir, ignore_errors=True)
     return meta
+
+
+def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: BackboneParams, image_size: int,
+                     root: Path, seed: int, progress: bool = True) -> dict[str, Any]:
+    """Write one feature file per prepared shard into out_dir, resuming from scratch; returns meta."""
+    plan = plan_extraction(prepared, scratch, cfg, image_size, root, seed)
+    todo = plan.todo
+    if todo:
+        write_shards(plan, shard_features(todo, plan.sizes, cfg, image_size, root, seed, plan.frozen, progress))
+    return collect_features(plan, prepared, out_dir, len(plan.shards) - len(todo))
 
 
 def load_split(features_dir: Path, split: str) -> SplitFeatures:

@@ -1,0 +1,106 @@
+"""extract_features on a local Ray cluster through Prefect: the same features and cache key as one process; a killed
+stage keeps its finished shards and redoes the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT_ROOT, run_stages
+from transferlab.core.params import ExtractParams
+from transferlab.modeling.extraction_cluster import ray_init_kwargs, shard_groups, uses_cluster
+from transferlab.workspace import SMOKE_PARAMS, set_params
+
+
+def test_the_stage_stays_in_its_process_unless_workers_or_a_cluster_are_named():
+    assert not uses_cluster(ExtractParams(), env={})
+    assert uses_cluster(ExtractParams(workers=2), env={})
+    assert uses_cluster(ExtractParams(cluster_address="ray://head:10001"), env={})
+    assert uses_cluster(ExtractParams(), env={"RAY_ADDRESS": "head:6379"})
+
+
+def test_shard_groups_cover_every_shard_once_in_order():
+    shards = [Path(f"train-{i:05d}.tfrecord") for i in range(7)]
+    groups = shard_groups(shards, 3)
+    assert [len(group) for group in groups] == [3, 3, 1] and sum(groups, []) == shards
+
+
+def test_ray_workers_report_to_the_same_prefect_api_and_a_local_cluster_has_the_workers_asked_for(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    local = ray_init_kwargs(ExtractParams(workers=3), "http://127.0.0.1:4200/api")
+    assert local["num_cpus"] == 3 and local["runtime_env"]["env_vars"]["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
+    joined = ray_init_kwargs(ExtractParams(cluster_address="ray://head:10001"), "http://x/api")
+    assert "num_cpus" not in joined  # an existing cluster has its own size
+
+
+# shards of 4 images, one task each: enough tasks for a kill to land between them
+MANY_SHARDS = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 16, "data.shard_size": 4,
+               "extract.shards_per_task": 1}
+
+
+def _features(root: Path) -> dict:
+    folder = root / "data" / "features" / "resnet50"
+    meta = json.loads((folder / "meta.json").read_text())
+    return {"meta": meta, "arrays": {path.name: dict(np.load(path)) for path in sorted(folder.glob("*.npz"))}}
+
+
+def _stage(params: Path) -> list[str]:
+    return [sys.executable, "-m", "stages.extract_features", "--params", str(params), "--no-track"]
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """One process's features, and a 2-worker cluster's: killed once its first shard was kept, then run again."""
+    root = tmp_path_factory.mktemp("cluster") / "one"
+    run_stages(root, MANY_SHARDS, ("download", "preprocess", "extract_features"))
+    cluster = root.parent / "cluster"
+    shutil.copytree(root, cluster)
+    shutil.rmtree(cluster / "data" / "features")
+    set_params(cluster / "params.yaml", {"extract.workers": 2})
+    resume = cluster / ".cache" / "transferlab" / "features" / _features(root)["meta"]["cache_key"]
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    stage = subprocess.Popen(_stage(cluster / "params.yaml"), cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(resume.glob("*.npz")):
+        assert stage.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(stage.pid, signal.SIGKILL)  # the stage, its Ray cluster and its Prefect server
+    stage.wait()
+    kept = len(list(resume.glob("*.npz")))
+    written_after_kill = (cluster / "data" / "features" / "resnet50").exists()
+    done = subprocess.run(_stage(cluster / "params.yaml"), cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"one": _features(root), "cluster": _features(cluster), "log": done.stderr + done.stdout, "kept": kept,
+            "written_after_kill": written_after_kill}
+
+
+@pytest.mark.slow
+def test_a_two_worker_ray_cluster_extracts_what_one_process_does_under_the_same_cache_key(extracted):
+    one, cluster = extracted["one"], extracted["cluster"]
+    assert "on a local Ray cluster of 2 workers" in extracted["log"]
+    assert cluster["meta"]["cache_key"] == one["meta"]["cache_key"]
+    assert cluster["meta"]["counts"] == one["meta"]["counts"] and len(one["arrays"]) >= 10
+    assert cluster["arrays"].keys() == one["arrays"].keys()
+    for name, arrays in one["arrays"].items():
+        assert list(cluster["arrays"][name]["keys"]) == list(arrays["keys"])
+        np.testing.assert_array_equal(cluster["arrays"][name]["labels"], arrays["labels"])
+        np.testing.assert_allclose(cluster["arrays"][name]["features"], arrays["features"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_cluster_stage_keeps_its_finished_shards_and_redoes_only_the_rest(extracted):
+    kept, total = extracted["kept"], len(extracted["one"]["arrays"])
+    assert 1 <= kept < total and not extracted["written_after_kill"]
+    assert f"extracting {total - kept} shards" in extracted["log"]
+    assert extracted["cluster"]["meta"]["resumed_shards"] == kept

@@ -1,0 +1,96 @@
+"""Feature extraction on a Ray cluster, through Prefect's own integration (prefect-ray's RayTaskRunner).
+
+One Prefect task per group of prepared shards (`extract.shards_per_task`); Ray places the tasks on its workers
+and runs a task again when its worker dies. Each task returns its shards' feature files, and this process keeps
+each one in the resume folder as it arrives, so a killed stage loses only unfinished groups. Without an address
+Ray starts a local cluster of `extract.workers` workers; with `extract.cluster_address` (or RAY_ADDRESS) it joins
+an existing one, whose nodes read the prepared shards at the same path (shared storage) and have transferlab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from transferlab.core.endpoints import redact
+from transferlab.core.errors import DataError
+from transferlab.core.params import BackboneParams, ExtractParams
+from transferlab.modeling.features import ExtractionPlan, shard_features, write_shards
+
+RAY_ADDRESS = "RAY_ADDRESS"
+
+
+def uses_cluster(settings: ExtractParams, env=os.environ) -> bool:
+    """Whether extraction leaves the stage's process: workers asked for, or a cluster named."""
+    return bool(settings.workers or settings.cluster_address or env.get(RAY_ADDRESS))
+
+
+def shard_groups(todo: list[Path], per_task: int) -> list[list[Path]]:
+    return [todo[start:start + per_task] for start in range(0, len(todo), per_task)]
+
+
+def extract_group(shards: list[str], sizes: dict[str, int], cfg: BackboneParams, image_size: int, root: str,
+                  seed: int, frozen: bool) -> list[tuple[str, bytes]]:
+    """A cluster task's work: the feature files (.npz bytes) of its shards."""
+    paths = [Path(shard) for shard in shards]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: not readable on this Ray node; the cluster's nodes must see the workspace at "
+                        f"the same path (shared storage)")
+    return [(path.name, npz) for path, npz in shard_features(paths, sizes, cfg, image_size, Path(root), seed, frozen)]
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """The Prefect API the flow and its Ray workers report to: the configured one, or a temporary local server
+    started here once (otherwise each Ray worker would start its own)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield PREFECT_API_URL.value()
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        server.stop()
+
+
+def ray_init_kwargs(settings: ExtractParams, api_url: str) -> dict:
+    env = {"PREFECT_API_URL": api_url, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    local = {} if settings.cluster_address or os.environ.get(RAY_ADDRESS) else {
+        "num_cpus": settings.workers or 1, "include_dashboard": False}
+    return {**local, "runtime_env": {"env_vars": env}}
+
+
+def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: int, root: Path, seed: int,
+                       settings: ExtractParams, log: Callable[[str], None]) -> None:
+    """Extract `plan.todo` with one Prefect task per shard group on Ray; finished groups land in the resume folder."""
+    from prefect import flow, task
+    from prefect.cache_policies import NONE
+    from prefect.futures import as_completed
+    from prefect_ray import RayTaskRunner
+
+    groups = shard_groups(plan.todo, settings.shards_per_task)
+    address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
+    log(f"extracting {len(plan.todo)} shards in {len(groups)} tasks on "
+        f"{'the Ray cluster at ' + redact(address) if address else f'a local Ray cluster of {settings.workers} workers'}")
+    group_task = task(extract_group, name="extract-shard-group", cache_policy=NONE)
+    with prefect_api() as api_url:
+        runner = RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(settings, api_url))
+
+        @flow(name="extract-features", task_runner=runner, validate_parameters=False)
+        def extract_features_on_ray() -> None:
+            futures = [group_task.submit([str(path) for path in group], plan.sizes, cfg, image_size, str(root), seed,
+                                         plan.frozen) for group in groups]
+            for future in as_completed(futures):
+                write_shards(plan, future.result())
+                log(f"{len(plan.shards) - len(plan.todo)} of {len(plan.shards)} shards done")
+
+        extract_features_on_ray()
