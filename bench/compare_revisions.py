@@ -1,10 +1,12 @@
 """The same pipeline at two git revisions, side by side: does a change alter what users get?
 
 Each revision's pipeline files are exported from git into a throw-away workspace and run with `dvc repro` on
-the offline smoke configuration (synthetic data, random-init ResNet50), or on a given params override file.
-Prints every numeric figure of the metrics files that differs by more than the tolerance, and a summary.
+the offline smoke configuration (synthetic data, random-init ResNet50), or on the dotted-key overrides of a JSON
+file (`--overrides`, e.g. the real assets). Prints every numeric figure of the metrics files that differs by more
+than the tolerance, and a summary.
 
     python bench/compare_revisions.py 10dc663 HEAD          # before and after a refactor
+    python bench/compare_revisions.py 3dd8ec8 HEAD --overrides oxford.json
 """
 
 from __future__ import annotations
@@ -67,9 +69,11 @@ def main() -> int:
     parser.add_argument("before")
     parser.add_argument("after")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="relative, and absolute near zero")
+    parser.add_argument("--overrides", type=Path, help="JSON {dotted.key: value} instead of the smoke params")
     args = parser.parse_args()
+    overrides = json.loads(args.overrides.read_text()) if args.overrides else SMOKE_PARAMS
     with tempfile.TemporaryDirectory() as tmp:
-        before, after = (run(rev, Path(tmp), SMOKE_PARAMS) for rev in (args.before, args.after))
+        before, after = (run(rev, Path(tmp), overrides) for rev in (args.before, args.after))
     keys = sorted(set(before) | set(after))
     differ = [key for key in keys if key not in before or key not in after
               or not math.isclose(before[key], after[key], rel_tol=args.tolerance, abs_tol=args.tolerance)]
