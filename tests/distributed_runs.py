@@ -3,6 +3,7 @@ when TensorFlow starts, so they cannot change inside the pytest process).
 
     python -m tests.distributed_runs mirrored OUT.json   # one device, then MirroredStrategy on 2 logical CPUs
     python -m tests.distributed_runs worker OUT.json     # one run under choose_strategy() (TF_CONFIG decides)
+    python -m tests.distributed_runs fine_tune OUT.json PARAMS   # the fine_tune stage, keeping the trained weights
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -40,11 +42,34 @@ def train(strategy, per_replica_batch: int) -> dict:
             "weights": [w.tolist() for w in result.model.get_weights()]}
 
 
+def fine_tune_stage(params: str, out: str) -> dict:
+    """Run the fine_tune stage (untracked); the weights its training reached, before the choice between them and
+    the head-only start (the figures to compare however that choice falls), go to OUT's .npz beside it."""
+    import stages.fine_tune
+    import transferlab.modeling.fine_tune_workers as workers
+    from transferlab.stage_runner import run_stage
+
+    trained = {}
+    fit_across_workers = workers.fit_across_workers
+
+    def keeping_the_trained_weights(fitted, *args, **kwargs):
+        fit, initial = fit_across_workers(fitted, *args, **kwargs)
+        np.savez(Path(out).with_suffix(".npz"), *fitted.get_weights())
+        trained.update(history=fit.history, first_epoch=fit.first_epoch)
+        return fit, initial
+
+    workers.fit_across_workers = keeping_the_trained_weights
+    code = run_stage("fine_tune", stages.fine_tune.run, ["fine_tune"], ["--params", params, "--no-track"])
+    return {**trained, "exit_code": code}
+
+
 def main() -> None:
     mode, out = sys.argv[1], sys.argv[2]
     import tensorflow as tf
 
-    if mode == "mirrored":
+    if mode == "fine_tune":
+        result = fine_tune_stage(sys.argv[3], out)
+    elif mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from transferlab.modeling.distribution import choose_strategy
