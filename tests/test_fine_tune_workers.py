@@ -96,11 +96,12 @@ def cluster_runs(base):
 
 
 def _kill_after_first_checkpoint(params: Path) -> list[str]:
-    """Kill worker 1, then worker 0, once the chief has saved epoch 1; then start the cluster again."""
-    checkpoints = params.parent / ".cache" / "transferlab" / "fine_tune"
+    """Kill worker 1, then worker 0, once both have recorded a checkpoint (CheckpointManager's `checkpoint` file:
+    an index file alone is not yet a checkpoint it lists); then start the cluster again."""
+    scratch = params.parent / ".cache" / "transferlab" / "fine_tune"
     processes = start_loopback_cluster(_cluster(params, 2))
     deadline = time.monotonic() + 300
-    while not list(checkpoints.glob("*/checkpoints/ckpt-1.index")):
+    while not all(list(scratch.glob(f"*/{folder}/checkpoint")) for folder in ("checkpoints", "checkpoints-worker-1")):
         assert time.monotonic() < deadline and processes[0].poll() is None, processes[0].communicate()[0][-3000:]
         time.sleep(0.02)
     for process in reversed(processes):
