@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from transferlab.core.atomic import atomic_dir
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.extraction_cluster import extract_on_cluster, uses_cluster
-from transferlab.modeling.features import collect_features, extract_features, plan_extraction
+from transferlab.modeling.features import extract_features
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
 
@@ -21,19 +22,13 @@ def run(context: StageContext) -> dict:
     mlflow_runs.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
-    prepared, cfg = context.path(paths.prepared), params.backbone_named(context.backbone)
+    cfg = params.backbone_named(context.backbone)
+    on_cluster = partial(extract_on_cluster, cfg=cfg, image_size=params.data.image_size, root=context.root,
+                         seed=params.base.seed, settings=params.extract, log=log.info)
     with atomic_dir(context.path(paths.features_of(context.backbone))) as target:
-        if uses_cluster(params.extract):
-            plan = plan_extraction(prepared, context.path(paths.scratch), cfg, params.data.image_size, context.root,
-                                   params.base.seed)
-            todo = len(plan.todo)
-            if todo:
-                extract_on_cluster(plan, cfg, params.data.image_size, context.root, params.base.seed, params.extract,
-                                   log.info)
-            meta = collect_features(plan, prepared, target, len(plan.shards) - todo)
-        else:
-            meta = extract_features(prepared, target, context.path(paths.scratch), cfg, params.data.image_size,
-                                    context.root, params.base.seed)
+        meta = extract_features(context.path(paths.prepared), target, context.path(paths.scratch), cfg,
+                                params.data.image_size, context.root, params.base.seed,
+                                extract_todo=on_cluster if uses_cluster(params.extract) else None)
     seconds = time.perf_counter() - started
     mlflow_runs.set_tags({"features.cache_key": meta["cache_key"]})
     log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],

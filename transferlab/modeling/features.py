@@ -11,7 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -200,11 +200,17 @@ def collect_features(plan: ExtractionPlan, prepared: Path, out_dir: Path, resume
 
 
 def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: BackboneParams, image_size: int,
-                     root: Path, seed: int, progress: bool = True) -> dict[str, Any]:
-    """Write one feature file per prepared shard into out_dir, resuming from scratch; returns meta."""
+                     root: Path, seed: int, progress: bool = True,
+                     extract_todo: Callable[[ExtractionPlan], None] | None = None) -> dict[str, Any]:
+    """Write one feature file per prepared shard into out_dir, resuming from scratch; returns meta.
+
+    `extract_todo(plan)` computes the unfinished shards into the resume folder elsewhere (a cluster); by default
+    this process does."""
     plan = plan_extraction(prepared, scratch, cfg, image_size, root, seed)
     todo = plan.todo
-    if todo:
+    if todo and extract_todo is not None:
+        extract_todo(plan)
+    elif todo:
         write_shards(plan, shard_features(todo, plan.sizes, cfg, image_size, root, seed, plan.frozen, progress))
     return collect_features(plan, prepared, out_dir, len(plan.shards) - len(todo))
 

@@ -65,8 +65,8 @@ def worker_plan(prepared: Path, cfg: FineTuneParams, strategy: Any, seed: int, a
         mine = validation_files[input_context.input_pipeline_id::input_context.num_input_pipelines]
         return image_batches(mine, cfg.batch_size, with_keys=False)
 
-    return WorkerPlan(train_for_epoch, validation_fn if validation_files else None, steps,
-                      cfg.batch_size * replicas, cfg.epochs, cfg.patience, checkpoints)
+    return WorkerPlan(train_for_epoch, validation_fn if validation_files else None, cfg.batch_size * replicas,
+                      cfg.epochs, cfg.patience, checkpoints)
 
 
 def fit_across_workers(fitted, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, strategy: Any,

@@ -113,7 +113,7 @@ def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple 
         examples = tf.data.Dataset.from_tensor_slices(validation)
         return examples.shard(context.num_input_pipelines, context.input_pipeline_id).batch(batch)
 
-    plan = WorkerPlan(train_for_epoch, validation_fn if validation is not None else None, steps, batch, cfg.epochs,
+    plan = WorkerPlan(train_for_epoch, validation_fn if validation is not None else None, batch, cfg.epochs,
                       cfg.patience)
     return fit_multi_worker(model, model.optimizer, plan, strategy,
                             logging.getLogger("transferlab.modeling.head").info).history

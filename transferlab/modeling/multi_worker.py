@@ -28,12 +28,11 @@ HISTORY_LOG = "history.csv"
 @dataclass(frozen=True)
 class WorkerPlan:
     """What the loop reads: `train_for_epoch(epoch)` gives the `dataset_fn(input_context)` of that epoch's training
-    batches (each worker's share of every global batch, exactly `steps_per_epoch` of them); `validation_fn`
+    batches (each worker's share of every global batch, the same number of batches on every worker); `validation_fn`
     gives each worker's share of the validation split (or None: early stopping watches the training loss)."""
 
     train_for_epoch: Callable[[int], Callable[[Any], Any]]
     validation_fn: Callable[[Any], Any] | None
-    steps_per_epoch: int
     global_batch: int
     epochs: int
     patience: int
