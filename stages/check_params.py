@@ -2,8 +2,8 @@
 
 DVC deletes a stage's outputs before it runs the stage's command, so a stage that rejects its params under
 `dvc repro` has already lost them. Every stage descends from this one (download depends on its output), so a
-bad value, a corrupt mlflow.db or a tracking server that does not answer stops the run here, before DVC
-touches any other output. Its output holds no params (a constant), so passing it never reruns anything else.
+bad value, an adversarial target no class matches, a table without its label column, a corrupt mlflow.db or a
+tracking server that does not answer stops the run here, before DVC touches any other output. Its output holds no params (a constant), so passing it never reruns anything else.
 It records no MLflow run: it is a guard, not a step of the pipeline.
 """
 
@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 
+from transferlab.adversarial.targets import target_classes
 from transferlab.core.atomic import atomic_write_text
 from transferlab.core.inputs import check_inputs
 from transferlab.core.params import PARAMS_CHECK_FILE
+from transferlab.data.sources import known_classes
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking.mlflow_runs import check_tracking_store
 
@@ -25,6 +27,7 @@ def run(context: StageContext) -> None:
     check_inputs(context.params, context.root)  # a missing folder or file would otherwise cost download's outputs
     for key in type(context.params.paths).model_fields:  # no symlink leads a params path out of the workspace
         context.path(getattr(context.params.paths, key))
+    target_classes(context.params.adversarial.target, known_classes(context.params.data, context.root))
     check_tracking_store(context.root)
     atomic_write_text(context.path(PARAMS_CHECK_FILE), json.dumps({"params": "valid"}) + "\n")
     log.info("params.yaml is valid, its input files exist, the tracking store answers")

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from transferlab.adversarial.sweep import epsilon_sweep, target_classes
+from transferlab.adversarial.sweep import epsilon_sweep
 from transferlab.adversarial.attacks import (class_mask, fgsm, ideal_image, ideal_images, pgd, probabilities,
                                              total_variation, unbounded_steps)
-from transferlab.core.errors import ParamsError
 from transferlab.modeling.assembly import pixel_scaling
 from transferlab.modeling.outputs import Output, logits_function, output_layers
 
@@ -84,17 +83,6 @@ def test_total_variation_of_flat_and_striped_images():
     stripes = tf.constant(np.tile([0.0, 255.0], (1, 4, 2, 3 * 1)).reshape(1, 4, 4, 3), tf.float32)
     assert float(total_variation(flat)[0]) == 0.0
     assert float(total_variation(stripes)[0]) > 50
-
-
-def test_targets_resolve_by_species_name_or_class():
-    pets = [{"index": 0, "name": "Abyssinian", "species": "cat"}, {"index": 1, "name": "Bengal", "species": "cat"},
-            {"index": 2, "name": "beagle", "species": "dog"}]
-    assert target_classes("species:cat", pets) == [0, 1]
-    assert target_classes("beagle", pets) == [2]
-    kaggle = [{"index": 0, "name": "cats", "species": None}, {"index": 1, "name": "dogs", "species": None}]
-    assert target_classes("species:cat", kaggle) == [0]
-    with pytest.raises(ParamsError, match="adversarial.target: 'zebra' matches no class"):
-        target_classes("zebra", pets)
 
 
 def test_sweep_is_monotone_and_starts_with_no_success():

@@ -93,7 +93,7 @@ def test_bad_params_exit_2_name_the_key_and_touch_nothing(tmp_path, capsys, para
 
 
 def test_enum_errors_list_the_allowed_values(tmp_path):
-    with pytest.raises(ParamsError, match="'tfds', 'folder' or 'synthetic'"):
+    with pytest.raises(ParamsError, match="'tfds', 'folder', 'table' or 'synthetic'"):
         load_params(_write(tmp_path, {"data": {"source": "ftp"}}))
     with pytest.raises(ParamsError, match="allowed keys here: .*image_size"):
         load_params(_write(tmp_path, {"data": {"imagesize": 1}}))

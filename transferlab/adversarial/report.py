@@ -14,7 +14,8 @@ import pandas as pd
 from transferlab.adversarial.attacks import class_mask, ideal_image, ideal_images, probabilities
 from transferlab.adversarial.rendering import (plot_attack_grid, plot_gradcam_pairs, plot_ideal, plot_robust_vs_standard,
                                                plot_sweep, replication_lines, sweep_table)
-from transferlab.adversarial.sweep import (Sweep, epsilon_sweep, replicate_seed_attack, side_by_side, target_classes,
+from transferlab.adversarial.targets import target_classes
+from transferlab.adversarial.sweep import (Sweep, epsilon_sweep, replicate_seed_attack, side_by_side,
                                            top_k, transfer_rates)
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import AdversarialParams

@@ -7,28 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
-from transferlab.core.errors import ParamsError
 from transferlab.core.progress import with_progress
-
-CAT_NAMES = {"cat", "cats"}
-
-
-def target_classes(target: str, classes: list[dict]) -> list[int]:
-    """`species:<s>` (or a bare `cat`) means every class of that species; otherwise a class name."""
-    names = [c["name"] for c in classes]
-    species = target.removeprefix("species:")
-    chosen = [c["index"] for c in classes if c.get("species") and c["species"].lower() == species.lower()]
-    if not chosen and species.lower() == "cat":
-        chosen = [c["index"] for c in classes if c["name"].lower() in CAT_NAMES]
-    if not chosen and target in names:
-        chosen = [names.index(target)]
-    if not chosen:
-        raise ParamsError(f"adversarial.target: {target!r} matches no class; allowed: a class name "
-                          f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}) or species:<cat|dog>")
-    if len(chosen) == len(classes):
-        raise ParamsError(f"adversarial.target: {target!r} covers every class, so nothing can be pushed into it")
-    return sorted(chosen)
-
 
 @dataclass
 class SweepRow:

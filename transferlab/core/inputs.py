@@ -14,6 +14,12 @@ def check_inputs(params: Params, root: Path) -> None:
     data = params.data
     if data.source == "folder" and not (root / str(data.folder.root)).expanduser().is_dir():
         raise ParamsError(f"data.folder.root: folder not found: {data.folder.root}")
+    if data.source == "table":
+        table = root / str(data.table.path)
+        if not table.is_file():
+            raise ParamsError(f"data.table.path: file not found: {data.table.path}")
+        if data.table.images and not (root / data.table.images).is_dir():
+            raise ParamsError(f"data.table.images: folder not found: {data.table.images}")
     if data.source == "tfds" and data.tfds.manual_dir and not (root / data.tfds.manual_dir).expanduser().is_dir():
         raise ParamsError(f"data.tfds.manual_dir: folder not found: {data.tfds.manual_dir}")
     for name in params.compare.backbones:

@@ -164,6 +164,26 @@ class FolderParams(Section):
     unlisted: Literal["skip", "train"] = "skip"
 
 
+class TableParams(Section):
+    """Images listed in a labels table (CSV, TSV or Parquet): Hugging Face `metadata.csv`, Kaggle `labels.csv`,
+    fastai's `from_csv`. Column names are params; a row without a file or label is reported, never dropped silently."""
+
+    path: str | None = None  # the table: .csv, .tsv, .parquet
+    images: str | None = None  # the folder its file column is relative to (default: the table's own folder)
+    file_column: str = Field("file_name", min_length=1)  # HF metadata.csv: file_name; Kaggle labels.csv: id
+    label_column: str = Field("label", min_length=1)  # Kaggle dog breeds: breed
+    suffix: str = ""  # appended to each file value, e.g. .jpg for Kaggle's bare ids
+    split_column: str | None = None  # train/validation/test (or val, valid, test...), or a boolean like is_valid
+
+    @model_validator(mode="after")
+    def _columns_differ(self) -> "TableParams":
+        named = [self.file_column, self.label_column] + ([self.split_column] if self.split_column else [])
+        if len(set(named)) < len(named):
+            raise ValueError(f"data.table: file_column, label_column and split_column must name different columns "
+                             f"(got {named})")
+        return self
+
+
 class SyntheticParams(Section):
     num_classes: int = Field(3, ge=2, le=20)
     images_per_class: int = Field(40, ge=1, le=100_000)
@@ -171,9 +191,10 @@ class SyntheticParams(Section):
 
 
 class DataParams(Section):
-    source: Literal["tfds", "folder", "synthetic"] = "tfds"
+    source: Literal["tfds", "folder", "table", "synthetic"] = "tfds"
     tfds: TfdsParams = TfdsParams()
     folder: FolderParams = FolderParams()
+    table: TableParams = TableParams()
     synthetic: SyntheticParams = SyntheticParams()
     image_size: int = Field(224, ge=32, le=1024)
     resize: Literal["squash", "center_crop"] = "squash"
@@ -187,6 +208,8 @@ class DataParams(Section):
     def _source_is_configured(self) -> "DataParams":
         if self.source == "folder" and not self.folder.root:
             raise ValueError("data.folder.root: required when data.source is 'folder'")
+        if self.source == "table" and not self.table.path:
+            raise ValueError("data.table.path: required when data.source is 'table' (a .csv, .tsv or .parquet file)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("data.val_fraction + data.test_fraction: must add up to less than 1")
         return self
@@ -300,7 +323,8 @@ class ImagenetParams(Section):
 
 
 class AdversarialParams(Section):
-    target: str = Field("species:cat", min_length=1)  # a class name, or species:<name> for every class of it
+    # auto: species:cat where the classes hold cats and others, else the first class; a class name; species:<name>
+    target: str = Field("auto", min_length=1)
     num_images: int = Field(32, ge=1, le=100_000)
     epsilons: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0, 8.0])  # out of 255
     steps: int = Field(10, ge=1, le=10_000)

@@ -1,4 +1,5 @@
-"""Data sources that download or import into the raw layout: folders, TensorFlow Datasets, synthetic."""
+"""Data sources that download or import into the raw layout: folders, labels tables, TensorFlow Datasets,
+synthetic."""
 
 from __future__ import annotations
 
@@ -21,6 +22,32 @@ def fetch_source(data: DataParams, seed: int, root: Path, target: Path) -> Sourc
         from transferlab.data.sources.folder import import_folder
 
         return import_folder(root / data.folder.root, target, data.folder.unlisted)
+    if data.source == "table":
+        from transferlab.data.sources.table import import_table
+
+        return import_table(data.table, root, target)
     from transferlab.data.sources.tfds_source import import_tfds
 
     return import_tfds(data.tfds.model_copy(update={"data_dir": str(root / data.tfds.data_dir)}), target)
+
+
+def known_classes(data: DataParams, root: Path) -> list[dict]:
+    """The classes ({index, name, species}) the source will give, numbered as preprocess numbers them, known
+    before anything is downloaded or copied: check_params refuses an adversarial target none of them matches."""
+    if data.source == "synthetic":
+        from transferlab.data.sources.synthetic import class_names
+
+        species = dict.fromkeys(class_names(data.synthetic.num_classes))
+    elif data.source == "folder":
+        from transferlab.data.sources.folder import folder_classes
+
+        species = folder_classes(root / str(data.folder.root))
+    elif data.source == "table":
+        from transferlab.data.sources.table import table_labels
+
+        species = dict.fromkeys(table_labels(data.table, root))
+    else:
+        from transferlab.data.sources.tfds_source import tfds_species
+
+        species = tfds_species(data.tfds.name)
+    return [{"index": index, "name": name, "species": species[name]} for index, name in enumerate(sorted(species))]

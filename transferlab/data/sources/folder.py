@@ -30,6 +30,16 @@ def detect_layout(root: Path) -> Layout:
     return "classes"
 
 
+def folder_classes(root: Path) -> dict[str, str | None]:
+    """The classes a folder holds, with their species where the layout gives one (Oxford's list.txt)."""
+    layout = detect_layout(root)
+    if layout == "oxford":
+        return {breed_of(row[0]): OXFORD_SPECIES.get(row[2], "unknown")
+                for row in _read_list(root / "annotations" / "list.txt")}
+    folders = [root] if layout == "classes" else _subdirs(root)
+    return {p.name: None for folder in folders for p in _subdirs(folder) if printable_name(p.name) is None}
+
+
 def import_folder(root: Path, raw_dir: Path, unlisted: str = "skip", key: str = "data.folder.root") -> SourceInfo:
     """Copy a user's folder into the raw layout; the bytes are copied unchanged."""
     if not root.is_dir():

@@ -20,6 +20,20 @@ from transferlab.core.params import TfdsParams
 from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
 
 CATS_VS_DOGS_MEMBER = re.compile(r"^PetImages[\\/](Cat|Dog)[\\/](\d+)\.jpg$")
+# The 37 Oxford-IIIT Pet breeds (tfds' label names): the dataset names cat breeds with a capital letter.
+OXFORD_BREEDS = (
+    "Abyssinian american_bulldog american_pit_bull_terrier basset_hound beagle Bengal Birman Bombay boxer "
+    "British_Shorthair chihuahua Egyptian_Mau english_cocker_spaniel english_setter german_shorthaired "
+    "great_pyrenees havanese japanese_chin keeshond leonberger Maine_Coon miniature_pinscher newfoundland Persian "
+    "pomeranian pug Ragdoll Russian_Blue saint_bernard samoyed scottish_terrier shiba_inu Siamese Sphynx "
+    "staffordshire_bull_terrier wheaten_terrier yorkshire_terrier").split()
+
+
+def tfds_species(name: str) -> dict[str, str]:
+    """Each class of a tfds dataset with its species, known without downloading anything."""
+    if name == "cats_vs_dogs":
+        return {"cat": "cat", "dog": "dog"}
+    return {breed: "cat" if breed[0].isupper() else "dog" for breed in OXFORD_BREEDS}
 
 
 def builder_for(cfg: TfdsParams):
@@ -96,7 +110,7 @@ def _import_cats_vs_dogs(cfg: TfdsParams, url_infos: dict, raw_dir: Path) -> Sou
     written = extract_cats_vs_dogs(archive, raw_dir / IMAGES_DIR / UNSPLIT)
     if written == 0:
         raise DataError(f"data.tfds.manual_dir: {archive} holds no PetImages/Cat|Dog/*.jpg entries")
-    return SourceInfo("tfds", f"tfds cats_vs_dogs archive {archive.name}: {note}", {"cat": "cat", "dog": "dog"})
+    return SourceInfo("tfds", f"tfds cats_vs_dogs archive {archive.name}: {note}", tfds_species("cats_vs_dogs"))
 
 
 def extract_cats_vs_dogs(archive: Path, target: Path) -> int:

@@ -1,0 +1,127 @@
+"""data.source: table: a flat folder plus a labels table, as Kaggle, Hugging Face and fastai ship them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import run_stages
+from transferlab.core.errors import DataError, ParamsError
+from transferlab.core.params import TableParams
+from transferlab.data.raw_layout import list_raw_images, read_source_info
+from transferlab.data.sources import known_classes
+from transferlab.data.sources.table import import_table, table_labels
+
+NAMES = ["golden retriever", "Škoda / Octavia", "café crème"]
+
+
+def _image(path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG")
+
+
+def kaggle_folder(root, per_class: int = 4) -> None:
+    """Kaggle's dog-breed layout: train/<id>.jpg and labels.csv with `id,breed`."""
+    rows = []
+    for number in range(per_class * len(NAMES)):
+        _image(root / "train" / f"{number:04x}.jpg", number)
+        rows.append({"id": f"{number:04x}", "breed": NAMES[number % len(NAMES)]})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+
+
+def kaggle_params(root) -> TableParams:
+    return TableParams(path=str(root / "labels.csv"), images=str(root / "train"), file_column="id",
+                       label_column="breed", suffix=".jpg")
+
+
+def test_kaggle_labels_csv_keeps_every_class_name_as_written(tmp_path):
+    kaggle_folder(tmp_path / "src")
+    info = import_table(kaggle_params(tmp_path / "src"), tmp_path, tmp_path / "raw")
+    from transferlab.data.raw_layout import write_source_info
+
+    write_source_info(tmp_path / "raw", info)
+    images = list_raw_images(tmp_path / "raw")
+    assert len(images) == 12 and info.left_out == []
+    assert sorted({image.class_name for image in images}) == sorted(NAMES)
+    assert {image.source_split for image in images} == {"all"}
+    # "/" cannot be a folder name: the class keeps its name through source.json's class_folders
+    assert read_source_info(tmp_path / "raw").class_folders["class_2"] == "Škoda / Octavia"
+
+
+def test_missing_unlabeled_outside_and_conflicting_rows_are_reported_with_their_reason(tmp_path):
+    src = tmp_path / "src"
+    for name in ("a.png", "b.png", "c.png"):
+        _image(src / name, len(name))
+    _image(tmp_path / "elsewhere.png", 9)
+    pd.DataFrame({"file_name": ["a.png", "gone.png", "b.png", "../elsewhere.png", "c.png", "c.png", "a.png", None],
+                  "label": ["x", "x", None, "y", "y", "x", "x", "y"]}).to_csv(src / "metadata.csv", index=False)
+    info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
+    reasons = {(entry["row"], entry["file"]): entry["reason"] for entry in info.left_out}
+    assert reasons.pop(("3", "gone.png")).startswith("file not found")
+    assert reasons.pop(("4", "b.png")) == "no label"
+    assert reasons.pop(("5", "../elsewhere.png")).startswith("outside the images folder")
+    assert reasons.pop(("7", "c.png")) == "listed again with another label (row 6: 'y')"
+    assert reasons.pop(("8", "a.png")) == "listed twice (row 2)"
+    assert reasons.pop(("9", "")) == "no file name"
+    assert reasons == {}
+    assert sorted(p.relative_to(tmp_path / "raw").as_posix() for p in (tmp_path / "raw").rglob("*.png")) == [
+        "images/all/x/a.png", "images/all/y/c.png"]
+
+
+def test_fastai_is_valid_and_named_splits_choose_the_split(tmp_path):
+    src = tmp_path / "src"
+    for number in range(4):
+        _image(src / "img" / f"{number}.jpg", number)
+    pd.DataFrame({"name": [f"img/{n}.jpg" for n in range(4)], "label": ["a", "b", "a", "b"],
+                  "is_valid": [False, True, True, False]}).to_parquet(src / "labels.parquet")
+    cfg = TableParams(path=str(src / "labels.parquet"), file_column="name", split_column="is_valid")
+    import_table(cfg, tmp_path, tmp_path / "raw")
+    splits = {p.name: p.relative_to(tmp_path / "raw" / "images").parts[0] for p in (tmp_path / "raw").rglob("*.jpg")}
+    assert splits == {"0.jpg": "train", "1.jpg": "validation", "2.jpg": "validation", "3.jpg": "train"}
+    pd.DataFrame({"file_name": [f"img/{n}.jpg" for n in range(4)], "label": ["a", "b", "a", "b"],
+                  "split": ["VALID", "holdout", "True", "test"]}).to_csv(src / "named.csv", index=False)
+    info = import_table(TableParams(path=str(src / "named.csv"), split_column="split"), tmp_path, tmp_path / "raw2")
+    splits = {p.name: p.relative_to(tmp_path / "raw2" / "images").parts[0] for p in (tmp_path / "raw2").rglob("*.jpg")}
+    assert splits == {"0.jpg": "validation", "2.jpg": "validation", "3.jpg": "test"}
+    assert info.left_out[0]["reason"] == "split 'holdout' is not a split (train, validation, test) or a boolean"
+
+
+def test_a_missing_column_or_unreadable_table_is_one_line_naming_it(tmp_path):
+    kaggle_folder(tmp_path)
+    with pytest.raises(ParamsError, match=r"data.table.label_column: labels.csv has no column 'label' \(its columns: "
+                                          r"id, breed\)"):
+        table_labels(TableParams(path=str(tmp_path / "labels.csv"), file_column="id"), tmp_path)
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="broken.parquet: cannot be read as a table"):
+        table_labels(TableParams(path=str(tmp_path / "broken.parquet")), tmp_path)
+    with pytest.raises(ParamsError, match="data.table.path: labels.xlsx is not .csv, .tsv or .parquet"):
+        table_labels(TableParams(path=str(tmp_path / "labels.xlsx")), tmp_path)
+
+
+def test_check_params_refuses_a_target_no_class_matches_before_anything_runs(tmp_path):
+    kaggle_folder(tmp_path / "src")
+    overrides = {"data.source": "table", "data.table.path": str(tmp_path / "src" / "labels.csv"),
+                 "data.table.images": str(tmp_path / "src" / "train"), "data.table.file_column": "id",
+                 "data.table.label_column": "breed", "data.table.suffix": ".jpg"}
+    params = run_stages(tmp_path, overrides, stages=["check_params"])
+    assert json.loads((tmp_path / "data" / "params_checked.json").read_text()) == {"params": "valid"}
+    from transferlab.core.params import load_params
+
+    assert [c["name"] for c in known_classes(load_params(params).data, tmp_path)] == sorted(NAMES)
+    with pytest.raises(AssertionError, match="check_params exited 2"):
+        run_stages(tmp_path, {"adversarial.target": "species:cat"}, stages=["check_params"])
+
+
+def test_preprocess_gives_the_table_s_class_names_to_classes_json(tmp_path):
+    kaggle_folder(tmp_path / "src")
+    overrides = {"data.source": "table", "data.table.path": str(tmp_path / "src" / "labels.csv"),
+                 "data.table.images": str(tmp_path / "src" / "train"), "data.table.file_column": "id",
+                 "data.table.label_column": "breed", "data.table.suffix": ".jpg", "data.image_size": 32}
+    run_stages(tmp_path, overrides)
+    classes = json.loads((tmp_path / "data" / "prepared" / "classes.json").read_text(encoding="utf-8"))
+    assert [c["name"] for c in classes] == sorted(NAMES)
+    manifest = pd.read_csv(tmp_path / "data" / "prepared" / "manifest.csv")
+    assert sorted(manifest["class_name"].unique()) == sorted(NAMES) and len(manifest) == 12
