@@ -16,7 +16,8 @@ def _expected_outs(paths, backbones: list[str], fine_tuned: str) -> dict[str, se
                              paths.summary_metrics},
                 "adversarial_report": {f"{report}/{name}" for name in
                                        ("images", "report.md", "report.html", "metrics.json", "sweep.tsv")}
-                | {paths.adversarial_metrics}}
+                | {paths.adversarial_metrics},
+                "data_report": {paths.data_report, paths.data_metrics}}
     for name in backbones:
         expected[f"extract_features@{name}"] = {paths.features_of(name)}
         expected[f"train_head@{name}"] = {paths.head_of(name), paths.head_metrics_of(name), paths.head_plots_of(name)}
@@ -43,6 +44,12 @@ def test_fine_tune_and_evaluate_read_the_head_the_paths_model_names(stages):
     for name in ("fine_tune", "evaluate"):
         assert head in {str(dep.def_path) for dep in stages[name].deps}, name
     assert params.paths.fine_tuned in {str(dep.def_path) for dep in stages["adversarial_report"].deps}
+
+
+def test_the_data_report_s_gate_comes_before_every_head(stages):
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    for name in params.compare.backbones:
+        assert params.paths.data_metrics in {str(dep.def_path) for dep in stages[f"train_head@{name}"].deps}
 
 
 def test_every_stage_descends_from_the_params_check(stages):

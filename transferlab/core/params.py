@@ -146,6 +146,15 @@ class PathsParams(Section):
         return f"{self.plots}/evaluate"
 
     @property
+    def data_report(self) -> str:
+        """The data report on the embeddings: report.md, report.html, images/ and its findings as CSV."""
+        return f"{self.reports}/data"
+
+    @property
+    def data_metrics(self) -> str:
+        return f"{self.metrics}/data.json"
+
+    @property
     def adversarial_report(self) -> str:
         """report.md, report.html, metrics.json, sweep.tsv and images/."""
         return f"{self.reports}/adversarial"
@@ -203,6 +212,9 @@ class DataParams(Section):
     shard_size: int = Field(512, ge=1, le=100_000)
     jpeg_quality: int = Field(95, ge=50, le=100)
     num_workers: int = Field(0, ge=0, le=256)  # 0: one per CPU core
+    # the data report stops the pipeline when more than this fraction of the test split has a near-duplicate in
+    # train; None: it only reports
+    gate: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _source_is_configured(self) -> "DataParams":

@@ -22,8 +22,8 @@ CLASSES = "classes.json"
 DATA_REPORT = "data_report.json"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
 
-__all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "first_images", "image_batches",
-           "file_sharded_batches", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
+__all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "decoded_keys", "first_images",
+           "image_batches", "file_sharded_batches", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
            "tagged_image_batches"]
 
 
@@ -71,6 +71,12 @@ def shard_files(folder: Path, split: str) -> list[Path]:
 def split_of(shard: Path) -> str:
     """The split a shard (or a file named after one, such as its feature file) belongs to."""
     return Path(shard).stem.split("-")[0]
+
+
+def decoded_keys(keys: np.ndarray) -> np.ndarray:
+    """Image keys (paths) from TensorFlow's bytes as text: UTF-8, as preprocess wrote them (numpy's own
+    conversion assumes ASCII and fails on a class or file name such as `café`)."""
+    return np.array([key.decode("utf-8") if isinstance(key, bytes) else str(key) for key in keys], dtype=str)
 
 
 def read_classes(prepared: Path) -> list[dict[str, Any]]:
@@ -211,7 +217,7 @@ def images_by_key(prepared: Path, split: str, wanted: set[str]) -> dict[str, np.
 
     found = {}
     for image, _, key in tf.data.TFRecordDataset([str(p) for p in shard_files(prepared, split)]).map(_parse):
-        name = key.numpy().decode()
+        name = key.numpy().decode("utf-8")
         if name in wanted:
             found[name] = tf.io.decode_jpeg(image, channels=3).numpy()
     return found

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from transferlab.core.intervals import accuracy_interval
-from transferlab.data.prepared import image_dataset
+from transferlab.data.prepared import decoded_keys, image_dataset
 from transferlab.modeling.outputs import class_probabilities
 
 
@@ -86,7 +86,7 @@ def predict_split(model, prepared: Path, split: str, batch_size: int) -> tuple[n
         outputs.append(forward(images).numpy())
         labels.append(label.numpy())
         keys.append(key.numpy())
-    return np.concatenate(outputs), np.concatenate(labels), np.concatenate(keys).astype(str)
+    return np.concatenate(outputs), np.concatenate(labels), decoded_keys(np.concatenate(keys))
 
 
 def score_model(model, prepared: Path, split: str, batch_size: int, class_names: list[str],

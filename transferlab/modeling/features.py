@@ -21,7 +21,7 @@ from transferlab.core.digest import file_sha256
 from transferlab.core.errors import DataError
 from transferlab.core.params import BackboneParams
 from transferlab.core.progress import with_progress
-from transferlab.data.prepared import (MANIFEST, SPLITS, read_classes, shard_files, shard_sizes, split_of,
+from transferlab.data.prepared import (MANIFEST, SPLITS, decoded_keys, read_classes, shard_files, shard_sizes, split_of,
                                        tagged_image_batches)
 from transferlab.modeling.assembly import feature_extractor
 
@@ -91,7 +91,7 @@ def _mismatch(shard: Path, wanted: int, than: str) -> str:
 
 def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     joined = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    return {**joined, "keys": joined["keys"].astype(str)}
+    return {**joined, "keys": decoded_keys(joined["keys"])}
 
 
 # Freezing costs 0.5-4 s once (MobileNetV2-ResNet50) and saves 10-25 % a batch: it pays from about this many.

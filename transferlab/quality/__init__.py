@@ -1,0 +1,1 @@
+"""Data quality on the cached embeddings: near-duplicates, likely label errors, outliers, drift."""
