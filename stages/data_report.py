@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -64,7 +65,7 @@ def _embedder(context: StageContext):
     extractor = feature_extractor(params.backbone_named(params.backbone.name), params.data.image_size, context.root,
                                   params.base.seed)
     batch = params.backbone.batch_size
-    return lambda images: np.concatenate([np.asarray(extractor(images[i:i + batch], training=False))
+    return lambda images: np.concatenate([keras.ops.convert_to_numpy(extractor(images[i:i + batch], training=False))
                                           for i in range(0, len(images), batch)])
 
 

@@ -16,6 +16,7 @@ ALLOWED = {
     "modeling": {"core", "data"},
     "evaluation": {"core", "data", "modeling"},
     "adversarial": {"core", "data", "modeling"},
+    "quality": {"core", "data", "modeling", "evaluation"},
     "tracking": {"core"},
     "serving": {"core", "data", "tracking"},
 }

@@ -44,7 +44,7 @@ def load_model(reference: str) -> LoadedModel:
         raise UserError(f"--model: no model file at {reference}")
     model = load_keras(path)
     classes_file = path.parent / CLASSES_FILE
-    classes = [c["name"] for c in json.loads(classes_file.read_text())] if classes_file.is_file() else None
+    classes = [c["name"] for c in json.loads(classes_file.read_text(encoding="utf-8"))] if classes_file.is_file() else None
     return LoadedModel(model, _checked(classes, model, str(classes_file)), model.input_shape[1])
 
 
