@@ -46,6 +46,24 @@ def test_gradcam_explains_the_worst_mistakes_then_each_class_most_confident_righ
     assert gradcam_choice(labels, probabilities, 0, 0) == []
 
 
+def test_two_hundred_classes_with_any_names_are_scored_and_drawn_within_bounds(tmp_path):
+    from PIL import Image
+
+    from transferlab.evaluation.figures import plot_confusion
+    from transferlab.evaluation.scoring import GRADCAM_MOST_RIGHT
+
+    names = [f"Klasse {i} – café/ñ" for i in range(200)]
+    labels = np.repeat(np.arange(200), 3)
+    probabilities = np.full((600, 200), 0.1 / 199)
+    probabilities[np.arange(600), labels] = 0.9
+    result = evaluate_predictions(labels, probabilities, names, top_k=5)
+    assert result.summary["accuracy"] == 1.0 and list(result.per_class["class"]) == names
+    chosen = gradcam_choice(labels, probabilities, 4, 2)
+    assert len(chosen) == GRADCAM_MOST_RIGHT and len(set(chosen)) == len(chosen)
+    plot_confusion(result.confusion, names, "200 classes", tmp_path / "confusion.png")
+    assert max(Image.open(tmp_path / "confusion.png").size) <= 4000
+
+
 def test_gate_decisions():
     assert decide(0.7, None, 0.8, 0.01).alias == CHALLENGER
     assert decide(0.9, None, 0.8, 0.01).alias == CHAMPION

@@ -63,10 +63,12 @@ def plot_gradcam_gallery(model, result: Evaluation, labels: np.ndarray, keys: np
 def plot_confusion(confusion: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
     plt = _pyplot()
 
-    size = max(4.0, 0.35 * len(class_names) + 2)
+    size = min(max(4.0, 0.35 * len(class_names) + 2), 40.0)  # 200 classes: 4,000 px, each name still legible
     figure, axes = plt.subplots(figsize=(size, size))
     skm.ConfusionMatrixDisplay(confusion, display_labels=class_names).plot(
         ax=axes, colorbar=False, xticks_rotation="vertical", include_values=len(class_names) <= 12)
+    if len(class_names) > 60:
+        axes.tick_params(labelsize=5)
     axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -66,13 +66,20 @@ def worst_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) ->
     return wrong[np.argsort(true_probability, kind="stable")][:count]
 
 
+GRADCAM_MOST_RIGHT = 32  # right images in one figure: 200 classes x 2 would be 400 backward passes and a huge PNG
+
+
 def gradcam_choice(labels: np.ndarray, probabilities: np.ndarray, mistakes: int, per_class: int) -> list[int]:
-    """Indices to explain: the worst mistakes, then each class's most confidently right images."""
+    """Indices to explain: the worst mistakes, then each class's most confidently right images (classes in label
+    order, at most GRADCAM_MOST_RIGHT right images in all)."""
     predicted = probabilities.argmax(axis=1)
     chosen = [int(i) for i in worst_mistakes(labels, probabilities, mistakes)]
+    right_total = 0
     for label in range(probabilities.shape[1]):
         right = np.flatnonzero((labels == label) & (predicted == label))
-        chosen += [int(i) for i in right[np.argsort(-probabilities[right, label], kind="stable")][:per_class]]
+        best = [int(i) for i in right[np.argsort(-probabilities[right, label], kind="stable")][:per_class]]
+        best = best[:GRADCAM_MOST_RIGHT - right_total]
+        chosen, right_total = chosen + best, right_total + len(best)
     return chosen
 
 

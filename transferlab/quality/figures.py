@@ -16,17 +16,20 @@ def _pyplot():
     return plt
 
 
-def plot_pairs(pairs: list[tuple[np.ndarray, np.ndarray, str]], path: Path) -> None:
-    """One row per pair: the two images side by side, the caption above the first."""
+def plot_pairs(pairs: list[tuple[np.ndarray, np.ndarray, str]], path: Path, per_row: int = 3) -> None:
+    """The two images of each pair side by side, `per_row` pairs a row, the caption above the first."""
     plt = _pyplot()
-    figure, axes = plt.subplots(len(pairs), 2, figsize=(4.4, 2.3 * len(pairs)), squeeze=False)
-    for (left, right, caption), row in zip(pairs, axes):
-        for image, axis in zip((left, right), row):
+    rows = max(1, -(-len(pairs) // per_row))
+    figure, axes = plt.subplots(rows, 2 * per_row, figsize=(3.2 * per_row, 2.0 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for number, (left, right, caption) in enumerate(pairs):
+        row, column = divmod(number, per_row)
+        for image, axis in zip((left, right), axes[row, 2 * column:2 * column + 2]):
             axis.imshow(image)
-            axis.axis("off")
-        row[0].set_title(caption, fontsize=7, loc="left")
+        axes[row, 2 * column].set_title(caption, fontsize=6, loc="left")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -40,5 +43,5 @@ def plot_gallery(images: list[np.ndarray], captions: list[str], path: Path, colu
         axis.imshow(image)
         axis.set_title(caption, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")  # keeps the top row's captions inside the picture
     plt.close(figure)

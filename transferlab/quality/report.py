@@ -76,6 +76,7 @@ def class_balance(manifest: pd.DataFrame) -> pd.DataFrame:
     table = manifest.pivot_table(index="class_name", columns="split", values="path", aggfunc="count", fill_value=0)
     table = table.reindex(columns=[s for s in ("train", "validation", "test") if s in table.columns])
     table["share"] = (table.sum(axis=1) / table.values.sum()).round(4)
+    table.columns.name = None  # else rendered as an empty column headed "split"
     return table.reset_index().rename(columns={"class_name": "class"})
 
 
