@@ -43,8 +43,8 @@ def test_two_flow_runs_on_one_workspace_one_runs_every_stage_the_other_finds_the
         results = [future.result() for future in [pool.submit(pipeline, workspace=str(workspace)) for _ in range(2)]]
     outcomes_seen = sorted(tuple(sorted(set(r["stages"].values()))) for r in results)
     assert outcomes_seen == [(CACHED,), (RAN,)]  # one did the work, the other waited for the lock and found it cached
-    assert all(set(r["stages"]) == {"check_params", "download", "preprocess", "extract_features", "train_head",
-                                    "fine_tune", "evaluate", "adversarial_report"} for r in results)
+    assert all(set(r["stages"]) == {"check_params", "download", "preprocess", "extract_features", "data_report",
+                                    "train_head", "fine_tune", "evaluate", "adversarial_report"} for r in results)
     summary = _artifact(SUMMARY_KEY)
     assert summary is not None and "| download | cached |" in summary.data  # the later run's summary
     metrics = _artifact(METRICS_KEY)

@@ -14,7 +14,7 @@ from tests.conftest import experiments, params_of
 from transferlab.workspace import run_tool, set_params
 
 pytestmark = pytest.mark.slow
-STAGE_NAMES = sorted(["check_params", "download", "preprocess", "extract_features@resnet50",
+STAGE_NAMES = sorted(["check_params", "download", "preprocess", "extract_features@resnet50", "data_report",
                       "extract_features@vgg16", "train_head@resnet50", "train_head@vgg16", "fine_tune", "evaluate",
                       "adversarial_report"])
 TRACKED_STAGES = [name for name in STAGE_NAMES if name != "check_params"]  # the guard records no MLflow run
@@ -80,7 +80,7 @@ def test_backbones_compare_side_by_side_and_switching_the_fine_tuned_one_reextra
     status = json.loads(run_tool(path, "dvc", "status", "--json", env=env).stdout)
     # the stages that read backbone.*, and the params guard (it watches all of params.yaml); nothing upstream
     # (the adversarial report builds the other compared backbones' models for its transfer check)
-    assert set(status) == {"check_params", "fine_tune", "evaluate", "adversarial_report"}
+    assert set(status) == {"check_params", "data_report", "fine_tune", "evaluate", "adversarial_report"}
 
 
 def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
