@@ -54,6 +54,27 @@ def _serve(args: argparse.Namespace) -> int:
                            env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
 
 
+def _drift(args: argparse.Namespace) -> int:
+    """One line on stdout: whether the images under the folder differ from the training images; the report and
+    an MLflow run named `drift` (a stage's run: the tracking store is checked before any work)."""
+    from transferlab.core.params import load_params
+    from transferlab.quality import drift_check
+    from transferlab.tracking import mlflow_runs
+
+    params, root, folder = load_params(args.params), args.params.resolve().parent, Path(args.folder)
+    inputs = drift_check.checked_inputs(folder, params, root)  # a bad argument: one line, no MLflow run
+    out = args.out or drift_check.default_out_dir(params, root)
+    logged = {"folder": str(folder), "backbone": params.backbone.name}
+    with mlflow_runs.stage_run("drift", params.mlflow.experiment, root, logged,
+                               pipeline_name=f"drift {folder.name} {params.backbone.name}"):
+        result = drift_check.measure_drift(inputs, params, root, out)
+        mlflow_runs.log_metrics(drift_check.tracked_metrics(result))
+        for name in (drift_check.DRIFT_JSON, drift_check.REPORT_MD):
+            mlflow_runs.log_artifacts(out / name, "drift")
+    print(result.verdict())
+    return 0
+
+
 def _registered_name() -> str:
     from transferlab.core.params import load_params
 
@@ -121,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     repro = commands.add_parser("repro", help="dvc repro, its stages sharing one MLflow pipeline run "
                                               "(arguments go to dvc repro)")
     repro.set_defaults(run=_repro, dvc_args=[])
+    drift = commands.add_parser("drift", help="whether new images differ from the training images, in the "
+                                              "backbone's features (one verdict line; a report in reports/drift)")
+    drift.add_argument("folder", help="a folder of new images (searched recursively)")
+    drift.add_argument("--params", type=Path, default=Path("params.yaml"))
+    drift.add_argument("--out", type=Path, help="report folder (default: <paths.reports>/drift beside params.yaml)")
+    _tracking_option(drift)
+    drift.set_defaults(run=_drift)
     doctor = commands.add_parser("doctor", help="versions, GPUs, data, weights, MLflow, Prefect, disk: each problem "
                                                 "with its fix (exit 1 when there is one)")
     doctor.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -129,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _set_tracking_uri(given: str | None) -> None:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's default database in this folder."""
+def _set_tracking_uri(given: str | None, home: Path = Path()) -> None:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the project's default database in `home` (this folder)."""
     if given or not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = given or f"sqlite:///{Path('mlflow.db').resolve()}"
+        os.environ["MLFLOW_TRACKING_URI"] = given or f"sqlite:///{(home / 'mlflow.db').resolve()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args.dvc_args = extra  # `transferlab repro -f train_head`: everything unknown is dvc's
     if args.command in ("predict", "serve"):
         _set_tracking_uri(args.tracking_uri)
+    elif args.command == "drift":  # its run belongs beside the pipeline's, in the workspace of --params
+        _set_tracking_uri(args.tracking_uri, args.params.resolve().parent)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines when stderr is not a terminal
     with redacted_output():
         try:
