@@ -133,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in a new folder inside this one, and keep it")
     parser.add_argument("--only", choices=("duplicates", "labels"), help="run one scenario")
+    parser.add_argument("--seed", type=int, default=0, help="which test photos are copied, which labels flipped")
     args = parser.parse_args()
     if not WEIGHTS.is_file():
         raise SystemExit(f"{WEIGHTS}: not found (this benchmark needs ../shared/assets)")
@@ -140,9 +141,9 @@ def main() -> None:
     clean = workspace(base / "clean", PHOTOS)
     print(f"clean run: {run(clean, STAGES[:2]):.0f} s (download, preprocess: the splits the scenarios start from)")
     if args.only != "labels":
-        near_duplicates(base, PHOTOS)
+        near_duplicates(base, PHOTOS, args.seed)
     if args.only != "duplicates":
-        label_errors(base)
+        label_errors(base, args.seed)
     if not args.keep:
         shutil.rmtree(base)
 

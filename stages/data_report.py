@@ -7,24 +7,22 @@ from __future__ import annotations
 import json
 import logging
 
-import keras
 import numpy as np
 import pandas as pd
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.report_pages import to_html, to_markdown
 from transferlab.data.prepared import DATA_REPORT, MANIFEST, SPLITS, first_images, images_by_key
-from transferlab.modeling.assembly import feature_extractor
 from transferlab.modeling.devices import configure_devices
-from transferlab.modeling.features import load_splits, read_meta
+from transferlab.modeling.features import embedder, load_splits, read_meta
 from transferlab.modeling.probe import fit_probe
 from transferlab.quality.neighbours import Whitening
-from transferlab.quality.report import analyse, calibration_on, check_gate, data_metrics, pooled, sections
+from transferlab.quality.report import (CALIBRATION_IMAGES, analyse, calibration_on, check_gate, data_metrics,
+                                        pooled, sections)
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking import mlflow_runs
 
 log = logging.getLogger("transferlab.data_report")
-CALIBRATION_IMAGES = 48  # training images copied four ways each: 192 copies set the threshold
 TITLE = "Data report"
 
 
@@ -37,8 +35,10 @@ def run(context: StageContext) -> dict:
     data = pooled(splits)
     probe = fit_probe(splits["train"], params.base.seed)  # its C, as train_head's probe chooses it
     whitening = Whitening.fit(splits["train"].features)
-    calibration = calibration_on(_embedder(context), first_images(prepared, "train", CALIBRATION_IMAGES)[0],
-                                 whitening, whitening.unit(data.features))
+    embed = embedder(params.backbone_named(params.backbone.name), params.data.image_size, context.root,
+                     params.base.seed)
+    calibration = calibration_on(embed, first_images(prepared, "train", CALIBRATION_IMAGES)[0], whitening,
+                                 whitening.unit(data.features))
     quality = analyse(data, pd.read_csv(prepared / MANIFEST, keep_default_na=False), names, whitening, calibration,
                       probe.c, params.base.seed)
     metrics = data_metrics(quality)
@@ -58,15 +58,6 @@ def run(context: StageContext) -> dict:
     log.info("data report: %s (threshold calibrated on %d copies)", metrics, len(calibration.copy_similarities))
     check_gate(quality, params.data.gate, f"{paths.data_report}/report.html")
     return {key: float(value) for key, value in metrics.items() if value is not None}
-
-
-def _embedder(context: StageContext):
-    params = context.params
-    extractor = feature_extractor(params.backbone_named(params.backbone.name), params.data.image_size, context.root,
-                                  params.base.seed)
-    batch = params.backbone.batch_size
-    return lambda images: np.concatenate([keras.ops.convert_to_numpy(extractor(images[i:i + batch], training=False))
-                                          for i in range(0, len(images), batch)])
 
 
 def _pixels(prepared, wanted: set[str]) -> dict[str, np.ndarray]:

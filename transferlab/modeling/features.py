@@ -215,6 +215,16 @@ def extract_features(prepared: Path, out_dir: Path, scratch: Path, cfg: Backbone
     return collect_features(plan, prepared, out_dir, len(plan.shards) - len(todo))
 
 
+def embedder(cfg: BackboneParams, image_size: int, root: Path, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a stack of images (pixels 0-255) to their features, in batches of cfg.batch_size."""
+    import keras
+
+    extractor = feature_extractor(cfg, image_size, root, seed)
+    batch = cfg.batch_size
+    return lambda images: np.concatenate([keras.ops.convert_to_numpy(extractor(images[i:i + batch], training=False))
+                                          for i in range(0, len(images), batch)])
+
+
 def load_split(features_dir: Path, split: str) -> SplitFeatures:
     """All feature shards of one split, concatenated in shard order."""
     parts = [np.load(path) for path in sorted(Path(features_dir).glob(f"{split}-*.npz"))]

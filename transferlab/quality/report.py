@@ -18,6 +18,7 @@ from transferlab.quality.neighbours import Calibration, Whitening, calibrate, le
 from transferlab.quality.outliers import outlier_scores
 
 SHOWN = 12  # rows and thumbnails per finding
+CALIBRATION_IMAGES = 48  # training images copied four ways each: 192 copies set the near-duplicate threshold
 
 
 @dataclass(frozen=True)
