@@ -37,7 +37,7 @@ OXFORD = ASSETS / "images" / "oxford_pets_3breeds" / "images"
 
 
 def bench_params():
-    from transferlab.core.params import parse_params
+    from transferlab.core.params_loader import parse_params
 
     return parse_params({"data": {"image_size": 224, "resize": "squash"},
                          "backbone": {"name": "mobilenet_v2", "alpha": 1.0, "weights": str(WEIGHTS)}}, "bench")

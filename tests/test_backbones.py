@@ -5,7 +5,7 @@ import pytest
 from transferlab.core.backbones import BACKBONES, check_config, weights_identity
 from transferlab.modeling.assembly import build_base
 from transferlab.core.errors import ParamsError
-from transferlab.core.params import parse_params
+from transferlab.core.params_loader import parse_params
 
 V1_NO_TOP = "weights/mobilenet_2_5_224_tf_no_top.h5"
 V2_035 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"

@@ -170,7 +170,7 @@ def _write_features_cache(root: Path, params, features: np.ndarray, backbone: st
 @pytest.fixture(scope="module")
 def drift_workspace(tmp_path_factory):
     """params.yaml and a features cache of 30 smooth training images, embedded by `embed_files`."""
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
     from transferlab.quality.drift_check import embed_files
 
     root = tmp_path_factory.mktemp("drift-ws")
@@ -186,7 +186,7 @@ def test_new_images_are_embedded_as_the_pipeline_embeds_its_training_images(drif
     original files. Without the JPEG round trip they differ, and a classifier learns the difference."""
     import io
 
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
     from transferlab.data.prepared import ShardWriter, shard_files
     from transferlab.data.preprocess import process_file
     from transferlab.modeling.features import shard_features
@@ -255,7 +255,7 @@ def test_the_default_report_goes_to_the_reports_folder_of_the_workspace(drift_wo
 def test_run_drift_writes_the_report_and_leaves_mlflow_to_its_caller(drift_workspace, tmp_path):
     import os
 
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
     from transferlab.quality.drift_check import run_drift
 
     _striped_images(tmp_path / "new", 10, seed=4)
@@ -295,7 +295,7 @@ def test_without_cached_features_it_says_to_run_the_pipeline(tmp_path, capsys):
 
 
 def test_features_of_another_backbone_are_refused(tmp_path, capsys):
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
 
     (tmp_path / "params.yaml").write_text(_params_text("drift-other"), encoding="utf-8")
     params = load_params(tmp_path / "params.yaml")

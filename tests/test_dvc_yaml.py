@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from transferlab.core.params import PARAMS_CHECK_FILE, load_params
+from transferlab.core.params_loader import load_params
+from transferlab.core.paths import PARAMS_CHECK_FILE
 
 
 def _expected_outs(paths, backbones: list[str], fine_tuned: str) -> dict[str, set[str]]:

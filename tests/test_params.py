@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from transferlab.core.errors import ParamsError
-from transferlab.core.params import Params, load_params, parse_params
+from transferlab.core.params import Params
+from transferlab.core.params_loader import load_params, parse_params
 from transferlab.workspace import PROJECT_ROOT
 from stages import download, preprocess
 from transferlab.stage_runner import run_stage

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from transferlab.core.params import load_params
+from transferlab.core.params_loader import load_params
 from transferlab.data.prepared import first_images
 from transferlab.modeling.features import embedder, load_splits
 from transferlab.modeling.probe import fit_probe

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.core.params import PARAMS_CHECK_FILE
+from transferlab.core.paths import PARAMS_CHECK_FILE
 from transferlab.workspace import run_tool, set_params
 
 pytestmark = pytest.mark.slow

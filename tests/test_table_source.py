@@ -108,7 +108,7 @@ def test_check_params_refuses_a_target_no_class_matches_before_anything_runs(tmp
                  "data.table.label_column": "breed", "data.table.suffix": ".jpg"}
     params = run_stages(tmp_path, overrides, stages=["check_params"])
     assert json.loads((tmp_path / "data" / "params_checked.json").read_text()) == {"params": "valid"}
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
 
     assert [c["name"] for c in known_classes(load_params(params).data, tmp_path)] == sorted(NAMES)
     with pytest.raises(AssertionError, match="check_params exited 2"):

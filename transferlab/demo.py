@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from transferlab.core.params import load_params
+from transferlab.core.params_loader import load_params
 from transferlab.data.prepared import DATA_REPORT
 from transferlab.workspace import PROJECT_ROOT, create_workspace, stream_tool
 

@@ -1,163 +1,20 @@
-"""The one validated model of params.yaml: every stage reads its configuration through `load_params`."""
+"""The validated schema of params.yaml: every section's keys, defaults, ranges and cross-section checks."""
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from pathlib import PurePosixPath
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from transferlab.core.backbones import check_config, spec_for
 from transferlab.core.errors import ParamsError
-
-DEFAULT_PARAMS_FILE = "params.yaml"
-
-
-class Section(BaseModel):
-    """A params section: unknown keys are errors, values are checked on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+from transferlab.core.paths import PathsParams, overlap, workspace_relative
+from transferlab.core.sections import Section
 
 
 class BaseParams(Section):
     seed: int = Field(42, ge=0, le=2**31 - 1)
-
-
-MODEL_FILE, HEAD_FILE, CLASSES_FILE = "model.keras", "head.keras", "classes.json"
-# The output of the `check_params` guard stage, which every other stage descends from. Not a params path: it must
-# exist before params are known to be valid.
-PARAMS_CHECK_FILE = "data/params_checked.json"
-
-# Top-level entries of the workspace that no params path may name or enter: the repository, DVC's and MLflow's
-# stores, the code and the configuration. A stage replaces its output folder whole, so `paths.raw: flows` would
-# otherwise overwrite code and `paths.raw: mlartifacts` would delete every logged model.
-PROTECTED_ENTRIES = frozenset({
-    ".git", ".dvc", ".dvcignore", ".gitignore", ".venv", ".ci", ".github", "mlflow.db", "mlartifacts", "mlruns",
-    "transferlab", "stages", "flows", "tests", "bench", "params.yaml", "dvc.yaml", "dvc.lock", "pyproject.toml",
-    "Makefile", "README.md", "ARCHITECTURE.md",
-})
-
-
-def overlap(one: PurePosixPath, other: PurePosixPath) -> bool:
-    """Whether two workspace paths are the same or one holds the other."""
-    return one == other or one in other.parents or other in one.parents
-
-
-def workspace_relative(value: str, key: str) -> PurePosixPath:
-    """`value` as a normalized path inside the workspace, or a ValueError naming `key` and why not."""
-    if not value or not value.strip():
-        raise ValueError(f"{key}: must be a folder inside the workspace, got an empty path")
-    path = PurePosixPath(value.replace("\\", "/"))
-    if path.is_absolute() or value.startswith("~") or (len(value) > 1 and value[1] == ":"):
-        raise ValueError(f"{key}: {value!r} is absolute; give a path relative to the workspace (e.g. data/raw)")
-    if ".." in path.parts:
-        raise ValueError(f"{key}: {value!r} leaves the workspace ('..'); give a path inside it")
-    if not path.parts or path == PurePosixPath("."):
-        raise ValueError(f"{key}: {value!r} is the workspace itself; give a folder inside it (e.g. data/raw)")
-    if path.parts[0] in PROTECTED_ENTRIES:
-        raise ValueError(f"{key}: {value!r} is inside {path.parts[0]!r}, which belongs to the project "
-                         f"(code, Git, DVC or MLflow); choose another folder")
-    check_file = PurePosixPath(PARAMS_CHECK_FILE)
-    if overlap(path, check_file):  # a folder beside it, below data/, is fine
-        raise ValueError(f"{key}: {value!r} would hold {PARAMS_CHECK_FILE}, the output of the check_params stage; "
-                         f"choose a folder below it (e.g. {value.rstrip('/')}/raw)")
-    return path
-
-
-class PathsParams(Section):
-    """Every on-disk location of the pipeline, relative to the project root.
-
-    The folders are params; the artifacts inside them are named once, below, and used by stages, predict,
-    the CLI and flows alike. dvc.yaml templates the same values (tests/test_dvc_yaml.py holds them equal)."""
-
-    raw: str = "data/raw"
-    prepared: str = "data/prepared"
-    features: str = "data/features"
-    models: str = "models"
-    metrics: str = "metrics"
-    plots: str = "plots"
-    reports: str = "reports"
-    scratch: str = ".cache/transferlab"  # resumable partial work; never a DVC output
-
-    @model_validator(mode="after")
-    def _paths_stay_apart(self) -> "PathsParams":
-        """Every folder inside the workspace, off the project's own files, and no folder inside another."""
-        folders = {key: workspace_relative(getattr(self, key), f"paths.{key}") for key in type(self).model_fields}
-        for key, path in folders.items():
-            for other, other_path in folders.items():
-                if key < other and overlap(path, other_path):
-                    raise ValueError(f"paths.{key} ({str(path)!r}) and paths.{other} ({str(other_path)!r}) overlap; "
-                                     f"each stage replaces its folder whole, so they must be separate folders")
-        return self
-
-    # One backbone's share of the per-backbone stages (extract_features@<name>, train_head@<name>).
-    def features_of(self, backbone: str) -> str:
-        return f"{self.features}/{backbone}"
-
-    def head_of(self, backbone: str) -> str:
-        return f"{self.models}/head/{backbone}"
-
-    def head_model_of(self, backbone: str) -> str:
-        return f"{self.head_of(backbone)}/{HEAD_FILE}"
-
-    def head_metrics_of(self, backbone: str) -> str:
-        return f"{self.metrics}/train_head/{backbone}.json"
-
-    def head_plots_of(self, backbone: str) -> str:
-        return f"{self.plots}/train_head/{backbone}"
-
-    @property
-    def fine_tuned(self) -> str:
-        """The whole fine-tuned model: model.keras and classes.json."""
-        return f"{self.models}/fine_tuned"
-
-    @property
-    def fine_tuned_model(self) -> str:
-        return f"{self.fine_tuned}/{MODEL_FILE}"
-
-    @property
-    def fine_tune_metrics(self) -> str:
-        return f"{self.metrics}/fine_tune.json"
-
-    @property
-    def fine_tune_plots(self) -> str:
-        return f"{self.plots}/fine_tune"
-
-    @property
-    def evaluate_metrics(self) -> str:
-        return f"{self.metrics}/evaluate.json"
-
-    @property
-    def summary_metrics(self) -> str:
-        """The headline figures of a run, one flat file: what `dvc exp show` compares first."""
-        return f"{self.metrics}/summary.json"
-
-    @property
-    def adversarial_metrics(self) -> str:
-        return f"{self.metrics}/adversarial.json"
-
-    @property
-    def evaluate_per_class(self) -> str:
-        return f"{self.metrics}/evaluate_per_class.csv"
-
-    @property
-    def evaluate_plots(self) -> str:
-        return f"{self.plots}/evaluate"
-
-    @property
-    def data_report(self) -> str:
-        """The data report on the embeddings: report.md, report.html, images/ and its findings as CSV."""
-        return f"{self.reports}/data"
-
-    @property
-    def data_metrics(self) -> str:
-        return f"{self.metrics}/data.json"
-
-    @property
-    def adversarial_report(self) -> str:
-        """report.md, report.html, metrics.json, sweep.tsv and images/."""
-        return f"{self.reports}/adversarial"
 
 
 class TfdsParams(Section):
@@ -429,77 +286,3 @@ class Params(Section):
 
 def _takes_alpha(name: str) -> bool:
     return spec_for(name, key="compare.backbones").takes_alpha
-
-
-def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
-    """One readable sentence for one pydantic error: the dotted key, what is wrong, what is allowed."""
-    key = ".".join(str(part) for part in error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        parent = _section_at(model, error["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "?"
-        return f"{key}: unknown key; allowed keys here: {allowed}"
-    value = error.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, dict) else ""
-    message = error["msg"].removeprefix("Value error, ")
-    if kind == "value_error":
-        return message if not key or message.startswith(f"{key}.") else f"{key}: {message}"
-    return f"{key}: {message}{shown}"
-
-
-def _section_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
-            return None
-        model = field.annotation
-    return model
-
-
-def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
-    """Validate an already-loaded params mapping; raise ParamsError naming the first bad key."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        errors = exc.errors()
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ParamsError(f"{source}: {_describe(errors[0], Params)}{more}") from None
-    except ParamsError as exc:  # raised by cross-section checks such as the backbone registry
-        raise ParamsError(f"{source}: {exc}") from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice is an error: PyYAML keeps the last silently, so a second
-    `head:` section would hide the first one's values."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    """Read and validate params.yaml."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_params(raw, str(path))

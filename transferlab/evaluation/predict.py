@@ -17,7 +17,7 @@ from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
 from transferlab.core.progress import with_progress
 from transferlab.core.redaction import scrub
-from transferlab.core.params import CLASSES_FILE, MODEL_FILE
+from transferlab.core.paths import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import load_keras
 from transferlab.modeling.outputs import class_probabilities
 from transferlab.data.images import ResizeMode, UndecodableImage, model_pixels
