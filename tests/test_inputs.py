@@ -6,7 +6,7 @@ import pytest
 
 from transferlab.core.errors import ParamsError
 from transferlab.core.inputs import check_inputs
-from transferlab.core.params import parse_params
+from transferlab.core.params_loader import parse_params
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -23,8 +23,17 @@ def test_a_missing_input_names_its_key(tmp_path, raw, expected):
         check_inputs(parse_params(raw), tmp_path)
 
 
-def test_present_inputs_pass(tmp_path):
+def test_present_inputs_pass_and_each_one_removed_fails_naming_its_key(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "w.h5").write_bytes(b"weights")
-    check_inputs(parse_params({"data": {"source": "folder", "folder": {"root": "images"}},
-                               "backbone": {"weights": "w.h5"}}), tmp_path)
+    params = parse_params({"data": {"source": "folder", "folder": {"root": "images"}},
+                           "backbone": {"weights": "w.h5"}})
+    assert check_inputs(params, tmp_path) is None  # nothing missing: no error, and nothing to report
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images", "w.h5"]  # it only looks
+    (tmp_path / "w.h5").unlink()  # passing depended on the weights file being there ...
+    with pytest.raises(ParamsError, match="backbone.weights: file not found: w.h5"):
+        check_inputs(params, tmp_path)
+    (tmp_path / "w.h5").write_bytes(b"weights")
+    (tmp_path / "images").rmdir()  # ... and on the image folder being there
+    with pytest.raises(ParamsError, match="data.folder.root: folder not found: images"):
+        check_inputs(params, tmp_path)

@@ -44,6 +44,27 @@ def test_paired_mean_interval_covers_zero_for_noise_and_excludes_it_for_a_clear_
     assert shifted_high < 0 and np.isclose(shifted_high - shifted_low, high - low, rtol=0.2)
 
 
+def test_paired_mean_interval_is_a_95_percent_interval_as_wide_as_the_normal_one_on_a_large_sample():
+    """On 400 normal differences the mean's bootstrap distribution is normal: the default interval must have the
+    width of mean +- z(0.975) standard errors, within the Monte Carlo error of its percentile endpoints."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from transferlab.core.intervals import paired_mean_interval
+
+    differences = np.random.default_rng(3).normal(-0.2, 1.0, 400)
+    resamples = 2000
+    low, high = paired_mean_interval(differences, resamples=resamples)  # the default confidence
+    standard_error = differences.std() / np.sqrt(len(differences))  # the bootstrap's own (plug-in) spread
+    z = norm.ppf(0.5 + 0.95 / 2)
+    tail = (1 - 0.95) / 2
+    # standard error of a percentile estimated from `resamples` draws, for each of the two endpoints
+    endpoint_error = np.sqrt(tail * (1 - tail) / resamples) / norm.pdf(z) * standard_error
+    tolerance = 4 * np.sqrt(2) * endpoint_error
+    assert abs((high - low) - 2 * z * standard_error) < tolerance, (high - low, 2 * z * standard_error, tolerance)
+    assert abs((low + high) / 2 - differences.mean()) < 4 * endpoint_error
+
+
 def test_paired_mean_interval_needs_two_differences():
     import math
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT, closed_port
 from transferlab.core.redaction import RedactingStream, scrub, secrets_in
 
@@ -19,6 +21,22 @@ def test_secrets_come_from_urls_and_secret_named_variables():
     assert {PASSWORD, "alice", "pnu_abcdef", "tok%40en", "tok@en"} <= set(found) and "/usr/bin" not in found
     text = f"POST https://alice:{PASSWORD}@mlflow.example.com/api failed; retry with {PASSWORD} and tok@en"
     assert scrub(text, found) == "POST https://***@mlflow.example.com/api failed; retry with *** and ***"
+
+
+# One variable per pattern of SECRET_NAME, each name matching that pattern alone, so dropping any one turns it red.
+SECRET_VARIABLES = {"PASSWORD": "DB_PASSWORD", "TOKEN": "HF_TOKEN", "SECRET": "CLIENT_SECRET",
+                    "API_KEY": "OPENAI_API_KEY", "ACCESS_KEY": "AWS_ACCESS_KEY_ID",
+                    "CREDENTIAL": "GOOGLE_APPLICATION_CREDENTIALS", "token (any case)": "github_token"}
+
+
+@pytest.mark.parametrize("name", SECRET_VARIABLES.values(), ids=SECRET_VARIABLES.keys())
+def test_the_value_of_every_secret_named_variable_is_masked(monkeypatch, name):
+    value = f"value-of-{name.lower()}-9f3k"
+    env = {name: value, "HOME": "/home/alice", "LANG": "C.UTF-8"}
+    assert secrets_in(env) == [value]  # that variable's value, and no other variable's
+    assert scrub(f"{name}={value} HOME=/home/alice", secrets_in(env)) == f"{name}=*** HOME=/home/alice"
+    monkeypatch.setenv(name, value)  # and in what a stage prints, with the process environment as it is
+    assert value not in scrub(f"connecting with {value}")
 
 
 def test_a_stream_scrubs_every_write(monkeypatch, capsys):
