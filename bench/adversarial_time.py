@@ -66,7 +66,7 @@ def main() -> None:
         import keras
 
         keras.utils.set_random_seed(0)  # the same head in every run, so figures compare across revisions
-        head = build_head(HeadParams(normalize=False), 1280, 3)
+        head = build_head(HeadParams(normalize=False, l2=0.0), 1280, 3)
         head.get_layer("logits").bias.assign([0.0, 3.0, 0.0])  # class_1 "correct" and not the target: attacked
         model = classifier(BackboneParams(weights=weights), 224, head, tmp, 0)
         (tmp / "images").mkdir()

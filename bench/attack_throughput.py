@@ -24,7 +24,7 @@ def default_model():
     from transferlab.modeling.head import build_head
 
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
-    return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False), 1280, 2), ROOT, 0)
+    return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False, l2=0.0), 1280, 2), ROOT, 0)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def main() -> None:
     cfg = FineTuneParams(epochs=args.epochs, patience=args.epochs, unfreeze_top=args.unfreeze_top)
 
     def model():
-        return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False), 1280, 2),
+        return classifier(BackboneParams(weights=weights), 224, build_head(HeadParams(normalize=False, l2=0.0), 1280, 2),
                           ROOT, 0)
 
     def pipeline(prepared: Path, scratch: Path, epsilon: float = 0.0) -> float:

@@ -73,7 +73,7 @@ def main() -> None:
     device = configure_devices()
     weights = str(ASSET_WEIGHTS) if ASSET_WEIGHTS.is_file() else "none"
     cfg = BackboneParams(weights=weights, batch_size=args.batch)
-    head_cfg = HeadParams(batch_size=args.batch, dropout=0.2)
+    head_cfg = HeadParams(batch_size=args.batch, dropout=0.2, l2=0.0)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = _prepared(Path(tmp), args.n)
         extractor = feature_extractor(cfg, 224, ROOT, 0)

@@ -77,14 +77,17 @@ def override_arguments(overrides: Mapping[str, Any]) -> list[str]:
     return arguments
 
 
-def summary_markdown(results: list[StageResult], metrics: dict[str, Any], mlflow_note: str,
-                     registry_note: str, experiment: str | None) -> str:
+def summary_markdown(results: list[StageResult], headline: dict[str, Any], metrics: dict[str, Any],
+                     mlflow_note: str, registry_note: str, experiment: str | None) -> str:
+    """The flow run's Markdown artifact: the stages, the headline (metrics/summary.json), every metric, MLflow, registry."""
     rows = "\n".join(f"| {r.stage} | {r.outcome} | {'-' if r.seconds is None else f'{r.seconds:.1f}'} |"
                      for r in results)
-    metric_rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
-                            for k, v in metrics.items())
+    headline_rows, metric_rows = (
+        "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in table.items())
+        for table in (headline, metrics))
     recorded = f"\nRecorded as DVC experiment `{experiment}` (`dvc exp show`).\n" if experiment else ""
     return (f"# transferlab pipeline\n\n| stage | outcome | seconds |\n|---|---|---|\n{rows}\n{recorded}\n"
+            f"## Headline\n\n| metric | value |\n|---|---|\n{headline_rows or '| (no evaluation yet) | |'}\n\n"
             f"## Metrics\n\n| metric | value |\n|---|---|\n{metric_rows}\n\n## MLflow\n\n{mlflow_note}\n\n"
             f"## Registry\n\n{registry_note}\n")
 

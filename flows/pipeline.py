@@ -22,8 +22,8 @@ from transferlab.core.redaction import redacted_output
 from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message, flat_metrics,
                                  outcomes, override_arguments, pipeline_stages, run_streaming, stage_exit_code,
                                  summary_markdown)
-from transferlab.core.params import load_params
-from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
+from transferlab.core.params_loader import load_params
+from transferlab.tracking.tags import PIPELINE_ID_ENV
 from transferlab.workspace import tool_env
 
 SUMMARY_KEY, METRICS_KEY = "transferlab-summary", "transferlab-metrics"
@@ -78,7 +78,8 @@ def _registry_note(workspace: Path, pipeline_id: str) -> tuple[str, str]:
     """The MLflow parent run of this flow run and the champion decision its evaluate run recorded."""
     import mlflow
 
-    from transferlab.tracking.mlflow_runs import PIPELINE_TAG, tracking_uri
+    from transferlab.tracking.store import tracking_uri
+    from transferlab.tracking.tags import PIPELINE_TAG
 
     params = load_params(workspace / "params.yaml")
     mlflow.set_tracking_uri(tracking_uri(workspace))
@@ -119,9 +120,10 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
     files = {f"train_head@{name}": params.paths.head_metrics_of(name) for name in params.compare.backbones}
     files |= {"fine_tune": params.paths.fine_tune_metrics, "evaluate": params.paths.evaluate_metrics}
     metrics = flat_metrics(root, files)
+    headline = flat_metrics(root, {"": params.paths.summary_metrics})  # defined once: evaluation/headline.py
     mlflow_note, registry_note = _registry_note(root, pipeline_id)
     experiment = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or None
-    create_markdown_artifact(summary_markdown(results, metrics, mlflow_note, registry_note, experiment),
+    create_markdown_artifact(summary_markdown(results, headline, metrics, mlflow_note, registry_note, experiment),
                              key=SUMMARY_KEY, description="stages run or cached, metrics, MLflow run, champion")
     create_table_artifact([{"metric": k, "value": v} for k, v in metrics.items()], key=METRICS_KEY,
                           description="pipeline metrics")

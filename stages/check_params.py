@@ -15,10 +15,10 @@ import logging
 from transferlab.adversarial.targets import target_classes
 from transferlab.core.atomic import atomic_write_text
 from transferlab.core.inputs import check_inputs
-from transferlab.core.params import PARAMS_CHECK_FILE
+from transferlab.core.paths import PARAMS_CHECK_FILE
 from transferlab.data.sources import known_classes
 from transferlab.stage_runner import StageContext, main_for
-from transferlab.tracking.mlflow_runs import check_tracking_store
+from transferlab.tracking.store import check_tracking_store
 
 log = logging.getLogger("transferlab.check_params")
 

@@ -20,7 +20,6 @@ from transferlab.quality.neighbours import Whitening
 from transferlab.quality.report import (CALIBRATION_IMAGES, analyse, calibration_on, check_gate, data_metrics,
                                         pooled, sections)
 from transferlab.stage_runner import StageContext, main_for
-from transferlab.tracking import mlflow_runs
 
 log = logging.getLogger("transferlab.data_report")
 TITLE = "Data report"
@@ -28,7 +27,7 @@ TITLE = "Data report"
 
 def run(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
-    mlflow_runs.set_tags(configure_devices().tags())
+    context.tracker.set_tags(configure_devices().tags())
     features_dir, prepared = context.path(paths.features_of(params.backbone.name)), context.path(paths.prepared)
     splits = load_splits(features_dir)
     names = [c["name"] for c in read_meta(features_dir)["classes"]]
@@ -54,7 +53,7 @@ def run(context: StageContext) -> dict:
         if quality.label_issues is not None:
             quality.label_issues.to_csv(target / "label_issues.csv", index=False)
     atomic_write_text(context.path(paths.data_metrics), json.dumps(metrics, indent=2))
-    mlflow_runs.log_artifacts(out, "data_report")
+    context.tracker.log_artifacts(out, "data_report")
     log.info("data report: %s (threshold calibrated on %d copies)", metrics, len(calibration.copy_similarities))
     check_gate(quality, params.data.gate, f"{paths.data_report}/report.html")
     return {key: float(value) for key, value in metrics.items() if value is not None}

@@ -11,7 +11,6 @@ from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.extraction_cluster import extract_on_cluster, uses_cluster
 from transferlab.modeling.features import extract_features
 from transferlab.stage_runner import StageContext, main_for
-from transferlab.tracking import mlflow_runs
 
 log = logging.getLogger("transferlab.extract_features")
 
@@ -19,7 +18,7 @@ log = logging.getLogger("transferlab.extract_features")
 def run(context: StageContext) -> dict:
     params, paths = context.params, context.params.paths
     device = configure_devices()
-    mlflow_runs.set_tags(device.tags())
+    context.tracker.set_tags(device.tags())
     log.info("device: %s %s, precision %s", device.device, device.gpu_name, device.precision)
     started = time.perf_counter()
     cfg = params.backbone_named(context.backbone)
@@ -30,7 +29,7 @@ def run(context: StageContext) -> dict:
                                 params.data.image_size, context.root, params.base.seed,
                                 extract_todo=on_cluster if uses_cluster(params.extract) else None)
     seconds = time.perf_counter() - started
-    mlflow_runs.set_tags({"features.cache_key": meta["cache_key"]})
+    context.tracker.set_tags({"features.cache_key": meta["cache_key"]})
     log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
              meta["resumed_shards"], seconds)
     return {**{f"features_{split}": n for split, n in meta["counts"].items()},

@@ -9,7 +9,8 @@ from tests.conftest import STAGES, run_stages
 from transferlab.core.errors import ParamsError
 from transferlab.modeling.assembly import backbone_of, classifier, load_keras
 from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top
-from transferlab.core.params import FineTuneParams, load_params
+from transferlab.core.params import FineTuneParams
+from transferlab.core.params_loader import load_params
 
 TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
         "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3,
@@ -132,10 +133,14 @@ def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(
     losses = iter([start, start + noise + change])
     monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset: next(losses))
     model = _model(trained_head)
-    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0)
+    # flip_tta off: the planted losses are the weights' only; `auto` would measure the mirror views a third time
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0,
+                         flip_tta=False)
     result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0)
     low, high = result.loss_change
     assert result.kept_initial is not replaced and (high < 0) is replaced and low < high
+    assert result.selection.rule == "beyond_noise" and result.selection.kept_head_only is not replaced
+    assert f"[{low:.4g}, {high:.4g}]" in result.selection.reason
     assert result.metrics()["val_loss_change_high"] == high
 
 

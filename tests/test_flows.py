@@ -47,6 +47,8 @@ def test_two_flow_runs_on_one_workspace_one_runs_every_stage_the_other_finds_the
                                     "train_head", "fine_tune", "evaluate", "adversarial_report"} for r in results)
     summary = _artifact(SUMMARY_KEY)
     assert summary is not None and "| download | cached |" in summary.data  # the later run's summary
+    headline = json.loads((workspace / "metrics" / "summary.json").read_text())
+    assert f"| test_accuracy | {headline['test_accuracy']:.4g} |" in summary.data.split("## Metrics")[0]
     metrics = _artifact(METRICS_KEY)
     assert metrics is not None and "evaluate.fine_tuned.accuracy" in metrics.data
 

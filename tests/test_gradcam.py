@@ -85,7 +85,7 @@ def test_each_class_has_its_own_heatmap(trained):
 def test_gradcam_runs_on_the_assembled_model():
     """The pipeline's own assembly (MobileNetV2, no weights): the last block is out_relu, heatmaps image-sized."""
     backbone = BackboneParams(name="mobilenet_v2", weights="none")
-    model = classifier(backbone, 64, build_head(HeadParams(), 1280, 3), Path("."), seed=0)
+    model = classifier(backbone, 64, build_head(HeadParams(l2=0.0), 1280, 3), Path("."), seed=0)
     assert last_spatial_layer(backbone_of(model)).name == "out_relu"
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     heatmaps = gradcam(model, images, np.array([0, 1, 2]))

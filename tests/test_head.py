@@ -7,6 +7,19 @@ from transferlab.modeling.head import accuracy, build_head, train_head
 from transferlab.core.params import HeadParams
 
 
+def unregularized(**settings) -> HeadParams:
+    """A head under no L2: these tests check the head's own mechanics, with no probe to resolve `head.l2: probe`."""
+    return HeadParams(l2=0.0, **settings)
+
+
+def test_an_unresolved_probe_l2_is_refused_and_resolved_writes_the_number_into_the_params():
+    from transferlab.modeling.head import resolved
+
+    with pytest.raises(ValueError, match="resolve it to a number first"):
+        build_head(HeadParams(), 8, 2)
+    assert resolved(HeadParams(), 0.25).l2 == 0.25 and resolved(HeadParams(l2=0.5), 0.25).l2 == 0.5
+
+
 def _blobs(n, classes, width=16, seed=0):
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
@@ -16,16 +29,16 @@ def _blobs(n, classes, width=16, seed=0):
 
 
 def test_two_classes_get_a_sigmoid_unit_more_get_softmax():
-    assert build_head(HeadParams(), 8, 2).output_shape == (None, 1)
-    assert build_head(HeadParams(), 8, 5).output_shape == (None, 5)
-    assert build_head(HeadParams(hidden_units=4), 8, 5).get_layer("hidden").units == 4
+    assert build_head(unregularized(), 8, 2).output_shape == (None, 1)
+    assert build_head(unregularized(), 8, 5).output_shape == (None, 5)
+    assert build_head(unregularized(hidden_units=4), 8, 5).get_layer("hidden").units == 4
     with pytest.raises(ParamsError, match="head.activation"):
-        build_head(HeadParams(activation="sigmoid"), 8, 3)
+        build_head(unregularized(activation="sigmoid"), 8, 3)
 
 
 @pytest.mark.parametrize("classes", [2, 4])
 def test_head_learns_separable_features(classes):
-    result = train_head(HeadParams(epochs=50, learning_rate=0.01), _blobs(200, classes), _blobs(80, classes, seed=1), classes,
+    result = train_head(unregularized(epochs=50, learning_rate=0.01), _blobs(200, classes), _blobs(80, classes, seed=1), classes,
                         seed=0, verbose=0)
     assert accuracy(result.model, _blobs(80, classes, seed=2)) >= 0.9
 
@@ -34,7 +47,7 @@ def test_early_stopping_keeps_the_best_epoch_when_validation_stops_improving():
     validation = _blobs(80, 3, seed=1)
     noise = SplitFeatures(validation.features, np.random.default_rng(5).permutation(validation.labels),
                           validation.keys)  # labels unrelated to features: validation loss must rise
-    result = train_head(HeadParams(epochs=300, patience=3, learning_rate=0.01), _blobs(200, 3), noise, 3,
+    result = train_head(unregularized(epochs=300, patience=3, learning_rate=0.01), _blobs(200, 3), noise, 3,
                         seed=0, verbose=0)
     assert result.metrics["epochs_run"] < 300
     assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
@@ -44,11 +57,11 @@ def test_early_stopping_keeps_the_best_epoch_when_validation_stops_improving():
 def test_l2_regularizes_the_output_kernel_only_when_asked():
     from transferlab.core.params import Params
 
-    plain, regularized = build_head(HeadParams(), 8, 3), build_head(HeadParams(), 8, 3, l2=0.01)
+    plain, regularized = build_head(unregularized(), 8, 3), build_head(HeadParams(l2=0.01), 8, 3)
     assert plain.get_layer("logits").kernel_regularizer is None
     assert regularized.get_layer("logits").kernel_regularizer.get_config()["l2"] == pytest.approx(0.01)
-    small = train_head(HeadParams(epochs=100, learning_rate=0.05), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0, l2=0.1)
-    large = train_head(HeadParams(epochs=100, learning_rate=0.05), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0, l2=0.0)
+    small = train_head(HeadParams(epochs=100, learning_rate=0.05, l2=0.1), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
+    large = train_head(HeadParams(epochs=100, learning_rate=0.05, l2=0.0), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
     norm = lambda result: np.linalg.norm(result.model.get_layer("logits").kernel.numpy())  # noqa: E731
     assert norm(small) < 0.7 * norm(large)
     with pytest.raises(ValueError, match="outside 0 to 10"):

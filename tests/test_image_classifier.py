@@ -17,7 +17,7 @@ from transferlab.data.images import model_pixels
 from transferlab.modeling.assembly import pixel_scaling
 from transferlab.modeling.outputs import class_probabilities
 from transferlab.serving.export import log_image_model
-from transferlab.tracking import mlflow_runs
+from transferlab.tracking.runs import stage_run
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -45,8 +45,8 @@ def _images() -> list[bytes]:
 
 def _logged(tmp_path, model, classes, resize="squash", top_k=3) -> str:
     model.save(tmp_path / "model.keras")
-    with mlflow_runs.stage_run("evaluate", "serving-test", tmp_path, {}):
-        return log_image_model(tmp_path / "model.keras", classes, resize, top_k)
+    with stage_run("evaluate", "serving-test", tmp_path, {}) as tracker:
+        return log_image_model(tracker, tmp_path / "model.keras", classes, resize, top_k)
 
 
 SCRIPT = """

@@ -13,7 +13,7 @@ import yaml
 
 from transferlab.core.digest import file_sha256
 from transferlab.tracking.lineage import locked_outputs, verified_md5
-from transferlab.tracking.mlflow_runs import git_commit
+from transferlab.tracking.lineage import git_commit
 from transferlab.workspace import run_tool
 
 
@@ -91,3 +91,18 @@ def test_a_dvc_experiment_is_named_on_the_version_it_registers(workspace_copy):
     assert version.tags["dvc.experiment"] == "gallery-4"
     assert version.tags["git.dirty"] == "true"  # params.yaml differs from the commit: the hash says how
     assert version.tags["params.sha256"] == file_sha256(path / "params.yaml")
+
+
+def test_runs_record_the_git_commit_and_whether_the_tree_was_clean(tmp_path):
+    import subprocess
+
+    from transferlab.workspace import tool_env
+
+    assert git_commit(tmp_path) == {}  # not a repository: no tag rather than an error
+    (tmp_path / "code.py").write_text("x = 1\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "code"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, env=tool_env())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_commit(tmp_path) == {"mlflow.source.git.commit": head, "git.dirty": "false"}
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["git.dirty"] == "true"

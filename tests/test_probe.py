@@ -42,7 +42,7 @@ def test_a_split_with_a_class_the_training_split_lacks_gets_accuracy_but_no_loss
 def test_a_head_under_the_probes_equivalent_l2_converges_to_the_probe():
     """equivalent_l2 translates sklearn's C into Keras' L2 factor: both then minimize the same objective."""
     from transferlab.core.params import HeadParams
-    from transferlab.modeling.head import train_head
+    from transferlab.modeling.head import resolved, train_head
     from transferlab.modeling.probe import equivalent_l2
 
     rng = np.random.default_rng(0)
@@ -52,9 +52,10 @@ def test_a_head_under_the_probes_equivalent_l2_converges_to_the_probe():
     probe = fit_probe(train, seed=0)
     empty = SplitFeatures(np.zeros((0, 8), np.float32), np.zeros(0, int), np.zeros(0, str))
     cfg = HeadParams(dropout=0.0, learning_rate=0.1, batch_size=90, epochs=200, patience=200)
-    head = train_head(cfg, train, empty, 3, seed=0, verbose=0, l2=equivalent_l2(probe, 90)).model
+    head = train_head(resolved(cfg, equivalent_l2(probe, 90)), train, empty, 3, seed=0, verbose=0).model
     ours = head.predict(train.features, verbose=0)
     theirs = probe.model.predict_proba(train.features)
     assert np.abs(ours - theirs).max() < 0.02
-    unregularized = train_head(cfg, train, empty, 3, seed=0, verbose=0, l2=0.0).model.predict(train.features, verbose=0)
+    unregularized = train_head(cfg.model_copy(update={"l2": 0.0}), train, empty, 3, seed=0,
+                               verbose=0).model.predict(train.features, verbose=0)
     assert np.abs(unregularized - theirs).max() > 0.05  # the L2 is what makes them agree

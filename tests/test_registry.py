@@ -7,7 +7,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from transferlab.tracking import mlflow_runs
+from transferlab.tracking.runs import stage_run
+from transferlab.tracking.store import tracking_uri
 from transferlab.evaluation.predict import load_model
 from transferlab.tracking.promotion import register_and_gate
 
@@ -25,8 +26,8 @@ def _model(seed):
 
 
 def _log_and_gate(tmp_path, model, accuracy, test_images=None, data="d41d8cd9"):
-    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
-        uri = mlflow_runs.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
+    with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
+        uri = tracker.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
         return register_and_gate(uri, "pets", accuracy, 0.8, 0.01,
                                  {"classes": '["cat", "dog"]', "data.prepared.md5": data}, test_images)
 
@@ -58,7 +59,7 @@ def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path, monkeypat
 def test_unknown_registered_model_is_a_one_line_error(tmp_path):
     from transferlab.core.errors import UserError
 
-    mlflow.set_tracking_uri(mlflow_runs.tracking_uri(tmp_path))
+    mlflow.set_tracking_uri(tracking_uri(tmp_path))
     with pytest.raises(UserError, match="cannot load models:/nothing@champion"):
         load_model("models:/nothing@champion")
 
@@ -68,8 +69,8 @@ def test_the_gate_refuses_a_model_with_other_classes(tmp_path):
     from transferlab.core.errors import ParamsError
 
     _log_and_gate(tmp_path, _model(0), 0.95)
-    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
-        uri = mlflow_runs.log_keras_model(_model(1), "model", np.zeros((1, 8, 8, 3), np.float32))
+    with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
+        uri = tracker.log_keras_model(_model(1), "model", np.zeros((1, 8, 8, 3), np.float32))
         with pytest.raises(ParamsError, match=r"evaluate.registered_model: the champion of 'pets' \(version 1\) "
                                               r"classifies 2 classes \['cat', 'dog'\], this model 3"):
             register_and_gate(uri, "pets", 0.99, 0.8, 0.01, {"classes": '["cat", "dog", "bird"]'})
@@ -80,8 +81,8 @@ def test_an_interrupted_registration_is_deleted_by_the_next_one(tmp_path):
     """Issue 14, finding 9: a kill between "version created" and "alias set" left a version behind forever."""
     from transferlab.tracking.promotion import GATE_STATUS, PENDING
 
-    with mlflow_runs.stage_run("evaluate", "registry-test", tmp_path, {}):
-        uri = mlflow_runs.log_keras_model(_model(0), "model", np.zeros((1, 8, 8, 3), np.float32))
+    with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
+        uri = tracker.log_keras_model(_model(0), "model", np.zeros((1, 8, 8, 3), np.float32))
         mlflow.register_model(uri, "pets", tags={GATE_STATUS: PENDING})  # killed right after this
     mlflow.register_model(uri, "pets")  # registered by hand, not by the gate: never touched
     version, decision = _log_and_gate(tmp_path, _model(1), 0.95)

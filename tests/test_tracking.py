@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tests.conftest import closed_port, run_stages
 from transferlab.stage_runner import run_stage
-from transferlab.tracking.mlflow_runs import environment_tags, tracking_home
+from transferlab.tracking.runs import environment_tags
+from transferlab.tracking.store import tracking_home
 
 
 def test_unreachable_mlflow_fails_fast_and_leaves_outputs_untouched(tmp_path, monkeypatch, capsys):
@@ -75,18 +76,17 @@ def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_no
     """Issue 14, finding 5: the password was printed four times in chained tracebacks and the outputs were lost."""
     import os
 
-    from transferlab.tracking import mlflow_runs
-
     password = "hunter2-Pa55"
     process, port = _mlflow_server(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{password}@127.0.0.1:{port}")
     (tmp_path / "params.yaml").write_text("{}\n")
     output = tmp_path / "result.txt"
     def body(context):
-        mlflow_runs.set_tags({"before": "the server dies"})
+        context.tracker.set_tags({"before": "the server dies"})
         _kill_group(process)
-        mlflow_runs.log_history({"loss": [1.0, 0.5]})
-        mlflow_runs.set_tags({"after": "it died"})  # skipped: tracking was given up once
+        context.tracker.log_history({"loss": [1.0, 0.5]})
+        context.tracker.set_tags({"after": "it died"})  # skipped: tracking was given up once
+        assert context.tracker.lost and not context.tracker.active
         output.write_text("the stage's work")
         return {"accuracy": 1.0}
 
@@ -123,18 +123,20 @@ def test_a_killed_stages_run_is_marked_killed_by_the_next_stage(tmp_path):
 
     import mlflow
 
-    from transferlab.tracking import mlflow_runs
+    from transferlab.tracking.processes import process_identity
+    from transferlab.tracking.runs import stage_run
+    from transferlab.tracking.tags import PROCESS_TAG
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    with mlflow_runs.stage_run("download", "abandoned", tmp_path, {}) as first:
+    with stage_run("download", "abandoned", tmp_path, {}):
         pass
     client = mlflow.MlflowClient()
-    experiment = first.info.experiment_id
-    dead = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: mlflow_runs.process_identity(gone.pid)})
-    alive = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: mlflow_runs.process_identity()})
-    foreign = client.create_run(experiment, tags={mlflow_runs.PROCESS_TAG: "another-host:1:1"})
-    with mlflow_runs.stage_run("preprocess", "abandoned", tmp_path, {}):
+    experiment = mlflow.get_experiment_by_name("abandoned").experiment_id
+    dead = client.create_run(experiment, tags={PROCESS_TAG: process_identity(gone.pid)})
+    alive = client.create_run(experiment, tags={PROCESS_TAG: process_identity()})
+    foreign = client.create_run(experiment, tags={PROCESS_TAG: "another-host:1:1"})
+    with stage_run("preprocess", "abandoned", tmp_path, {}):
         pass
     status = {name: client.get_run(run.info.run_id).info.status
               for name, run in (("dead", dead), ("alive", alive), ("foreign", foreign))}
@@ -160,7 +162,7 @@ def test_the_pipeline_run_spans_its_stages_carries_headlines_and_fails_with_a_st
     import mlflow
 
     from transferlab.core.errors import DataError
-    from transferlab.tracking import mlflow_runs
+    from transferlab.tracking.tags import EXPERIMENT_KIND_TAG
 
     (tmp_path / "params.yaml").write_text("data: {source: synthetic}\nbackbone: {name: resnet50, weights: none}\n"
                                           "compare: {backbones: [resnet50]}\nmlflow: {experiment: spans}\n")
@@ -170,6 +172,7 @@ def test_the_pipeline_run_spans_its_stages_carries_headlines_and_fails_with_a_st
 
     def head(context):
         time.sleep(0.3)
+        context.tracker.headline({"head_val_accuracy": 0.9, "not_measured": None})  # the stage names its headline
         return {"val_accuracy": 0.9, "test_accuracy": 0.8}
 
     def evaluate(context):
@@ -178,7 +181,7 @@ def test_the_pipeline_run_spans_its_stages_carries_headlines_and_fails_with_a_st
     assert run_stage("train_head", head, [], argv + ["--backbone", "resnet50"]) == 0
     client = mlflow.MlflowClient()
     experiment = mlflow.get_experiment_by_name("spans")
-    assert experiment.tags[mlflow_runs.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`transferlab.role` = 'pipeline'")
     assert parent.info.status == "FINISHED" and parent.data.metrics == {"head_val_accuracy": 0.9}
     assert parent.info.end_time - parent.info.start_time >= 300  # it lasted as long as its stage
@@ -194,28 +197,12 @@ def test_the_pipeline_run_spans_its_stages_carries_headlines_and_fails_with_a_st
                                                                                ("train_head@resnet50", "FINISHED")]
 
 
-def test_runs_record_the_git_commit_and_whether_the_tree_was_clean(tmp_path):
-    import subprocess
-
-    from transferlab.tracking.mlflow_runs import git_commit
-    from transferlab.workspace import tool_env
-
-    assert git_commit(tmp_path) == {}  # not a repository: no tag rather than an error
-    (tmp_path / "code.py").write_text("x = 1\n")
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "code"]):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, env=tool_env())
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    assert git_commit(tmp_path) == {"mlflow.source.git.commit": head, "git.dirty": "false"}
-    (tmp_path / "code.py").write_text("x = 2\n")
-    assert git_commit(tmp_path)["git.dirty"] == "true"
-
-
 def test_epoch_metrics_reach_mlflow_while_training_runs(tmp_path):
     import keras
     import mlflow
     import numpy as np
 
-    from transferlab.tracking import mlflow_runs
+    from transferlab.tracking.runs import stage_run
 
     seen = []
 
@@ -226,7 +213,7 @@ def test_epoch_metrics_reach_mlflow_while_training_runs(tmp_path):
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
-    with mlflow_runs.stage_run("train_head", "live", tmp_path, {}):
+    with stage_run("train_head", "live", tmp_path, {}) as tracker:
         model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=3, verbose=0,
-                  callbacks=[mlflow_runs.epoch_callback(), Probe()])
+                  callbacks=[*tracker.epoch_callbacks(), Probe()])
     assert seen == [[1], [1, 2], [1, 2, 3]]

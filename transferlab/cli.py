@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from transferlab.core.errors import FAILURES_USERS_FIX, UserError, one_line_failure
-from transferlab.core.params import PathsParams
+from transferlab.core.paths import PathsParams
 from transferlab.core.redaction import redacted_output
-from transferlab.tracking.mlflow_runs import PIPELINE_ID_ENV
+from transferlab.tracking.tags import PIPELINE_ID_ENV
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -57,26 +57,26 @@ def _serve(args: argparse.Namespace) -> int:
 def _drift(args: argparse.Namespace) -> int:
     """One line on stdout: whether the images under the folder differ from the training images; the report and
     an MLflow run named `drift` (a stage's run: the tracking store is checked before any work)."""
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
     from transferlab.quality import drift_check
-    from transferlab.tracking import mlflow_runs
+    from transferlab.tracking.runs import stage_run
 
     params, root, folder = load_params(args.params), args.params.resolve().parent, Path(args.folder)
     inputs = drift_check.checked_inputs(folder, params, root)  # a bad argument: one line, no MLflow run
     out = args.out or drift_check.default_out_dir(params, root)
     logged = {"folder": str(folder), "backbone": params.backbone.name}
-    with mlflow_runs.stage_run("drift", params.mlflow.experiment, root, logged,
-                               pipeline_name=f"drift {folder.name} {params.backbone.name}"):
+    with stage_run("drift", params.mlflow.experiment, root, logged,
+                   pipeline_name=f"drift {folder.name} {params.backbone.name}") as tracker:
         result = drift_check.measure_drift(inputs, params, root, out)
-        mlflow_runs.log_metrics(drift_check.tracked_metrics(result))
+        tracker.log_metrics(drift_check.tracked_metrics(result))
         for name in (drift_check.DRIFT_JSON, drift_check.REPORT_MD):
-            mlflow_runs.log_artifacts(out / name, "drift")
+            tracker.log_artifacts(out / name, "drift")
     print(result.verdict())
     return 0
 
 
 def _registered_name() -> str:
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
 
     return load_params().evaluate.registered_model if Path("params.yaml").is_file() else "transferlab"
 

@@ -97,7 +97,7 @@ def weights(params, root: Path) -> list[Finding]:
 
 
 def mlflow_endpoint(root: Path) -> Finding:
-    from transferlab.tracking.mlflow_runs import tracking_uri
+    from transferlab.tracking.store import tracking_uri
 
     uri = tracking_uri(root)
     reason = unreachable_reason(uri)
@@ -125,7 +125,7 @@ def disk(root: Path) -> Finding:
 
 
 def diagnose(params_file: Path) -> list[Finding]:
-    from transferlab.core.params import load_params
+    from transferlab.core.params_loader import load_params
 
     root = Path(params_file).resolve().parent
     findings = [versions(), disk(root), mlflow_endpoint(root), prefect_endpoint()]

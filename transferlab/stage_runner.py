@@ -6,15 +6,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from transferlab.core.errors import FAILURES_USERS_FIX, ParamsError, one_line_failure
-from transferlab.core.params import Params, load_params
+from transferlab.core.params import Params
+from transferlab.core.params_loader import load_params
 from transferlab.core.progress import stage_timing
 from transferlab.core.redaction import RedactingStream, redacted_output
 from transferlab.params_snapshot import check_unchanged
+from transferlab.tracking.processes import shared_pipeline_id
+from transferlab.tracking.tracker import NULL_TRACKER, Tracker
 
 log = logging.getLogger("transferlab")
 
@@ -25,6 +28,7 @@ class StageContext:
     root: Path  # the project root: every params path is relative to it
     backbone_name: str = ""  # per-backbone stages: which of compare.backbones (default backbone.name)
     params_file: Path = Path("params.yaml")  # the file `params` came from
+    tracker: Tracker = NULL_TRACKER  # what the stage records: MLflow, or nothing under --no-track
 
     def path(self, relative: str) -> Path:
         """A params path in the workspace; one that a symlink leads out of it is refused, never followed."""
@@ -74,8 +78,6 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     params = load_params(args.params)
     context = StageContext(params, Path(args.params).resolve().parent, args.backbone, Path(args.params).resolve())
     params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
-    from transferlab.tracking.mlflow_runs import shared_pipeline_id
-
     if pipeline := shared_pipeline_id():
         check_unchanged(Path(args.params), context.path(params.paths.scratch) / "pipelines", pipeline)
     from transferlab.modeling.distribution import is_chief
@@ -84,19 +86,18 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
         with stage_timing(stage):
             body(context)
         return
-    from transferlab.tracking import mlflow_runs
+    from transferlab.tracking import runs  # MLflow's import takes seconds: only for a tracked stage
 
     logged = {section: getattr(params, section).model_dump() for section in param_sections}
     if "backbone" in logged:
         logged["backbone"] = params.backbone_named(context.backbone).model_dump()
     run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
-    name = mlflow_runs.pipeline_name(data_description(params.data), params.backbone.name)
-    with mlflow_runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name,
-                               generated=[params.paths.metrics, params.paths.plots]):
+    name = runs.pipeline_name(data_description(params.data), params.backbone.name)
+    with runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name,
+                        generated=[params.paths.metrics, params.paths.plots]) as tracker:
         with stage_timing(run_name):
-            metrics = body(context) or {}
-        mlflow_runs.log_metrics(metrics)
-        mlflow_runs.log_to_pipeline(mlflow_runs.headline_metrics(run_name, metrics, params.backbone.name))
+            metrics = body(replace(context, tracker=tracker)) or {}
+        tracker.log_metrics(metrics)
 
 
 def data_description(data) -> str:
@@ -105,6 +106,8 @@ def data_description(data) -> str:
         return f"tfds:{data.tfds.name}"
     if data.source == "folder":
         return f"folder:{Path(str(data.folder.root)).name}"
+    if data.source == "table":
+        return f"table:{Path(str(data.table.path)).name}"
     return "synthetic"
 
 

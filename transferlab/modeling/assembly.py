@@ -144,6 +144,12 @@ def classifier(cfg, image_size: int, head, root: Path, seed: int, name: str = "t
     return with_flip_tta(model) if flip_tta else model
 
 
+def reference_like(saved, cfg, image_size: int, head, root: Path, seed: int):
+    """A model to compare with the `saved` classifier: `head` on backbone `cfg`, built the way `saved` was
+    (with flip test-time augmentation or without), so that a comparison measures the weights, not the views."""
+    return classifier(cfg, image_size, head, root, seed, flip_tta=has_flip_tta(saved))
+
+
 def with_flip_tta(model):
     """`model` averaged over each image and its mirror image (flip test-time augmentation).
 

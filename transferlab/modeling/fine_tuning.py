@@ -34,6 +34,7 @@ class FineTuneResult:
     # None under adversarial fitting, whose validation loss is that of a random adversarial mix
     loss_change: tuple[float, float] | None = None
     val_losses: np.ndarray | None = None  # the kept weights' per-image validation losses, where measured
+    selection: "Selection | None" = None  # what is saved, and why (set by `fine_tune`)
 
     def metrics(self) -> dict[str, float]:
         """The figures of fine_tune.json: the head-only start beside the kept result."""
@@ -49,7 +50,8 @@ class FineTuneResult:
                 "best_epoch_tried": best + 1, "val_loss_tried": history["val_loss"][best],
                 "val_accuracy_tried": history["val_accuracy"][best],
                 **({"val_loss_change_low": self.loss_change[0], "val_loss_change_high": self.loss_change[1]}
-                   if self.loss_change else {})}
+                   if self.loss_change else {}),
+                **(self.selection.flip.metrics() if self.selection else {})}
 
 
 def resume_key(cfg: FineTuneParams, backbone: BackboneParams, seed: int, head_file: Path, prepared: Path) -> str:
@@ -141,19 +143,35 @@ def fine_tune(model, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: i
         history, initial, first = _fit_across_workers(fitted, prepared, cfg, scratch, seed, strategy, fitting)
     else:
         history, initial, first = _fit_with_keras(fitted, prepared, cfg, scratch, seed, batch, callbacks, verbose)
-    initial_loss = initial["val_loss"]
     validation = image_dataset(prepared, "validation", batch)
     # EarlyStopping restored the best epoch's weights: compare them with the start, image by image
     start, tuned = start_and_tuned_losses(model, start_weights, validation) if fitting is None else (None, None)
     loss_change = paired_mean_interval(tuned - start) if fitting is None else None
-    if loss_change is not None and cfg.accept == "beyond_noise":
-        kept_initial = not loss_change[1] < 0
-    else:
-        kept_initial = bool(history.get("val_loss")) and min(history["val_loss"]) > initial_loss
+    rule, kept_initial, reason = _accept(cfg, history, initial["val_loss"], loss_change)
     if kept_initial:
         model.set_weights(start_weights)
-    return FineTuneResult(model, history, initial, kept_initial, trainable, first, loss_change,
-                          start if kept_initial else tuned)
+    result = FineTuneResult(model, history, initial, kept_initial, trainable, first, loss_change,
+                            start if kept_initial else tuned)
+    flip = choose_flip_tta(model, prepared, cfg, result.val_losses)
+    result.selection = Selection(with_flip_tta(model) if flip.use else model, kept_initial, rule, reason, flip)
+    return result
+
+
+def _accept(cfg: FineTuneParams, history: dict, initial_loss: float,
+            loss_change: tuple[float, float] | None) -> tuple[str, bool, str]:
+    """Which rule decides whether the fine-tuned weights replace the head-only start: (rule, kept start, why)."""
+    losses = history.get("val_loss") or []
+    if loss_change is not None and cfg.accept == "beyond_noise":
+        kept, rule = not loss_change[1] < 0, "beyond_noise"
+        why = (f"the 95 % interval of the per-image validation loss change is [{loss_change[0]:.4g}, "
+               f"{loss_change[1]:.4g}]: {'not ' if kept else ''}below 0")
+    else:
+        # adversarial fitting has no paired losses (its validation loss is that of a random adversarial mix)
+        rule = "any_gain" if cfg.accept == "any_gain" else "any_gain (adversarial fitting)"
+        kept = bool(losses) and min(losses) > initial_loss
+        why = (f"best validation loss {min(losses):.4g} against {initial_loss:.4g} at the head-only start" if losses
+               else "no epoch ran")
+    return rule, kept, why
 
 
 def _fit_with_keras(fitted, prepared: Path, cfg: FineTuneParams, scratch: Path, seed: int, batch: int,
@@ -215,6 +233,23 @@ class FlipChoice:
     def metrics(self) -> dict[str, float]:
         measured = {"val_loss_single_view": self.val_loss_single_view, "val_loss_flip_tta": self.val_loss_flip_tta}
         return {"flip_tta": int(self.use), **{k: v for k, v in measured.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What fine-tuning keeps: the model to save (the kept weights, wrapped in flip TTA when chosen), which rule
+    decided between the fine-tuned and the head-only weights, and why; evaluate and the report read the choice
+    back from the saved model."""
+
+    model: Any
+    kept_head_only: bool
+    rule: str  # "beyond_noise", "any_gain", "any_gain (adversarial fitting)"
+    reason: str
+    flip: FlipChoice
+
+    def message(self) -> str:
+        kept = "kept the head-only weights" if self.kept_head_only else "kept the fine-tuned weights"
+        return f"{kept} (fine_tune.accept: {self.rule}; {self.reason}); flip TTA {'on' if self.flip.use else 'off'}"
 
 
 def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams, single_view_losses: np.ndarray | None = None

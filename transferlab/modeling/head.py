@@ -28,11 +28,19 @@ class HeadResult:
                 "epochs_run": self.metrics["epochs_run"]}
 
 
-def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None,
-               l2: float = 0.0):
-    """Standardize, dropout, an optional hidden layer, then the output convention's logits (under L2 `l2`: the
-    resolved number, cfg.l2 may say "probe") and probabilities."""
+def resolved(cfg: HeadParams, probe_l2: float) -> HeadParams:
+    """`cfg` with head.l2 as the number the head trains with: `probe` becomes `probe_l2` (the linear probe's
+    equivalent L2), written into the params once so that the head, its metrics and its run all show that number."""
+    return cfg.model_copy(update={"l2": probe_l2}) if isinstance(cfg.l2, str) else cfg
+
+
+def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None):
+    """Standardize, dropout, an optional hidden layer, then the output convention's logits (under L2 cfg.l2, which
+    `resolved` made a number) and probabilities."""
     import keras
+
+    if isinstance(cfg.l2, str):
+        raise ValueError(f"head.l2 is {cfg.l2!r}: resolve it to a number first (modeling.head.resolved)")
 
     inputs = keras.Input((feature_width,), name="features")
     x = inputs
@@ -45,7 +53,7 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
     if cfg.hidden_units:
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name="hidden")(x)
         x = keras.layers.Dropout(cfg.dropout)(x)
-    logits, probabilities = output_layers(Output.for_task(num_classes, cfg.activation), l2)
+    logits, probabilities = output_layers(Output.for_task(num_classes, cfg.activation), cfg.l2)
     model = keras.Model(inputs, probabilities(logits(x)), name="head")
     compile_for(model, cfg.learning_rate)
     return model
@@ -53,7 +61,7 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
 
 def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures, num_classes: int,
                seed: int, verbose: int = 2, strategy: Any = None,
-               callbacks: tuple = (), l2: float = 0.0) -> HeadResult:
+               callbacks: tuple = ()) -> HeadResult:
     """Fit with early stopping on validation loss, keeping the best epoch's weights.
 
     The model is built in `strategy`'s scope (default: the current one) and `cfg.batch_size` is per replica."""
@@ -67,7 +75,7 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     keras.utils.set_random_seed(seed)
     features = train.features.astype(np.float32)
     with strategy.scope():
-        model = build_head(cfg, features.shape[1], num_classes, features, l2)
+        model = build_head(cfg, features.shape[1], num_classes, features)
     batch = global_batch_size(cfg.batch_size, strategy)
     has_validation = len(validation.labels) > 0
     monitor = "val_loss" if has_validation else "loss"

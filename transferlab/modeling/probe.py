@@ -3,6 +3,7 @@ cached features, standardized, its regularization C chosen by cross-validation o
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from transferlab.modeling.features import SplitFeatures
 
 C_GRID = np.logspace(-4, 2, 13)  # inverse L2 strength, as in sklearn's LogisticRegressionCV
 MAX_FOLDS = 5
+log = logging.getLogger("transferlab.probe")
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,24 @@ def equivalent_l2(probe: Probe, train_size: int) -> float:
     """The Keras L2 factor of the probe's C: sklearn minimizes C * sum(log loss) + |w|^2 / 2, a Keras head
     mean(log loss) + l2 * |w|^2, so l2 = 1 / (2 C n). 0.0 where there is no probe."""
     return 0.0 if probe.c is None or train_size == 0 else 1.0 / (2.0 * probe.c * train_size)
+
+
+def linear_probe(train, seed: int) -> Probe:
+    """The logistic-regression baseline on the same features; its C also sets the head's L2 (head.l2: probe)."""
+    log.info("linear probe: fitting on %d x %d features (%d C values x up to %d folds)", *train.features.shape,
+             len(C_GRID), MAX_FOLDS)
+    probe = fit_probe(train, seed)
+    if probe.skipped:
+        log.warning("no linear probe (and no L2 from it): %s", probe.skipped)
+    return probe
+
+
+def compared_with_probe(probe: Probe, splits: dict, head: dict) -> dict:
+    """The probe's figures beside the head's, and a line per split saying how the two compare."""
+    figures = probe_summary(probe, splits["validation"], splits["test"])
+    for split in ("val", "test"):
+        ours, theirs = head.get(f"{split}_accuracy"), figures[f"probe_{split}_accuracy"]
+        if ours is not None and theirs is not None:
+            log.info("%s accuracy: head %.4f, linear probe %.4f (C=%.3g, fitted in %.1f s)", split, ours, theirs,
+                     probe.c, probe.seconds)
+    return figures

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from transferlab.data import images
 from transferlab.data.images import ResizeMode
-from transferlab.tracking import mlflow_runs
+from transferlab.tracking.tags import MODEL_URI_TAG
+from transferlab.tracking.tracker import Tracker
 
 MODEL_CODE = Path(__file__).with_name("image_classifier.py")
 # What the model code imports, pinned to this environment's versions (MLflow's inference would run the model).
@@ -43,10 +44,10 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
 
 
-def log_image_model(keras_file: Path, classes: list[str], resize: ResizeMode, top_k: int,
+def log_image_model(tracker: Tracker, keras_file: Path, classes: list[str], resize: ResizeMode, top_k: int,
                     name: str = "model") -> str | None:
-    """Log the pyfunc image model to the active run; its URI (models:/<id>), or None when not tracked."""
-    if not mlflow_runs.tracking_active():
+    """Log the pyfunc image model to the stage's run; its URI (models:/<id>), or None when not tracked."""
+    if not tracker.active:
         return None
     import mlflow
     import pandas as pd
@@ -54,12 +55,12 @@ def log_image_model(keras_file: Path, classes: list[str], resize: ResizeMode, to
     # MLflow loads the model back to check the input example; its download bars would be noise in the log
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = {"classes": list(classes), "resize": resize, "top_k": min(top_k, len(classes))}
-    with mlflow_runs.tolerant(f"logging the {name} model"):
+    with tracker.tolerant(f"logging the {name} model"):
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(MODEL_CODE), model_config=config,
             artifacts={"keras_model": str(keras_file), "decoder": images.__file__},
             signature=signature(config["top_k"]), input_example=pd.DataFrame({"image": [example_image()]}),
             pip_requirements=requirements())
-        mlflow.set_tag(f"transferlab.model_uri.{name}", info.model_uri)
+        mlflow.set_tag(MODEL_URI_TAG.format(name=name), info.model_uri)
         return info.model_uri
     return None

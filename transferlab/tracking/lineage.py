@@ -6,29 +6,50 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from transferlab.core.digest import file_sha256
-from transferlab.tracking.mlflow_runs import GIT_COMMIT_TAG, code_identity, pipeline_run_id
+from transferlab.tracking.tracker import Tracker
 
 log = logging.getLogger("transferlab.lineage")
 LOCK_FILE = "dvc.lock"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+DVC_BOOKKEEPING = ("dvc.lock", "**/.gitignore")  # rewritten by every `dvc repro` (DVC lists its outputs in .gitignore)
 
 
-def lineage_tags(root: Path, params_file: Path, data: Mapping[str, str]) -> dict[str, str]:
+def git_commit(project_root: Path, generated: Sequence[str] = ()) -> dict[str, str]:
+    """The commit the code came from, and whether the tree had changes (then the commit alone does not say).
+
+    Changes to DVC's bookkeeping and to `generated` (glob patterns of tracked outputs the pipeline rewrites:
+    metrics, plots) are not edits to the code or params, so they do not make the tree dirty."""
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=project_root, capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        excluded = [f":(exclude,glob){pattern}" for pattern in (*DVC_BOOKKEEPING, *generated)]
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)) if commit else False
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the run simply has no commit tag
+        return {}
+    return {GIT_COMMIT_TAG: commit, "git.dirty": str(dirty).lower()} if commit else {}
+
+
+def lineage_tags(tracker: Tracker, root: Path, params_file: Path, data: Mapping[str, str]) -> dict[str, str]:
     """Tags for the tracked stage's model. `data`: tag name -> a DVC output folder (relative to `root`) whose
     dvc.lock md5 the tag records. The commit is the one the stage's run recorded when it started."""
-    code = code_identity()
+    code = tracker.code
     tags = {"git.commit": code.get(GIT_COMMIT_TAG, "unknown (not a git checkout)"),
             "git.dirty": code.get("git.dirty", "unknown"), "params.sha256": file_sha256(params_file)}
     outputs = locked_outputs(root)
     for name, relative in data.items():
         if (md5 := verified_md5(root, relative, outputs)) is not None:
             tags[name] = md5
-    if parent := pipeline_run_id():
+    if parent := tracker.pipeline_run:
         tags["pipeline.run_id"] = parent
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run`
         tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]

@@ -6,8 +6,12 @@ import json
 import logging
 from dataclasses import dataclass
 
+import mlflow
+from mlflow.exceptions import MlflowException
+
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import difference_interval
+from transferlab.tracking.tracker import Tracker
 
 log = logging.getLogger("transferlab.registry")
 
@@ -38,8 +42,6 @@ def decide(accuracy: float, champion_accuracy: float | None, min_accuracy: float
 
 def check_same_classes(client, name: str, classes: list[str]) -> None:
     """The gate compares accuracies of models that answer the same question, or refuses with one line."""
-    from mlflow.exceptions import MlflowException
-
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -57,8 +59,6 @@ def _short(names: list[str]) -> str:
 
 def champion_tags(client, name: str) -> dict[str, str]:
     """The champion version's tags ({} when there is no champion)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         return dict(client.get_model_version_by_alias(name, CHAMPION).tags)
     except MlflowException:
@@ -85,8 +85,6 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, min_accuracy: 
                       tags: dict[str, str], test_images: int | None = None) -> tuple[str, Decision]:
     """Register the model as a new version, then point `champion` or `challenger` at it; the reason says whether
     the difference from the champion is more than the noise of `test_images` test images."""
-    import mlflow
-
     client = mlflow.MlflowClient()
     check_same_classes(client, name, json.loads(tags["classes"]))
     discard_interrupted(client, name)
@@ -108,8 +106,6 @@ def discard_interrupted(client, name: str) -> list[str]:
     """Delete the versions whose registration was interrupted before the gate set their alias.
 
     Only versions this gate created (tagged `gate.status=pending`) are touched; the logged model stays in its run."""
-    from mlflow.exceptions import MlflowException
-
     try:
         pending = client.search_model_versions(f"name = '{name}' and tags.`{GATE_STATUS}` = '{PENDING}'")
     except MlflowException:
@@ -121,32 +117,26 @@ def discard_interrupted(client, name: str) -> list[str]:
     return [str(version.version) for version in pending]
 
 
-def promote(model_uri: str | None, accuracy: float, test_images: int, classes: list[str], cfg, image_size: int,
-            tags: dict[str, str]) -> tuple[str, Decision] | None:
+def promote(tracker: Tracker, model_uri: str | None, accuracy: float, test_images: int, classes: list[str], cfg,
+            image_size: int, tags: dict[str, str]) -> tuple[str, Decision] | None:
     """Register the logged model as `cfg.registered_model` (tagged with its classes, size and `tags`) and gate
     `champion`. `cfg` is the evaluate section of params. None when the stage is not tracked (--no-track)."""
-    from transferlab.tracking import mlflow_runs
-
     if model_uri is None:
         return None
-    with mlflow_runs.tolerant("registering the model"):
+    with tracker.tolerant("registering the model"):
         version, decision = register_and_gate(model_uri, cfg.registered_model, accuracy, cfg.min_accuracy,
                                               cfg.max_regression, {"classes": json.dumps(classes),
                                                                    "image_size": str(image_size), **tags},
                                               test_images)
-    if mlflow_runs.lost():
+    if tracker.lost:
         return None
-    mlflow_runs.set_tags({"registry.version": version, "registry.alias": decision.alias,
+    tracker.set_tags({"registry.version": version, "registry.alias": decision.alias,
                           "registry.reason": decision.reason})
     return version, decision
 
 
-def check_registry_accepts(name: str, classes: list[str]) -> None:
+def check_registry_accepts(tracker: Tracker, name: str, classes: list[str]) -> None:
     """Before any work of a tracked stage: the registered name's champion has the same classes."""
-    from transferlab.tracking import mlflow_runs
-
-    if mlflow_runs.tracking_active():
-        import mlflow
-
-        with mlflow_runs.tolerant("reading the registry"):
+    if tracker.active:
+        with tracker.tolerant("reading the registry"):
             check_same_classes(mlflow.MlflowClient(), name, classes)

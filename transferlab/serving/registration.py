@@ -1,0 +1,30 @@
+"""The fine-tuned model into the MLflow registry: logged twice (pixels in: Keras; image files in: the pyfunc
+that `mlflow models serve` serves), tagged with where it came from, registered and gated for `champion`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.core.params import Params
+from transferlab.serving.export import log_image_model
+from transferlab.tracking.lineage import lineage_tags
+from transferlab.tracking.promotion import TEST_DATA_TAG, Decision, promote
+from transferlab.tracking.tracker import Tracker
+
+
+def register(tracker: Tracker, params: Params, root: Path, params_file: Path, model, accuracy: float,
+             test_images: int, classes: list[str]) -> tuple[str, Decision] | None:
+    """The registered version and the gate's decision; None when not tracked (--no-track) or tracking was lost."""
+    if not tracker.active:
+        return None
+    paths, size = params.paths, params.data.image_size
+    lineage = lineage_tags(tracker, root, params_file, {
+        TEST_DATA_TAG: paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)})
+    tracker.set_tags(lineage)
+    keras_uri = tracker.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
+    image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
+                                params.evaluate.top_k)
+    extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
+    return promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra)
