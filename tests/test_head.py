@@ -66,3 +66,16 @@ def test_l2_regularizes_the_output_kernel_only_when_asked():
     assert norm(small) < 0.7 * norm(large)
     with pytest.raises(ValueError, match="outside 0 to 10"):
         Params.model_validate({"head": {"l2": -1}})
+
+
+def test_a_feature_constant_in_training_keeps_its_units_as_in_the_probes_scaler():
+    """A ReLU feature that is 0 on every training image and 0.5 on a validation image stays 0.5 after
+    standardization (sklearn's StandardScaler), instead of 0.5 / 1e-7 (Keras' adapt)."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    train = np.c_[rng.normal(2.0, 3.0, (40, 3)), np.zeros(40)].astype(np.float32)
+    unseen = np.array([[2.0, 2.0, 2.0, 0.5]], np.float32)
+    model = build_head(unregularized(), 4, 3, train)
+    standardized = model.get_layer("standardize")(unseen).numpy()
+    np.testing.assert_allclose(standardized, StandardScaler().fit(train).transform(unseen), rtol=1e-4, atol=1e-5)

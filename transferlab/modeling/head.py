@@ -34,6 +34,17 @@ def resolved(cfg: HeadParams, probe_l2: float) -> HeadParams:
     return cfg.model_copy(update={"l2": probe_l2}) if isinstance(cfg.l2, str) else cfg
 
 
+def standardization(train_features: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean and variance the head standardizes with, as scikit-learn's StandardScaler (the probe's): a feature
+    constant on the training images keeps its own units. Dividing it by ~0 instead, as Keras' adapt does, turned a
+    ReLU feature that is 0 on every training image and not on a validation image into millions of standard
+    deviations (random 32 px ResNet50 features: validation loss 41,455 where the probe's was 0.0004)."""
+    features = np.asarray(train_features, np.float64)
+    variance = features.var(axis=0)
+    constant = np.sqrt(variance) < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(features.mean(axis=0)), 1.0)
+    return {"mean": features.mean(axis=0), "variance": np.where(constant, 1.0, variance)}
+
+
 def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None):
     """Standardize, dropout, an optional hidden layer, then the output convention's logits (under L2 cfg.l2, which
     `resolved` made a number) and probabilities."""
@@ -45,10 +56,8 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
     inputs = keras.Input((feature_width,), name="features")
     x = inputs
     if cfg.normalize:
-        normalize = keras.layers.Normalization(name="standardize")
-        if train_features is not None:
-            normalize.adapt(train_features)
-        x = normalize(x)
+        scaling = {} if train_features is None else standardization(train_features)
+        x = keras.layers.Normalization(name="standardize", **scaling)(x)
     x = keras.layers.Dropout(cfg.dropout)(x)
     if cfg.hidden_units:
         x = keras.layers.Dense(cfg.hidden_units, activation="relu", name="hidden")(x)
