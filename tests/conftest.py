@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from transferlab.workspace import SMOKE_PARAMS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +47,14 @@ def _isolated_session(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path, monkeypatch):
-    """A test that tracks gets its own backend, whatever an earlier test left behind."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow-test.db'}")
+    """A test that tracks gets its own backend, whatever an earlier test left behind (a stage run also sets
+    MLflow's process-wide URI, which outranks the variable)."""
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow-test.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(uri)
 
 
 def pytest_collection_modifyitems(items):
@@ -99,16 +107,9 @@ def prepare_with(tmp_path: Path, overrides: dict) -> Path:
 MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-BUILT_PARAMS = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24,
-                "data.image_size": 32, "backbone.name": "resnet50", "backbone.weights": "none",
-                "compare.backbones": ["resnet50", "vgg16"], "head.epochs": 5, "fine_tune.epochs": 1,
-                # the head recipe before issue 18 (no L2, dropout), and its rules for keeping fine-tuned weights
-                # (any gain) and no flip TTA: test_refactor_equivalence compares these figures with a revision
-                # without those keys; the new defaults are tested on their own
-                "head.l2": 0.0, "head.dropout": 0.2, "fine_tune.accept": "any_gain", "fine_tune.flip_tta": False,
-                "evaluate.min_accuracy": 0.0, "adversarial.target": "class_0", "adversarial.num_images": 4,
-                "adversarial.epsilons": [0, 8], "adversarial.steps": 2, "adversarial.ideal_steps": 4,
-                "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}
+# params.yaml's defaults, but for the offline and size settings of SMOKE_PARAMS and a second compared backbone
+# (the transfer check and `dvc metrics show` across backbones need two); test_pipeline_e2e.py checks that it is so.
+BUILT_PARAMS = {**SMOKE_PARAMS, "compare.backbones": ["resnet50", "vgg16"]}
 
 
 @pytest.fixture(scope="session")

@@ -167,23 +167,42 @@ def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(wor
 
 
 
-def test_flip_tta_and_the_noise_rule_run_through_evaluate_and_the_report(workspace_copy):
-    """The defaults the built workspace turns off (it matches an older revision): `dvc exp run` with flip TTA on and
-    fine-tuning kept only beyond the noise reruns from fine_tune on, and every later stage takes the wrapped model."""
+def test_the_built_workspace_runs_the_defaults_but_for_offline_and_size_settings(workspace):
+    """Every e2e test that reads the built workspace tests params.yaml's recipe: the probe-derived L2, fine-tuned
+    weights kept only beyond the noise, flip TTA chosen on validation."""
+    from tests.conftest import BUILT_PARAMS, PROJECT_ROOT
+    from transferlab.workspace import OFFLINE_PARAMS, SIZE_PARAMS
+
+    path, _, _ = workspace
+    assert set(BUILT_PARAMS) == set(OFFLINE_PARAMS) | set(SIZE_PARAMS)
+
+    def flat(tree, prefix=""):
+        return {k: v for key, value in tree.items()
+                for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}).items()}
+
+    default, built = (flat(yaml.safe_load((root / "params.yaml").read_text())) for root in (PROJECT_ROOT, path))
+    assert {key for key in built if built[key] != default.get(key)} <= set(BUILT_PARAMS)
+    assert (built["head.l2"], built["fine_tune.accept"], built["fine_tune.flip_tta"]) == ("probe", "beyond_noise", "auto")
+
+
+def test_the_default_recipe_records_its_choices_and_evaluate_scores_the_saved_views(workspace):
+    """head.l2: probe reaches the head as a number; the beyond-noise rule and the flip-TTA choice are each decided
+    by the figures fine_tune.json records, and evaluate scores the head-only model with the same views."""
+    from transferlab.data.prepared import split_size
     from transferlab.modeling.assembly import has_flip_tta, load_keras
 
-    path, env = workspace_copy
-    run_tool(path, "git", "add", "-A")
-    run_tool(path, "git", "commit", "-q", "-m", "baseline")
-    result = run_tool(path, "dvc", "exp", "run", "-S", "fine_tune.flip_tta=true", "-S", "fine_tune.accept=beyond_noise",
-                      env=env)
-    assert "Running stage 'fine_tune'" in result.stdout and "Running stage 'train_head" not in result.stdout
-    assert all(f"Running stage '{stage}'" in result.stdout for stage in ("evaluate", "adversarial_report"))
+    path, _, _ = workspace
+    head = json.loads((path / "metrics" / "train_head" / "resnet50.json").read_text())
+    train_images = split_size(path / "data" / "prepared", "train")
+    assert head["l2"] > 0 and head["l2"] == pytest.approx(1 / (2 * head["probe_c"] * train_images), rel=1e-6)
     tuned = json.loads((path / "metrics" / "fine_tune.json").read_text())
-    assert tuned["flip_tta"] == 1 and has_flip_tta(load_keras(path / "models" / "fine_tuned" / "model.keras"))
     assert tuned["kept_head_only_weights"] == int(not tuned["val_loss_change_high"] < 0)
+    assert tuned["flip_tta"] == int(tuned["val_loss_flip_tta"] < tuned["val_loss_single_view"])
+    assert has_flip_tta(load_keras(path / "models" / "fine_tuned" / "model.keras")) == bool(tuned["flip_tta"])
     scored = json.loads((path / "metrics" / "evaluate.json").read_text())
-    if tuned["kept_head_only_weights"]:  # the same weights, both scored with the mirror average
+    if tuned["kept_head_only_weights"]:  # the same weights, scored with the same views
         assert scored["head_only"] == scored["fine_tuned"]
-    report = json.loads((path / "reports" / "adversarial" / "metrics.json").read_text())
-    assert [row["epsilon"] for row in report["sweep"]] == [0.0, 8.0]
+    summary = json.loads((path / "metrics" / "summary.json").read_text())
+    assert summary["test_accuracy"] == scored["fine_tuned"]["accuracy"]
+    assert summary["kept_head_only_weights"] == tuned["kept_head_only_weights"]
+

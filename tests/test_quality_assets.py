@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from transferlab.core.params_loader import load_params
@@ -18,6 +19,9 @@ from transferlab.quality.drift_check import embed_files, run_drift
 from transferlab.quality.label_issues import out_of_fold_probabilities, rank_label_issues
 from transferlab.quality.neighbours import Whitening, near_duplicate_pairs
 from transferlab.quality.report import CALIBRATION_IMAGES, calibration_on, pooled
+
+
+pytestmark = pytest.mark.slow  # the session's whole pipeline on 1,500 real photos, then Oxford's 600
 
 
 def _planted(source, target) -> None:
