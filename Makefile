@@ -34,13 +34,16 @@ install-gpu: $(BIN)/python
 run: install
 	$(BIN)/python -m transferlab repro
 
-# Everything, end-to-end runs included: what CI runs.
+# Everything, end-to-end runs included: what CI runs. The unit tests run on two processes (a file's tests share
+# one, so its module fixtures are built once); the end-to-end runs, which share one built workspace, on one.
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m slow
 
-# The inner loop: no end-to-end runs (`slow`); tests of ../shared/assets run where it exists.
+# The inner loop: no end-to-end runs (`slow`), on two processes; tests of ../shared/assets that are not end-to-end
+# run where it exists.
 test-fast: install-test
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
 
 demo: install
 	$(BIN)/python -m transferlab.demo

@@ -50,6 +50,7 @@ def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_p
         assert any(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
 
 
+@pytest.mark.slow  # runs the fine_tune stage
 def test_the_stage_saves_a_model_that_loads_without_the_wrapper(trained_head):  # noqa: F811
     root, _ = trained_head
     run_stages(root, {"fine_tune.epochs": 1, "fine_tune.adversarial.epsilon": 2.0, "fine_tune.adversarial.steps": 1},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import json
 
@@ -31,6 +33,7 @@ def _outputs(paths: list) -> dict[str, tuple[str, int]]:
     return {str(f): (hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns) for f in files if f.is_file()}
 
 
+@pytest.mark.slow  # runs five stages, then evaluate tracked
 def test_a_registry_refusal_leaves_the_evaluate_outputs_untouched_and_is_one_line(tmp_path, capsys):
     import mlflow
 

@@ -1,6 +1,7 @@
 """The linear-probe baseline: logistic regression on standardized features, C cross-validated on train alone."""
 
 import numpy as np
+import pytest
 
 from tests.test_head import _blobs
 from transferlab.modeling.features import SplitFeatures
@@ -39,6 +40,7 @@ def test_a_split_with_a_class_the_training_split_lacks_gets_accuracy_but_no_loss
     assert figures["probe_test_loss"] is None and 0 <= figures["probe_test_accuracy"] <= 1
 
 
+@pytest.mark.slow  # 200 epochs of two heads until they converge
 def test_a_head_under_the_probes_equivalent_l2_converges_to_the_probe():
     """equivalent_l2 translates sklearn's C into Keras' L2 factor: both then minimize the same objective."""
     from transferlab.core.params import HeadParams

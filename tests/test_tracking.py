@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import closed_port, run_stages
 from transferlab.stage_runner import run_stage
 from transferlab.tracking.runs import environment_tags
@@ -71,6 +73,7 @@ def _kill_group(process) -> None:
     process.wait()
 
 
+@pytest.mark.slow  # a real MLflow server, killed mid-stage
 def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_nothing(tmp_path, monkeypatch, capfd,
                                                                                       caplog):
     """Issue 14, finding 5: the password was printed four times in chained tracebacks and the outputs were lost."""
