@@ -33,4 +33,13 @@ def test_a_second_repro_is_refused_by_dvcs_lock_and_outputs_stay_consistent(work
     assert "Unable to acquire lock" in message or ("is busy, it is being blocked by" in message and "dvc repro" in message)
     status = run_tool(workspace, "dvc", "status", "train_head").stdout
     assert "up to date" in status
-    assert (workspace / "metrics" / "train_head" / "resnet50.json").is_file()
+    # what the first repro left is what dvc.lock says it ran: the new dropout, and the metrics file it hashed
+    import hashlib
+
+    import yaml
+
+    locked = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]["train_head@resnet50"]
+    assert locked["params"]["params.yaml"]["head"]["dropout"] == 0.25
+    metrics = workspace / "metrics" / "train_head" / "resnet50.json"
+    [entry] = [out for out in locked["outs"] if out["path"] == "metrics/train_head/resnet50.json"]
+    assert hashlib.md5(metrics.read_bytes()).hexdigest() == entry["md5"]

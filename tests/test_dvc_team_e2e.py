@@ -42,6 +42,8 @@ def test_push_clone_pull_leaves_nothing_to_run(pipeline_run):
     for out in ("data/raw", "data/prepared", "data/features/resnet50", "models/head/resnet50/head.keras",
                 "models/fine_tuned/model.keras", "reports/adversarial/images"):
         assert (clone / out).exists(), out
+    for out in ("models/fine_tuned/model.keras", "models/head/resnet50/head.keras", "data/features/resnet50/meta.json"):
+        assert (clone / out).read_bytes() == (workspace / out).read_bytes(), out  # the pushed bytes came back
     assert "up to date" in run_tool(clone, "dvc", "status").stdout
     repro = run_tool(clone, "dvc", "repro")
     assert "Running stage" not in repro.stdout
@@ -59,8 +61,10 @@ def test_two_learning_rate_experiments_share_one_feature_extraction(pipeline_run
     runs = experiments(shown)
     assert sorted(params_of(exp)["head"]["learning_rate"] for exp in runs) == [0.003, 0.01]
     baseline = next(entry for entry in shown if entry.get("experiments"))
-    for entry in [baseline, *runs]:  # the baseline and both experiments carry head metrics
-        assert 0.0 <= metrics_of(entry, "metrics/train_head/resnet50.json")["val_accuracy"] <= 1.0
+    heads = [metrics_of(entry, "metrics/train_head/resnet50.json") for entry in [baseline, *runs]]
+    for head in heads:  # the baseline and both experiments carry head metrics
+        assert 0.0 <= head["val_accuracy"] <= 1.0
+    assert len({head["train_loss"] for head in heads[1:]}) == 2  # two learning rates trained two different heads
 
 
 def test_queued_sweep_runs_every_experiment_and_tracks_them_in_the_repo_mlflow(pipeline_run):
