@@ -55,15 +55,22 @@ def hf_metadata(root, per_class: int = 8) -> dict:
 
 @pytest.fixture(scope="module")
 def kaggle_pipeline_registered_even_if_weak(tmp_path_factory):
-    """Random-init features on 30 images may stay under evaluate.min_accuracy: 0 lets the model be served."""
+    """Random-init features on 30 images may stay under evaluate.min_accuracy: 0 lets the model be served.
+    The run tracks into a backend of its own, which outlives the per-test MLflow isolation: (root, its URI)."""
+    import mlflow
+
     root = tmp_path_factory.mktemp("kaggle")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
     overrides = {**kaggle_labels(root / "src"), **SMALL, "evaluate.min_accuracy": 0.0}
-    run_stages(root, overrides, WHOLE_PIPELINE, track=True)
-    return root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        run_stages(root, overrides, WHOLE_PIPELINE, track=True)
+    return root, uri
 
 
 def test_kaggle_labels_run_the_whole_pipeline_and_keep_the_class_names(kaggle_pipeline_registered_even_if_weak):
-    root = kaggle_pipeline_registered_even_if_weak
+    root, _ = kaggle_pipeline_registered_even_if_weak
     classes = json.loads((root / "models" / "fine_tuned" / "classes.json").read_text(encoding="utf-8"))
     assert [c["name"] for c in classes] == sorted(NAMES)
     per_class = pd.read_csv(root / "metrics" / "evaluate_per_class.csv")
@@ -78,7 +85,8 @@ def test_predict_and_the_served_model_answer_with_the_class_names_unchanged(kagg
 
     from transferlab.evaluation.predict import load_model, predict_files
 
-    root = kaggle_pipeline_registered_even_if_weak
+    root, uri = kaggle_pipeline_registered_even_if_weak
+    mlflow.set_tracking_uri(uri)  # the autouse isolation gave this test an empty backend
     photo = root / "src" / "train" / "00001.jpg"
     [local] = predict_files(load_model(str(root / "models" / "fine_tuned")), [str(photo)], top_k=3)
     assert sorted(entry["class"] for entry in local["top"]) == sorted(NAMES)
