@@ -34,16 +34,15 @@ install-gpu: $(BIN)/python
 run: install
 	$(BIN)/python -m transferlab repro
 
-# Everything, end-to-end runs included: what CI runs. The unit tests run on two processes (a file's tests share
-# one, so its module fixtures are built once); the end-to-end runs, which share one built workspace, on one.
+# Everything, end-to-end runs included: what CI runs, on two processes. A file's tests share a process (its module
+# fixtures are built once), and so do the tests of one shared built workspace (tests/conftest.py: SHARED_BUILDS).
 test: install-test
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The inner loop: no end-to-end runs (`slow`), on two processes; tests of ../shared/assets that are not end-to-end
 # run where it exists.
 test-fast: install-test
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup
 
 demo: install
 	$(BIN)/python -m transferlab.demo

@@ -57,11 +57,20 @@ def _isolated_mlflow(tmp_path, monkeypatch):
         sys.modules["mlflow"].set_tracking_uri(uri)
 
 
+# Session workspaces expensive enough that every test using one runs on the xdist worker that built it.
+SHARED_BUILDS = ("built_workspace", "cats_dogs_pipeline")
+
+
 def pytest_collection_modifyitems(items):
-    """`assets` marks every test that reads ../shared/assets, through the fixture or the session pipeline."""
+    """`assets` marks every test that reads ../shared/assets, through the fixture or the session pipeline.
+    Under `--dist loadgroup` a file's tests share a worker (its module fixtures are built once), and so do all
+    the tests of one shared session build."""
     for item in items:
-        if {"assets", "cats_dogs_pipeline"} & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if {"assets", "cats_dogs_pipeline"} & fixtures:
             item.add_marker(pytest.mark.assets)
+        shared = [name for name in SHARED_BUILDS if name in fixtures]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
 def closed_port() -> int:
