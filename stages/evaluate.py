@@ -48,7 +48,7 @@ def run(context: StageContext) -> dict:
     tracker.log_artifacts(context.path(paths.evaluate_plots), "evaluate")
     tracker.headline(figures)
     promoted = register(tracker, params, context.root, context.params_file, fine_tuned, final.summary["accuracy"],
-                        final.summary["n"], classes)
+                        final.summary["n"], classes, final.confusion)
     log.info("registry: %s", f"{cfg.registered_model} version {promoted[0]} -> {promoted[1].alias} "
                              f"({promoted[1].reason})" if promoted else "gate skipped (not tracked)")
     log.info("%s: %s", SPLIT, summary)

@@ -97,11 +97,11 @@ def test_a_sigmoid_model_answers_both_classes_with_the_pipelines_own_probabiliti
 
 def test_predict_uses_the_registered_image_models_keras_model_classes_and_resize(tmp_path):
     from transferlab.evaluation.predict import load_model
-    from transferlab.tracking.promotion import register_and_gate
+    from transferlab.tracking.promotion import GateRules, register_and_gate
 
     model = _model(3, "softmax")
     uri = _logged(tmp_path, model, CLASSES, resize="center_crop")
-    register_and_gate(uri, "pets", 0.9, 0.5, 0.01, {"classes": json.dumps(CLASSES)})
+    register_and_gate(uri, "pets", 0.9, GateRules(0.5, 0.01), {"classes": json.dumps(CLASSES)})
     loaded = load_model("models:/pets@champion")
     assert (loaded.classes, loaded.resize, loaded.image_size) == (CLASSES, "center_crop", 32)
     pixels = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)

@@ -10,7 +10,10 @@ import pytest
 from transferlab.tracking.runs import stage_run
 from transferlab.tracking.store import tracking_uri
 from transferlab.evaluation.predict import load_model
-from transferlab.tracking.promotion import register_and_gate
+from transferlab.core.params import EvaluateParams
+from transferlab.tracking.promotion import GateRules, register_and_gate
+
+RULES = GateRules.of(EvaluateParams())  # params.yaml's gate: min 0.8, within 0.01, no class down 0.1 beyond noise
 
 
 def _model(seed):
@@ -25,11 +28,12 @@ def _model(seed):
     return keras.Model(inputs, outputs)
 
 
-def _log_and_gate(tmp_path, model, accuracy, test_images=None, data="d41d8cd9"):
+def _log_and_gate(tmp_path, model, accuracy, test_images=None, data="d41d8cd9", counts=None,
+                  classes='["cat", "dog"]'):
     with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
         uri = tracker.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
-        return register_and_gate(uri, "pets", accuracy, 0.8, 0.01,
-                                 {"classes": '["cat", "dog"]', "data.prepared.md5": data}, test_images)
+        return register_and_gate(uri, "pets", accuracy, RULES, {"classes": classes, "data.prepared.md5": data},
+                                 test_images, counts)
 
 
 def test_champion_moves_only_through_the_gate_and_loads_back(tmp_path, monkeypatch):
@@ -73,7 +77,7 @@ def test_the_gate_refuses_a_model_with_other_classes(tmp_path):
         uri = tracker.log_keras_model(_model(1), "model", np.zeros((1, 8, 8, 3), np.float32))
         with pytest.raises(ParamsError, match=r"evaluate.registered_model: the champion of 'pets' \(version 1\) "
                                               r"classifies 2 classes \['cat', 'dog'\], this model 3"):
-            register_and_gate(uri, "pets", 0.99, 0.8, 0.01, {"classes": '["cat", "dog", "bird"]'})
+            register_and_gate(uri, "pets", 0.99, RULES, {"classes": '["cat", "dog", "bird"]'})
     assert [str(v.version) for v in mlflow.MlflowClient().search_model_versions("name = 'pets'")] == ["1"]
 
 
@@ -115,3 +119,23 @@ def test_the_gate_says_when_a_difference_is_inside_the_noise_and_when_test_data_
     assert decision.alias == "challenger" and "outside the noise of 5000" in decision.reason
     _, decision = _log_and_gate(tmp_path, _model(3), 0.97, 298, data="0cc175b1")
     assert "measured on other data than the champion's" in decision.reason and "not comparable" in decision.reason
+
+
+def test_a_challenger_better_overall_but_worse_beyond_the_noise_on_one_class_is_refused_naming_it(tmp_path):
+    """TFMA-style slicing (issue 30): the champion's per-class counts come back from the run that registered it."""
+    classes = '["cat", "dog", "fox"]'
+    champion = {"cat": [180, 200], "dog": [180, 200], "fox": [30, 40]}  # 390/440
+    _log_and_gate(tmp_path, _model(0), 390 / 440, 440, counts=champion, classes=classes)
+    better_but_not_on_foxes = {"cat": [200, 200], "dog": [200, 200], "fox": [15, 40]}  # 415/440
+    version, decision = _log_and_gate(tmp_path, _model(1), 415 / 440, 440, counts=better_but_not_on_foxes,
+                                      classes=classes)
+    assert decision.alias == "challenger"
+    assert decision.reason.startswith("recall on class 'fox' fell from the champion's 0.750 to 0.375 (40 test images)")
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("pets", "champion").version) == "1"
+    assert client.get_model_version("pets", version).tags["gate.reason"] == decision.reason
+    # A 0.25 drop on a class of 4 test images is noise: promoted, and the new champion records its predecessor.
+    small = {"cat": [200, 200], "dog": [200, 200], "fox": [2, 4]}
+    version, decision = _log_and_gate(tmp_path, _model(2), 402 / 404, 404, counts=small, classes=classes)
+    assert decision.alias == "champion", decision.reason
+    assert client.get_model_version("pets", version).tags["gate.previous_champion"] == "1"

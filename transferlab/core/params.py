@@ -179,6 +179,9 @@ class EvaluateParams(Section):
     registered_model: str = Field("transferlab", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     min_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # absolute bar for becoming champion
     max_regression: float = Field(0.01, ge=0.0, le=1.0)  # allowed drop below the current champion
+    # allowed drop of one class's recall below the champion's, when also beyond that class's noise; null: off
+    max_class_regression: float | None = Field(0.1, ge=0.0, le=1.0)
+    min_class_recall: float | None = Field(None, ge=0.0, le=1.0)  # every class at least this recall; null: off
 
 
 class ImagenetParams(Section):

@@ -9,14 +9,16 @@ import numpy as np
 
 from transferlab.core.params import Params
 from transferlab.serving.export import log_image_model
+from transferlab.tracking.class_gate import class_counts
 from transferlab.tracking.lineage import lineage_tags
 from transferlab.tracking.promotion import TEST_DATA_TAG, Decision, promote
 from transferlab.tracking.tracker import Tracker
 
 
 def register(tracker: Tracker, params: Params, root: Path, params_file: Path, model, accuracy: float,
-             test_images: int, classes: list[str]) -> tuple[str, Decision] | None:
-    """The registered version and the gate's decision; None when not tracked (--no-track) or tracking was lost."""
+             test_images: int, classes: list[str], confusion) -> tuple[str, Decision] | None:
+    """The registered version and the gate's decision (overall and per class, from the test `confusion`
+    matrix); None when not tracked (--no-track) or tracking was lost."""
     if not tracker.active:
         return None
     paths, size = params.paths, params.data.image_size
@@ -27,4 +29,5 @@ def register(tracker: Tracker, params: Params, root: Path, params_file: Path, mo
     image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
                                 params.evaluate.top_k)
     extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
-    return promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra)
+    return promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra,
+                   class_counts(classes, confusion))

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import difference_interval
+from transferlab.tracking import class_gate
 from transferlab.tracking.tracker import Tracker
 
 log = logging.getLogger("transferlab.registry")
@@ -20,12 +21,27 @@ ACCURACY_TAG = "test_accuracy"
 COUNT_TAG = "test_images"
 TEST_DATA_TAG = "data.prepared.md5"  # the prepared dataset (test split included) the accuracy was measured on
 GATE_STATUS, PENDING, DONE = "gate.status", "pending", "done"
+PREVIOUS_TAG = "gate.previous_champion"  # the version a release rollback returns `champion` to
 
 
 @dataclass(frozen=True)
 class Decision:
     alias: str
     reason: str
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What a new version must show to become champion (the evaluate section of params carries the same keys)."""
+
+    min_accuracy: float
+    max_regression: float
+    max_class_regression: float | None = None
+    min_class_recall: float | None = None
+
+    @classmethod
+    def of(cls, cfg) -> GateRules:
+        return cls(cfg.min_accuracy, cfg.max_regression, cfg.max_class_regression, cfg.min_class_recall)
 
 
 def decide(accuracy: float, champion_accuracy: float | None, min_accuracy: float, max_regression: float) -> Decision:
@@ -57,12 +73,12 @@ def _short(names: list[str]) -> str:
     return str(names) if len(names) <= 6 else f"[{', '.join(map(repr, names[:5]))}, ...]"
 
 
-def champion_tags(client, name: str) -> dict[str, str]:
-    """The champion version's tags ({} when there is no champion)."""
+def champion_version(client, name: str):
+    """The version `champion` points at; None when there is none."""
     try:
-        return dict(client.get_model_version_by_alias(name, CHAMPION).tags)
+        return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return {}
+        return None
 
 
 def noise_note(accuracy: float, test_images: int | None, tags: dict[str, str], champion: dict[str, str]) -> str:
@@ -81,25 +97,46 @@ def noise_note(accuracy: float, test_images: int | None, tags: dict[str, str], c
             f"{test_images} test images")
 
 
-def register_and_gate(model_uri: str, name: str, accuracy: float, min_accuracy: float, max_regression: float,
-                      tags: dict[str, str], test_images: int | None = None) -> tuple[str, Decision]:
+def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRules, tags: dict[str, str],
+                      test_images: int | None = None,
+                      counts: dict[str, list[int]] | None = None) -> tuple[str, Decision]:
     """Register the model as a new version, then point `champion` or `challenger` at it; the reason says whether
-    the difference from the champion is more than the noise of `test_images` test images."""
+    the difference from the champion is more than the noise of `test_images` test images. `counts` ([right, test
+    images] per class) is logged to the active run for the next gate and checked against the champion's."""
     client = mlflow.MlflowClient()
     check_same_classes(client, name, json.loads(tags["classes"]))
     discard_interrupted(client, name)
-    champion = champion_tags(client, name)
+    previous = champion_version(client, name)
+    champion = dict(previous.tags) if previous else {}
     current = float(champion[ACCURACY_TAG]) if ACCURACY_TAG in champion else None
-    decision = decide(accuracy, current, min_accuracy, max_regression)
+    decision = decide(accuracy, current, rules.min_accuracy, rules.max_regression)
     decision = Decision(decision.alias, decision.reason + noise_note(accuracy, test_images, tags, champion))
+    if counts is not None:
+        mlflow.log_dict(counts, class_gate.ARTIFACT)
+        decision = _per_class(decision, counts, client, previous, rules)
     # Tags are part of the creation (one request), so no version exists without them; `gate.status` says
     # whether the alias was set after it, which a kill in between would leave undone.
     all_tags = {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason, "gate.alias": decision.alias,
-                GATE_STATUS: PENDING, **({COUNT_TAG: str(test_images)} if test_images else {})}
+                GATE_STATUS: PENDING, **({COUNT_TAG: str(test_images)} if test_images else {}),
+                **({PREVIOUS_TAG: str(previous.version)} if previous and decision.alias == CHAMPION else {})}
     version = mlflow.register_model(model_uri, name, tags=all_tags)
     client.set_registered_model_alias(name, decision.alias, version.version)
     client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
     return str(version.version), decision
+
+
+def _per_class(decision: Decision, counts, client, previous, rules: GateRules) -> Decision:
+    """An overall champion is still refused when one class fails; the reason then names that class."""
+    if decision.alias != CHAMPION:
+        return decision
+    theirs = class_gate.champion_counts(client, previous.run_id) if previous else None
+    refusal = class_gate.class_refusal(counts, theirs, rules.max_class_regression, rules.min_class_recall)
+    if refusal:
+        return Decision(CHALLENGER, f"{refusal} (overall: {decision.reason})")
+    if previous and theirs is None and rules.max_class_regression is not None:
+        return Decision(CHAMPION, f"{decision.reason}; the champion's per-class recall is not recorded: classes "
+                                  "not compared")
+    return decision
 
 
 def discard_interrupted(client, name: str) -> list[str]:
@@ -118,16 +155,16 @@ def discard_interrupted(client, name: str) -> list[str]:
 
 
 def promote(tracker: Tracker, model_uri: str | None, accuracy: float, test_images: int, classes: list[str], cfg,
-            image_size: int, tags: dict[str, str]) -> tuple[str, Decision] | None:
+            image_size: int, tags: dict[str, str],
+            counts: dict[str, list[int]] | None = None) -> tuple[str, Decision] | None:
     """Register the logged model as `cfg.registered_model` (tagged with its classes, size and `tags`) and gate
     `champion`. `cfg` is the evaluate section of params. None when the stage is not tracked (--no-track)."""
     if model_uri is None:
         return None
     with tracker.tolerant("registering the model"):
-        version, decision = register_and_gate(model_uri, cfg.registered_model, accuracy, cfg.min_accuracy,
-                                              cfg.max_regression, {"classes": json.dumps(classes),
-                                                                   "image_size": str(image_size), **tags},
-                                              test_images)
+        version, decision = register_and_gate(model_uri, cfg.registered_model, accuracy, GateRules.of(cfg),
+                                              {"classes": json.dumps(classes), "image_size": str(image_size), **tags},
+                                              test_images, counts)
     if tracker.lost:
         return None
     tracker.set_tags({"registry.version": version, "registry.alias": decision.alias,
