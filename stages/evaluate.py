@@ -8,13 +8,14 @@ import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.progress import with_progress
-from transferlab.data.prepared import read_classes
+from transferlab.data.prepared import first_encoded, read_classes
 from transferlab.evaluation.figures import write_evaluation_plots
 from transferlab.evaluation.headline import headline
 from transferlab.evaluation.scoring import score_model
 from transferlab.modeling.assembly import load_keras, reference_like
 from transferlab.modeling.devices import configure_devices
 from transferlab.serving.registration import register
+from transferlab.serving.release_cases import log_cases
 from transferlab.stage_runner import StageContext, main_for
 from transferlab.tracking.promotion import check_registry_accepts
 
@@ -47,6 +48,8 @@ def run(context: StageContext) -> dict:
     atomic_write_text(context.path(paths.summary_metrics), json.dumps(figures, indent=2))
     tracker.log_artifacts(context.path(paths.evaluate_plots), "evaluate")
     tracker.headline(figures)
+    if tracker.active:  # before registering: the release that a promotion starts posts these
+        log_cases(tracker, first_encoded(prepared, SPLIT, cfg.release_images), final.probabilities, classes)
     promoted = register(tracker, params, context.root, context.params_file, fine_tuned, final.summary["accuracy"],
                         final.summary["n"], classes, final.confusion)
     log.info("registry: %s", f"{cfg.registered_model} version {promoted[0]} -> {promoted[1].alias} "

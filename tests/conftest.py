@@ -73,6 +73,55 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real `prefect server start` on a free loopback port; yields the environment that talks to it."""
+    import signal
+    import sys
+    import time
+    import urllib.request
+
+    from transferlab.workspace import tool_env
+
+    port = closed_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = tool_env({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "PREFECT_API_URL": api})
+    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{api}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the Prefect server did not start"
+                time.sleep(1)
+        yield env
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def registered_deployment(name: str, timeout_s: float = 120):
+    """The deployment `flow/deployment` once a served process has registered it (with the current API settings)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_deployment_by_name(name)
+            except ObjectNotFound:  # not registered yet: the served process is still starting
+                assert time.monotonic() < deadline, f"the deployment {name} was never registered"
+                time.sleep(2)
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     import socket

@@ -139,3 +139,30 @@ def test_a_challenger_better_overall_but_worse_beyond_the_noise_on_one_class_is_
     version, decision = _log_and_gate(tmp_path, _model(2), 402 / 404, 404, counts=small, classes=classes)
     assert decision.alias == "champion", decision.reason
     assert client.get_model_version("pets", version).tags["gate.previous_champion"] == "1"
+
+
+def test_a_roll_back_returns_champion_to_the_version_replaced_and_never_undoes_a_later_promotion(tmp_path):
+    from transferlab.tracking.promotion import roll_back
+
+    client = mlflow.MlflowClient()
+    _log_and_gate(tmp_path, _model(0), 0.95)
+    _log_and_gate(tmp_path, _model(1), 0.96)
+    assert roll_back(client, "pets", "2", "the served model did not start") == "1"
+    assert str(client.get_model_version_by_alias("pets", "champion").version) == "1"
+    tags = client.get_model_version("pets", "2").tags
+    assert (tags["release.reason"], tags["gate.alias"]) == ("the served model did not start", "rolled_back")
+    _log_and_gate(tmp_path, _model(2), 0.97)  # version 3, champion after 1
+    assert roll_back(client, "pets", "2", "late") == "3"  # 2 is not champion: nothing moves
+    assert str(client.get_model_version_by_alias("pets", "champion").version) == "3"
+
+
+def test_rolling_back_the_first_champion_leaves_no_champion(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from transferlab.tracking.promotion import roll_back
+
+    client = mlflow.MlflowClient()
+    _log_and_gate(tmp_path, _model(0), 0.95)
+    assert roll_back(client, "pets", "1", "the served model did not start") is None
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("pets", "champion")

@@ -23,7 +23,7 @@ DATA_REPORT = "data_report.json"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
 
 __all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "decoded_keys", "first_images",
-           "image_batches", "file_sharded_batches", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
+           "image_batches", "file_sharded_batches", "first_encoded", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
            "tagged_image_batches"]
 
 
@@ -209,6 +209,14 @@ def first_images(prepared: Path, split: str, count: int) -> tuple[np.ndarray, np
         if sum(len(b) for b in labels) >= count:
             break
     return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def first_encoded(prepared: Path, split: str, count: int) -> list[bytes]:
+    """The stored JPEG bytes of the first `count` images of a split, in shard order (that of `first_images`)."""
+    import tensorflow as tf
+
+    records = tf.data.TFRecordDataset([str(path) for path in shard_files(prepared, split)]).take(count)
+    return [bytes(image.numpy()) for image, _, _ in records.map(_parse)]
 
 
 def images_by_key(prepared: Path, split: str, wanted: set[str]) -> dict[str, np.ndarray]:

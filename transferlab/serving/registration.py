@@ -3,6 +3,7 @@ that `mlflow models serve` serves), tagged with where it came from, registered a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,11 @@ from transferlab.core.params import Params
 from transferlab.serving.export import log_image_model
 from transferlab.tracking.class_gate import class_counts
 from transferlab.tracking.lineage import lineage_tags
-from transferlab.tracking.promotion import TEST_DATA_TAG, Decision, promote
+from transferlab.serving.release_events import announce_champion
+from transferlab.tracking.promotion import CHAMPION, TEST_DATA_TAG, Decision, promote
 from transferlab.tracking.tracker import Tracker
+
+log = logging.getLogger("transferlab.registry")
 
 
 def register(tracker: Tracker, params: Params, root: Path, params_file: Path, model, accuracy: float,
@@ -29,5 +33,12 @@ def register(tracker: Tracker, params: Params, root: Path, params_file: Path, mo
     image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
                                 params.evaluate.top_k)
     extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
-    return promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra,
-                   class_counts(classes, confusion))
+    promoted = promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra,
+                       class_counts(classes, confusion))
+    if promoted and promoted[1].alias == CHAMPION:
+        try:  # the model is registered and champion whatever Prefect says: a lost event is a log line
+            announce_champion(params.evaluate.registered_model, promoted[0], promoted[1].previous)
+        except Exception as exc:  # noqa: BLE001 - any failure of the announcement must not fail the stage
+            log.warning("the release event was not sent (%s: %s); run the release by hand: python -m flows.release "
+                        "run --version %s", type(exc).__name__, exc, promoted[0])
+    return promoted

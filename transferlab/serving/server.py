@@ -3,9 +3,11 @@ alias or port is one line here rather than a traceback from MLflow after it has 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from transferlab.core.endpoints import require_server
@@ -47,3 +49,46 @@ def serve_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow models serve` in this environment (its packages are the model's pinned requirements)."""
     mlflow = Path(sys.executable).with_name("mlflow")
     return [str(mlflow), "models", "serve", "-m", uri, "--env-manager", "local", "--host", host, "--port", str(port)]
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterator[str]:
+    """`mlflow models serve` for `uri` on a free loopback port, until the block ends: its base URL. A server that
+    exits or does not answer /ping in time is UserError with the end of its output."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+    import urllib.request
+
+    port = free_loopback_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    with tempfile.TemporaryFile("w+") as output:
+        server = subprocess.Popen(serve_command(uri, "127.0.0.1", port), env=env, stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline, url = time.monotonic() + start_timeout_s, f"http://127.0.0.1:{port}"
+            while True:
+                if server.poll() is not None:
+                    output.seek(0)
+                    tail = scrub(" | ".join(output.read().strip().splitlines()[-3:]))[-600:]
+                    raise UserError(f"{uri}: the model server exited with code {server.returncode}: {tail}")
+                try:
+                    urllib.request.urlopen(f"{url}/ping", timeout=2).read()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise UserError(f"{uri}: the model server did not answer /ping within {start_timeout_s} s")
+                    time.sleep(0.5)
+            yield url
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -28,6 +28,7 @@ PREVIOUS_TAG = "gate.previous_champion"  # the version a release rollback return
 class Decision:
     alias: str
     reason: str
+    previous: str | None = None  # the champion this version replaced, when it became champion
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,11 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRul
         decision = _per_class(decision, counts, client, previous, rules)
     # Tags are part of the creation (one request), so no version exists without them; `gate.status` says
     # whether the alias was set after it, which a kill in between would leave undone.
+    if previous and decision.alias == CHAMPION:
+        decision = replace(decision, previous=str(previous.version))
     all_tags = {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason, "gate.alias": decision.alias,
                 GATE_STATUS: PENDING, **({COUNT_TAG: str(test_images)} if test_images else {}),
-                **({PREVIOUS_TAG: str(previous.version)} if previous and decision.alias == CHAMPION else {})}
+                **({PREVIOUS_TAG: decision.previous} if decision.previous else {})}
     version = mlflow.register_model(model_uri, name, tags=all_tags)
     client.set_registered_model_alias(name, decision.alias, version.version)
     client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
@@ -177,3 +180,20 @@ def check_registry_accepts(tracker: Tracker, name: str, classes: list[str]) -> N
     if tracker.active:
         with tracker.tolerant("reading the registry"):
             check_same_classes(mlflow.MlflowClient(), name, classes)
+
+
+def roll_back(client, name: str, version: str, reason: str) -> str | None:
+    """Point `champion` back at the version `version` replaced (none: remove the alias) and tag why on `version`.
+    Only while `champion` still points at `version`: a later promotion is not undone. The version now champion."""
+    client.set_model_version_tag(name, version, "release.reason", reason)
+    current = champion_version(client, name)
+    if current is None or str(current.version) != str(version):
+        log.warning("%s version %s is no longer champion: nothing to roll back", name, version)
+        return str(current.version) if current else None
+    previous = client.get_model_version(name, version).tags.get(PREVIOUS_TAG)
+    if previous:
+        client.set_registered_model_alias(name, CHAMPION, previous)
+    else:
+        client.delete_registered_model_alias(name, CHAMPION)
+    client.set_model_version_tag(name, version, "gate.alias", "rolled_back")
+    return previous

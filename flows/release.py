@@ -1,0 +1,98 @@
+"""The release flow: when `champion` moves, serve the new champion with MLflow's own server, check its answers
+against evaluate's, measure its latency, tag the version; a failed check moves `champion` back and fails the run.
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.release serve [--workspace .] \\
+        [--notify-block custom-webhook/team]      # a deployment started by the evaluate stage's event
+    python -m flows.release run [--version 7]     # by hand (default: the current champion)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger, runtime
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+from transferlab.core.params_loader import load_params
+from transferlab.serving.release import SUMMARY_TAG, ReleaseSettings, release
+from transferlab.serving.release_events import EVENT, resource_id
+
+DEPLOYMENT = "release-on-promotion"
+
+
+class ReleaseFailed(Exception):
+    """The served champion failed a check and was rolled back."""
+
+
+def _client(workspace: str):
+    import mlflow
+
+    from transferlab.tracking.store import tracking_uri
+
+    uri = tracking_uri(Path(workspace).resolve())
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(), uri
+
+
+def _notify(flow, flow_run, state) -> None:
+    """A log line always; the notification block named by `notify_block` too (its URL stays in the block)."""
+    from prefect.blocks.core import Block
+    from prefect.logging.loggers import flow_run_logger
+
+    parameters = flow_run.parameters
+    client, _ = _client(parameters.get("workspace", "."))
+    version = parameters.get("version")
+    tags = client.get_model_version(parameters.get("model", "transferlab"), version).tags if version else {}
+    message = tags.get(SUMMARY_TAG) or f"release flow run {flow_run.name}: {state.name}: {state.message}"
+    flow_run_logger(flow_run, flow).info("%s", message)
+    if parameters.get("notify_block"):
+        Block.load(parameters["notify_block"]).notify(body=message, subject="transferlab release")
+
+
+@flow(name="transferlab-release", on_completion=[_notify], on_failure=[_notify])
+def release_flow(model: str = "transferlab", version: str | None = None, workspace: str = ".",
+                 concurrency: int = 4, requests: int = 32, tolerance: float = 0.01, max_p95_ms: float | None = None,
+                 notify_block: str | None = None) -> dict:
+    """Release `version` of registered `model` (default: the current champion) from `workspace`'s MLflow."""
+    from transferlab.tracking.promotion import champion_version
+
+    client, uri = _client(workspace)
+    version = version or str(champion_version(client, model).version)
+    outcome = release(client, model, version, uri, ReleaseSettings(concurrency, requests, tolerance, max_p95_ms),
+                      runtime.flow_run.id)
+    get_run_logger().info("%s", outcome.summary)
+    if not outcome.passed:
+        raise ReleaseFailed(outcome.summary)
+    return {"version": version, "summary": outcome.summary, **(outcome.timing.metrics() if outcome.timing else {})}
+
+
+def trigger(model: str, workspace: str, notify_block: str | None) -> DeploymentEventTrigger:
+    """Run the release for the version the evaluate stage's event names."""
+    fixed = {"workspace": workspace, **({"notify_block": notify_block} if notify_block else {})}
+    return DeploymentEventTrigger(name=f"{model} champion moved", expect={EVENT},
+                                  match={"prefect.resource.id": resource_id(model)},
+                                  parameters={"model": "{{ event.payload.model }}",
+                                              "version": "{{ event.payload.version }}", **fixed})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["serve", "run"])
+    parser.add_argument("--workspace", default=".")
+    parser.add_argument("--version", help="run: the version to release (default: the current champion)")
+    parser.add_argument("--notify-block", help="a saved Prefect notification block, e.g. custom-webhook/team")
+    args = parser.parse_args(argv)
+    workspace = str(Path(args.workspace).resolve())
+    model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
+    if args.command == "run":
+        state = release_flow(model, args.version, workspace, notify_block=args.notify_block, return_state=True)
+        sys.exit(0 if state.is_completed() else 1)
+    release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
+                       parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
+                       description="Serve, check and measure a new champion; roll it back when a check fails.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The release checks against a served model, on a local HTTP endpoint that answers as MLflow's server does."""
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from transferlab.serving.release_cases import Case
+from transferlab.serving.release_check import ReleaseCheckFailed, check_cases, check_example, measure, mismatches
+
+CASE = Case(b"\xff\xd8jpeg", {"cat": 0.7, "dog": 0.3})
+
+
+def _answer(probabilities: dict) -> dict:
+    ranked = sorted(probabilities.items(), key=lambda item: -item[1])
+    return {"class": ranked[0][0], "probability": ranked[0][1], "top_classes": [n for n, _ in ranked],
+            "top_probabilities": [p for _, p in ranked], "error": None}
+
+
+def _error(message: str) -> dict:
+    return {"class": None, "probability": None, "top_classes": [], "top_probabilities": [], "error": message}
+
+
+def test_an_answer_matches_within_the_tolerance_in_every_class_whatever_the_order():
+    assert mismatches([CASE], [_answer({"dog": 0.305, "cat": 0.695})], 0.01) == []
+    [found] = mismatches([CASE], [_answer({"dog": 0.33, "cat": 0.67})], 0.01)
+    assert found.startswith("image 0: a class probability differs by 0.03")
+    [found] = mismatches([CASE], [_answer({"cat": 1.0})], 0.01)  # a class missing from the answer
+    assert "differs by inf" in found
+    assert mismatches([CASE], [_error("cannot decode")], 0.01) == ["image 0: cannot decode"]
+
+
+@pytest.fixture
+def served():
+    """A stand-in for `mlflow models serve`: answers each base64 image with `answer`, or HTTP 500."""
+    state = {"answer": _answer({"cat": 0.7, "dog": 0.3}), "status": 200, "bodies": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["bodies"].append(body)
+            rows = body["dataframe_split"]["data"]
+            payload = json.dumps({"predictions": [state["answer"]] * len(rows)}).encode()
+            self.send_response(state["status"])
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", state
+    server.shutdown()
+
+
+def test_cases_are_posted_as_base64_with_every_class_asked_for_and_a_difference_fails(served):
+    url, state = served
+    assert check_cases(url, [CASE, CASE], 0.01) == 0.0  # the largest difference seen
+    [body] = state["bodies"]
+    assert body["params"] == {"top_k": 2}
+    assert [base64.b64decode(row[0]) for row in body["dataframe_split"]["data"]] == [CASE.image, CASE.image]
+    state["answer"] = _answer({"cat": 0.2, "dog": 0.8})
+    with pytest.raises(ReleaseCheckFailed, match="2 of 2 test images answered unlike evaluate"):
+        check_cases(url, [CASE, CASE], 0.01)
+
+
+def test_an_example_answered_with_an_error_or_a_server_error_fails(served):
+    url, state = served
+    example = json.dumps({"dataframe_split": {"columns": ["image"], "data": [["AAAA"]]}})
+    check_example(url, example)
+    state["answer"] = _error("decoder broken")
+    with pytest.raises(ReleaseCheckFailed, match=r"example was not answered: \['decoder broken'\]"):
+        check_example(url, example)
+    state["status"] = 500
+    with pytest.raises(ReleaseCheckFailed, match="answered HTTP 500"):
+        check_example(url, example)
+
+
+def test_measure_sends_every_request_and_orders_its_percentiles(served):
+    url, state = served
+    timing = measure(url, CASE.image, concurrency=3, requests=12)
+    assert len(state["bodies"]) == 12 and (timing.requests, timing.concurrency) == (12, 3)
+    assert 0 < timing.p50_ms <= timing.p95_ms and timing.per_second > 0

@@ -1,0 +1,109 @@
+"""A release of a registered version: served by MLflow's own server, checked and measured, the figures recorded on
+the version and in an MLflow run; when a check fails, `champion` goes back to the version it replaced.
+Prefect-free: flows/release.py runs it as a deployment started by the promotion's event."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from transferlab.core.errors import UserError
+from transferlab.serving.release_cases import load_cases
+from transferlab.serving.release_check import ReleaseCheckFailed, Timing, check_cases, check_example, measure
+from transferlab.serving.server import served
+from transferlab.tracking.promotion import roll_back
+
+STATUS_TAG, SUMMARY_TAG = "release.status", "release.summary"
+PASSED, ROLLED_BACK = "passed", "rolled_back"
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    concurrency: int = 4  # requests in flight at once while measuring
+    requests: int = 32  # one-image requests measured
+    tolerance: float = 0.01  # largest difference of a class probability from evaluate's answer
+    max_p95_ms: float | None = None  # a slower p95 latency fails the release; None: measured only
+
+
+@dataclass(frozen=True)
+class Outcome:
+    version: str
+    passed: bool
+    summary: str  # one line: what a notification says
+    timing: Timing | None
+    champion: str | None  # the version champion points at afterwards
+
+
+def serving_input(model_uri: str) -> str:
+    """The registered input example as MLflow's server takes it (serving_input_example.json)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = mlflow.artifacts.download_artifacts(model_uri, dst_path=folder)
+        return mlflow.models.Model.load(local).get_serving_input(local)
+
+
+def check(client, name: str, version: str, tracking_uri: str, settings: ReleaseSettings) -> Timing:
+    """Serve `version` and run every check; ReleaseCheckFailed or UserError (one line) at the first that fails."""
+    uri = f"models:/{name}/{version}"
+    with tempfile.TemporaryDirectory() as folder:
+        cases = load_cases(client, client.get_model_version(name, version).run_id, Path(folder))
+        example = serving_input(uri)
+        with served(uri, tracking_uri) as url:
+            check_example(url, example)
+            worst = check_cases(url, cases, settings.tolerance)
+            timing = replace(measure(url, cases[0].image if cases else _example_image(example),
+                                     settings.concurrency, settings.requests), difference=worst)
+    if settings.max_p95_ms is not None and timing.p95_ms > settings.max_p95_ms:
+        raise ReleaseCheckFailed(f"p95 latency {timing.p95_ms:.0f} ms is above max_p95_ms {settings.max_p95_ms:g}")
+    return timing
+
+
+def _example_image(serving_input_json: str) -> bytes:
+    import base64
+    import json
+
+    rows = json.loads(serving_input_json)["dataframe_split"]["data"]
+    return base64.b64decode(rows[0][0])
+
+
+def release(client, name: str, version: str, tracking_uri: str, settings: ReleaseSettings,
+            flow_run: str | None = None) -> Outcome:
+    """Check `version`, record the outcome on it; roll `champion` back when a check failed."""
+    try:
+        timing, problem = check(client, name, version, tracking_uri, settings), None
+    except (ReleaseCheckFailed, UserError) as exc:
+        timing, problem = None, str(exc)
+    if problem is None:
+        summary = (f"{name} version {version} released: p50 {timing.p50_ms:.0f} ms, p95 {timing.p95_ms:.0f} ms, "
+                   f"{timing.per_second:.1f} requests/s at concurrency {timing.concurrency}")
+        outcome = Outcome(version, True, summary, timing, version)
+    else:
+        champion = roll_back(client, name, version, problem)
+        summary = f"{name} version {version} rolled back (champion: {champion or 'none'}): {problem}"
+        outcome = Outcome(version, False, summary, None, champion)
+    record(client, name, outcome, flow_run)
+    return outcome
+
+
+def record(client, name: str, outcome: Outcome, flow_run: str | None) -> None:
+    """An MLflow run with the figures, and `release.*` tags on the version that point to it."""
+    import mlflow
+
+    mlflow.set_experiment(f"{name}-releases")
+    with mlflow.start_run(run_name=f"release {name} v{outcome.version}") as run:
+        mlflow.set_tags({"registered_model": name, "version": outcome.version, STATUS_TAG: _status(outcome),
+                         SUMMARY_TAG: outcome.summary, **({"prefect.flow_run": flow_run} if flow_run else {})})
+        if outcome.timing:
+            mlflow.log_params({"concurrency": outcome.timing.concurrency, "requests": outcome.timing.requests})
+            mlflow.log_metrics(outcome.timing.metrics())
+    tags = {STATUS_TAG: _status(outcome), SUMMARY_TAG: outcome.summary, "release.run_id": run.info.run_id,
+            **{f"release.{key}": f"{value:.4g}" for key, value in (outcome.timing.metrics() if outcome.timing
+                                                                    else {}).items()}}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, outcome.version, key, value)
+
+
+def _status(outcome: Outcome) -> str:
+    return PASSED if outcome.passed else ROLLED_BACK
