@@ -71,6 +71,12 @@ BAD_PARAMS = [
     ({"adversarial": {"epsilons": []}}, "adversarial.epsilons: must list at least one budget"),
     ({"adversarial": {"steps": 0}}, "adversarial.steps"),
     ({"adversarial": {"imagenet": {"target_class": 1000}}}, "adversarial.imagenet.target_class"),
+    # issue 31: NaN and infinity are refused by every float setting, a list's items included
+    ({"adversarial": {"ideal_tv_weight": float("inf")}}, "adversarial.ideal_tv_weight: Input should be a finite"),
+    ({"fine_tune": {"learning_rate": float("nan")}}, "fine_tune.learning_rate: Input should be a finite"),
+    ({"adversarial": {"epsilons": [0, float("-inf")]}}, "adversarial.epsilons.1: Input should be a finite"),
+    ({"evaluate": {"max_class_regression": float("nan")}}, "evaluate.max_class_regression: Input should be a finite"),
+    ({"head": {"l2": float("inf")}}, "head.l2"),
     ("- just\n- a list\n", "expected a mapping"),
     ("data: {source: [unclosed\n", "not valid YAML"),
     ("head:\n  epochs: 3\nhead:\n  epochs: 4\n", "line 3 is not valid YAML (key 'head' is given twice)"),

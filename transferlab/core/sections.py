@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    """A params section: unknown keys are errors, values are checked on assignment too."""
+    """A params section: unknown keys are errors, values are checked on assignment too, and no float setting
+    takes NaN or infinity (YAML's .nan and .inf: a silent NaN image, a loss that never ends)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
