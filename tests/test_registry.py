@@ -166,3 +166,11 @@ def test_rolling_back_the_first_champion_leaves_no_champion(tmp_path):
     assert roll_back(client, "pets", "1", "the served model did not start") is None
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("pets", "champion")
+
+
+def test_a_test_split_too_small_to_judge_promotes_nothing(tmp_path):
+    """Issue 31: 6 test images made a champion "inside the noise"; below evaluate.min_test_images nothing moves."""
+    version, decision = _log_and_gate(tmp_path, _model(0), 1.0, 6)
+    assert decision.alias == "challenger"
+    assert decision.reason.startswith("only 6 test images, fewer than evaluate.min_test_images 30: too few")
+    assert _log_and_gate(tmp_path, _model(1), 1.0, 30)[1].alias == "champion"

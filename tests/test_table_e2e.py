@@ -19,7 +19,8 @@ WHOLE_PIPELINE = ["check_params", "download", "preprocess", "extract_features", 
                   "adversarial_report"]
 SMALL = {"data.image_size": 32, "backbone.weights": "none",  # size knobs; no network here: random-init weights
          "adversarial.num_images": 4, "adversarial.epsilons": [0, 8], "adversarial.steps": 2,
-         "adversarial.ideal_steps": 4, "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3}
+         "adversarial.ideal_steps": 4, "adversarial.ideal_snapshot_every": 2, "adversarial.replication_steps": 3,
+         "evaluate.min_test_images": 0}
 
 
 def _write(path, class_index: int, rng) -> None:

@@ -20,7 +20,8 @@ OFFLINE_PARAMS = {"data.source": "synthetic", "backbone.weights": "none",  # no 
 SIZE_PARAMS = {"data.synthetic.images_per_class": 8, "data.synthetic.image_size": 24, "data.image_size": 32,
                "head.epochs": 5, "fine_tune.epochs": 1, "adversarial.num_images": 4, "adversarial.epsilons": [0, 8],
                "adversarial.steps": 2, "adversarial.ideal_steps": 4, "adversarial.ideal_snapshot_every": 2,
-               "adversarial.replication_steps": 3}
+               "adversarial.replication_steps": 3,
+               "evaluate.min_test_images": 0}  # a test split of a few synthetic images may still be promoted
 SMOKE_PARAMS = {**OFFLINE_PARAMS, **SIZE_PARAMS}
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "transferlab", "flows", ".dvc/config", ".dvcignore")
 

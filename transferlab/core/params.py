@@ -182,6 +182,7 @@ class EvaluateParams(Section):
     # allowed drop of one class's recall below the champion's, when also beyond that class's noise; null: off
     max_class_regression: float | None = Field(0.1, ge=0.0, le=1.0)
     min_class_recall: float | None = Field(None, ge=0.0, le=1.0)  # every class at least this recall; null: off
+    min_test_images: int = Field(30, ge=0)  # a smaller test split promotes nothing: too few to judge
     release_images: int = Field(8, ge=0, le=1000)  # test images a release posts to the served champion
 
 

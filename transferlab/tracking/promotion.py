@@ -39,10 +39,20 @@ class GateRules:
     max_regression: float
     max_class_regression: float | None = None
     min_class_recall: float | None = None
+    min_test_images: int = 0
 
     @classmethod
     def of(cls, cfg) -> GateRules:
-        return cls(cfg.min_accuracy, cfg.max_regression, cfg.max_class_regression, cfg.min_class_recall)
+        return cls(cfg.min_accuracy, cfg.max_regression, cfg.max_class_regression, cfg.min_class_recall,
+                   cfg.min_test_images)
+
+
+def too_few(test_images: int | None, minimum: int) -> Decision | None:
+    """A test split too small to tell a champion from noise judges nothing (6 images: a 95 % interval of ±0.3)."""
+    if test_images is None or test_images >= minimum:
+        return None
+    return Decision(CHALLENGER, f"only {test_images} test images, fewer than evaluate.min_test_images {minimum}: "
+                                f"too few to judge a champion")
 
 
 def decide(accuracy: float, champion_accuracy: float | None, min_accuracy: float, max_regression: float) -> Decision:
@@ -110,7 +120,8 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRul
     previous = champion_version(client, name)
     champion = dict(previous.tags) if previous else {}
     current = float(champion[ACCURACY_TAG]) if ACCURACY_TAG in champion else None
-    decision = decide(accuracy, current, rules.min_accuracy, rules.max_regression)
+    decision = too_few(test_images, rules.min_test_images) or decide(accuracy, current, rules.min_accuracy,
+                                                                      rules.max_regression)
     decision = Decision(decision.alias, decision.reason + noise_note(accuracy, test_images, tags, champion))
     if counts is not None:
         mlflow.log_dict(counts, class_gate.ARTIFACT)
