@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 
 from tests.conftest import prepare_with
 from transferlab.data.raw_layout import list_raw_images, read_source_info
@@ -148,3 +149,32 @@ def test_file_names_that_are_not_utf8_are_left_out_and_reported(tmp_path):
         "cats/bad\\xffname.png": "file name is not valid UTF-8; rename the file",
         "bir\\xfeds": "class folder name is not valid UTF-8; rename the folder"}
     json.dumps(info.left_out, ensure_ascii=False).encode("utf-8")  # writable into source.json
+
+
+def _special_files(folder) -> None:
+    """A FIFO, a Unix socket and a link to /dev/zero, named as images: reading any of them would hang or never end."""
+    import os
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "pipe.png")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "sock.png"))
+    listener.close()  # the socket file stays
+    (folder / "zero.png").symlink_to("/dev/zero")
+
+
+@pytest.mark.timeout(60)
+def test_fifos_sockets_and_devices_are_left_out_with_their_kind_never_opened(tmp_path):
+    """Issue 31: a file walk reads regular files only; the others are listed with what they are."""
+    src = tmp_path / "src"
+    for index in range(3):
+        _touch(src / "cats" / f"c{index}.png", _image_bytes(index))
+        _touch(src / "dogs" / f"d{index}.png", _image_bytes(10 + index))
+    _special_files(src / "cats")
+    info = import_folder(src, tmp_path / "raw")
+    assert len(list_raw_images(tmp_path / "raw")) == 6
+    reasons = {entry["file"]: entry["reason"] for entry in info.left_out}
+    assert reasons["cats/pipe.png"] == "a FIFO (named pipe), not an image file; not opened"
+    assert reasons["cats/sock.png"] == "a socket, not an image file; not opened"
+    assert reasons["cats/zero.png"].startswith("symlink out of its class folder (to /dev/zero)")

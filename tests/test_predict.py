@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import PROJECT_ROOT
 
@@ -146,3 +147,21 @@ def test_csv_output_has_one_row_per_file_with_ranked_columns(tmp_path, capsys):
     assert len(table) == 6 and (table["error"] != "").sum() == 1
     good = table[table["error"] == ""]
     assert (good["probability"].astype(float) >= good["probability_2"].astype(float)).all()
+
+
+@pytest.mark.timeout(60)
+def test_predict_never_opens_a_fifo_a_socket_or_a_device_given_walked_or_globbed(tmp_path):
+    """Issue 31: `transferlab predict` on a folder with a FIFO waited on it forever."""
+    from tests.test_folder_source import _special_files
+    from transferlab.evaluation.predict import expand_inputs
+
+    _special_files(tmp_path / "in")
+    (tmp_path / "in" / "real.png").write_bytes(b"not decoded here")
+    for given in ([str(tmp_path / "in")], [str(tmp_path / "in" / "*.png")],
+                  [str(tmp_path / "in" / name) for name in ("pipe.png", "sock.png", "zero.png", "real.png")]):
+        files, left_out = expand_inputs(given)
+        assert files == [tmp_path / "in" / "real.png"], given
+        reasons = sorted(entry["error"] for entry in left_out)
+        assert reasons == ["a FIFO (named pipe), not an image file; not opened",
+                           "a character device, not an image file; not opened",
+                           "a socket, not an image file; not opened"], given

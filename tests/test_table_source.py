@@ -125,3 +125,20 @@ def test_preprocess_gives_the_table_s_class_names_to_classes_json(tmp_path):
     assert [c["name"] for c in classes] == sorted(NAMES)
     manifest = pd.read_csv(tmp_path / "data" / "prepared" / "manifest.csv")
     assert sorted(manifest["class_name"].unique()) == sorted(NAMES) and len(manifest) == 12
+
+
+@pytest.mark.timeout(60)
+def test_a_row_naming_a_fifo_or_a_device_is_left_out_with_its_kind(tmp_path):
+    import os
+
+    src = tmp_path / "src"
+    _image(src / "a.png", 1)
+    os.mkfifo(src / "pipe.png")
+    (src / "zero.png").symlink_to("/dev/zero")
+    pd.DataFrame({"file_name": ["a.png", "pipe.png", "zero.png"], "label": ["x", "x", "y"]}).to_csv(
+        src / "metadata.csv", index=False)
+    info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
+    reasons = {entry["file"]: entry["reason"] for entry in info.left_out}
+    assert reasons.pop("pipe.png") == "a FIFO (named pipe), not an image file; not opened"
+    assert reasons.pop("zero.png").startswith("outside the images folder")  # the link resolves to /dev/zero
+    assert reasons == {}

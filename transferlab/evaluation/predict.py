@@ -15,6 +15,7 @@ import numpy as np
 
 from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
+from transferlab.core.file_kinds import not_opened, special_kind
 from transferlab.core.progress import with_progress
 from transferlab.core.redaction import scrub
 from transferlab.core.paths import CLASSES_FILE, MODEL_FILE
@@ -105,13 +106,14 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files += _walk(path, suffixes)
+            files += _walk(path, suffixes, missing)
+        elif kind := special_kind(path):
+            missing.append({"file": text, "error": not_opened(kind)})
         elif path.is_file():
             files.append(path)
         elif glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
-            found = [file for match in matches for file in (_walk(Path(match), suffixes) if Path(match).is_dir()
-                                                            else [Path(match)])]
+            found = [file for match in sorted(glob.glob(text, recursive=True))
+                     for file in _walk_or_file(Path(match), suffixes, missing)]
             files += found
             if not found:
                 missing.append({"file": text, "error": "no file matches this pattern"})
@@ -120,12 +122,28 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
     return files, missing
 
 
-def _walk(folder: Path, suffixes: set[str]) -> list[Path]:
+def _walk_or_file(path: Path, suffixes: set[str], missing: list[dict[str, str]]) -> list[Path]:
+    if path.is_dir():
+        return _walk(path, suffixes, missing)
+    if kind := special_kind(path):
+        missing.append({"file": str(path), "error": not_opened(kind)})
+        return []
+    return [path]
+
+
+def _walk(folder: Path, suffixes: set[str], missing: list[dict[str, str]]) -> list[Path]:
+    """Image files below `folder`; special files (FIFO, device, socket, or a link to one) go to `missing`."""
     found = []
     for current, folders, names in os.walk(folder):  # os.walk does not follow symlinked folders: no loops
         folders[:] = [name for name in folders if not name.startswith(".")]
-        found += [Path(current) / name for name in names
-                  if not name.startswith(".") and Path(name).suffix.lower() in suffixes]
+        for name in names:
+            path = Path(current) / name
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
+                continue
+            if kind := special_kind(path):
+                missing.append({"file": str(path), "error": not_opened(kind)})
+            else:
+                found.append(path)
     return sorted(found)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from transferlab.core.errors import DataError, ParamsError
+from transferlab.core.file_kinds import not_opened, special_kind
 from transferlab.data.raw_layout import (IMAGES_DIR, NOT_UTF8_FILE, UNSPLIT, SourceInfo, is_data_file,
                                          printable_name)
 
@@ -95,6 +96,8 @@ def walk_images(folder: Path, root: Path, left_out: list[dict[str, str]]) -> lis
                 else:
                     visited.add(real)
                     pending.append(entry)
+            elif (kind := special_kind(entry)) and not entry.name.startswith("."):
+                skip(entry, not_opened(kind))
             elif is_data_file(entry):
                 if (shown := printable_name(entry.relative_to(root).as_posix())) is not None:
                     left_out.append({"file": shown, "reason": NOT_UTF8_FILE})

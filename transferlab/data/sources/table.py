@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from transferlab.core.errors import DataError, ParamsError
+from transferlab.core.file_kinds import not_opened, special_kind
 from transferlab.core.params import TableParams
 from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, class_folder_names
 from transferlab.data.sources.folder import SPLIT_ALIASES
@@ -104,6 +105,8 @@ def _check_row(file, label, split, cfg: TableParams, images: Path) -> tuple[str 
     path = (images / f"{str(file).strip()}{cfg.suffix}").resolve()
     if not path.is_relative_to(images):
         return f"outside the images folder {images}", path, label, UNSPLIT
+    if kind := special_kind(path):
+        return not_opened(kind), path, label, UNSPLIT
     if not path.is_file():
         return f"file not found in {images}", path, label, UNSPLIT
     split_name = _split_name(split) if cfg.split_column else UNSPLIT
