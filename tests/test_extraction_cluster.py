@@ -105,3 +105,26 @@ def test_a_killed_cluster_stage_keeps_its_finished_shards_and_redoes_only_the_re
     assert 1 <= kept < total and not extracted["written_after_kill"]
     assert f"extracting {total - kept} shards" in extracted["log"]
     assert extracted["cluster"]["meta"]["resumed_shards"] == kept
+
+
+def test_a_named_cluster_that_does_not_answer_is_one_line_in_seconds(monkeypatch):
+    """Issue 31: Ray's client reconnects for minutes; the stage names the setting and stops first."""
+    from tests.conftest import closed_port
+    from transferlab.core.errors import UserError
+    from types import SimpleNamespace
+
+    from transferlab.modeling.extraction_cluster import check_cluster_answers, extract_on_cluster
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = f"ray://user:secret@127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"^extract.cluster_address ray://\*\*\*@127.0.0.1:\d+: no Ray cluster "
+                                        r"answers \(Connection refused\)") as caught:
+        extract_on_cluster(SimpleNamespace(todo=[Path("x")]), None, 32, Path("."), 0,
+                           ExtractParams(cluster_address=address), print)
+    assert "secret" not in str(caught.value) and time.monotonic() - started < 10
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(UserError, match="^RAY_ADDRESS "):
+        check_cluster_answers(ExtractParams())
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # Ray finds the cluster itself: nothing to check here
+    check_cluster_answers(ExtractParams())

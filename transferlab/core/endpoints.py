@@ -45,6 +45,27 @@ def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
         connection.close()
 
 
+def unanswered_port(address: str, default_port: int, timeout_s: float = 5.0) -> str | None:
+    """Why nothing accepts a TCP connection at `address` (`scheme://host:port` or `host:port`); None when something
+    does, or when the address names no host (Ray's `auto`, `local`)."""
+    import socket
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError as exc:  # a port that is not a number
+        return str(exc)
+    if not host or host in ("auto", "local"):
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or exc.__class__.__name__
+
+
 def require_server(uri: str, otherwise: str = "run the stage with --no-track") -> None:
     """Stop in seconds, before any work, when an http(s) MLflow tracking server does not answer; bound MLflow's
     own retries for the rest of the process (unless the user set them)."""

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from transferlab.core.endpoints import redact
-from transferlab.core.errors import DataError
+from transferlab.core.endpoints import redact, unanswered_port
+from transferlab.core.errors import DataError, UserError
 from transferlab.core.params import BackboneParams, ExtractParams
 from transferlab.modeling.features import ExtractionPlan, shard_features, write_shards
 
@@ -69,6 +69,18 @@ def ray_init_kwargs(settings: ExtractParams, api_url: str) -> dict:
     return {**local, "runtime_env": {"env_vars": env}}
 
 
+RAY_CLIENT_PORT = 10001
+
+
+def check_cluster_answers(settings: ExtractParams) -> None:
+    """A named Ray cluster that does not answer is one line in seconds, not Ray's minutes of reconnecting."""
+    source = "extract.cluster_address" if settings.cluster_address else RAY_ADDRESS
+    address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
+    if address and (reason := unanswered_port(address, RAY_CLIENT_PORT)):
+        raise UserError(f"{source} {redact(address)}: no Ray cluster answers ({reason}); start it (`ray start "
+                        f"--head --ray-client-server-port {RAY_CLIENT_PORT}`) or leave the setting empty")
+
+
 def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: int, root: Path, seed: int,
                        settings: ExtractParams, log: Callable[[str], None]) -> None:
     """Extract `plan.todo` with one Prefect task per shard group on Ray; finished groups land in the resume folder."""
@@ -79,6 +91,7 @@ def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: in
 
     groups = shard_groups(plan.todo, settings.shards_per_task)
     address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
+    check_cluster_answers(settings)
     log(f"extracting {len(plan.todo)} shards in {len(groups)} tasks on "
         f"{'the Ray cluster at ' + redact(address) if address else f'a local Ray cluster of {settings.workers} workers'}")
     group_task = task(extract_group, name="extract-shard-group", cache_policy=NONE)
