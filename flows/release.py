@@ -9,6 +9,7 @@ against evaluate's, measure its latency, tag the version; a failed check moves `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
 from transferlab.core.params_loader import load_params
+from transferlab.core.redaction import redacted_output
 from transferlab.serving.release import SUMMARY_TAG, ReleaseSettings, release
 from transferlab.serving.release_events import EVENT, resource_id
 
@@ -77,6 +79,28 @@ def trigger(model: str, workspace: str, notify_block: str | None) -> DeploymentE
                                               "version": "{{ event.payload.version }}", **fixed})
 
 
+def problem(command: str, workspace: str, model: str, version: str | None) -> str | None:
+    """One line for what would stop the command, before Prefect starts anything."""
+    from mlflow.exceptions import MlflowException
+
+    from flows.pipeline import prefect_api_problem
+
+    if command == "serve" and not os.environ.get("PREFECT_API_URL"):
+        return ("serve needs a Prefect server whose automations can start the release: set PREFECT_API_URL "
+                "(`make serve` starts one on 127.0.0.1:4200)")
+    if found := prefect_api_problem():
+        return found
+    if command == "run":
+        client, _ = _client(workspace)
+        try:
+            client.get_model_version(model, version) if version else client.get_model_version_by_alias(model,
+                                                                                                       "champion")
+        except MlflowException:
+            return (f"--version: {model} has no version {version}" if version else
+                    f"{model} has no champion to release; name a version with --version")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["serve", "run"])
@@ -85,13 +109,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notify-block", help="a saved Prefect notification block, e.g. custom-webhook/team")
     args = parser.parse_args(argv)
     workspace = str(Path(args.workspace).resolve())
-    model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
-    if args.command == "run":
-        state = release_flow(model, args.version, workspace, notify_block=args.notify_block, return_state=True)
-        sys.exit(0 if state.is_completed() else 1)
-    release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
-                       parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
-                       description="Serve, check and measure a new champion; roll it back when a check fails.")
+    with redacted_output():
+        model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
+        if found := problem(args.command, workspace, model, args.version):
+            print(f"flows.release: error: {found}", file=sys.stderr)
+            sys.exit(2)
+        if args.command == "run":
+            state = release_flow(model, args.version, workspace, notify_block=args.notify_block, return_state=True)
+            sys.exit(0 if state.is_completed() else 1)
+        release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
+                           parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
+                           description="Serve, check and measure a new champion; roll it back when a check fails.")
 
 
 if __name__ == "__main__":

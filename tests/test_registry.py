@@ -149,6 +149,9 @@ def test_a_roll_back_returns_champion_to_the_version_replaced_and_never_undoes_a
     _log_and_gate(tmp_path, _model(1), 0.96)
     assert roll_back(client, "pets", "2", "the served model did not start") == "1"
     assert str(client.get_model_version_by_alias("pets", "champion").version) == "1"
+    # a release killed mid-rollback runs again: the second rollback finds champion moved and moves nothing
+    assert roll_back(client, "pets", "2", "the served model did not start") == "1"
+    assert str(client.get_model_version_by_alias("pets", "champion").version) == "1"
     tags = client.get_model_version("pets", "2").tags
     assert (tags["release.reason"], tags["gate.alias"]) == ("the served model did not start", "rolled_back")
     _log_and_gate(tmp_path, _model(2), 0.97)  # version 3, champion after 1

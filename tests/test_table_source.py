@@ -142,3 +142,16 @@ def test_a_row_naming_a_fifo_or_a_device_is_left_out_with_its_kind(tmp_path):
     assert reasons.pop("pipe.png") == "a FIFO (named pipe), not an image file; not opened"
     assert reasons.pop("zero.png").startswith("outside the images folder")  # the link resolves to /dev/zero
     assert reasons == {}
+
+
+def test_an_absolute_path_in_the_file_column_is_outside_the_images_folder(tmp_path):
+    """Issue 31: `images / "/etc/x.png"` is /etc/x.png in pathlib; the row must not copy a file from there."""
+    src = tmp_path / "src"
+    _image(src / "a.png", 1)
+    _image(tmp_path / "elsewhere" / "b.png", 2)
+    pd.DataFrame({"file_name": ["a.png", str(tmp_path / "elsewhere" / "b.png")], "label": ["x", "y"]}).to_csv(
+        src / "metadata.csv", index=False)
+    info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
+    [entry] = info.left_out
+    assert entry["reason"].startswith("outside the images folder") and entry["file"].endswith("b.png")
+    assert [p.name for p in (tmp_path / "raw").rglob("*.png")] == ["a.png"]
