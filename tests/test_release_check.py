@@ -84,3 +84,30 @@ def test_measure_sends_every_request_and_orders_its_percentiles(served):
     timing = measure(url, CASE.image, concurrency=3, requests=12)
     assert len(state["bodies"]) == 12 and (timing.requests, timing.concurrency) == (12, 3)
     assert 0 < timing.p50_ms <= timing.p95_ms and timing.per_second > 0
+
+
+@pytest.mark.parametrize(("settings", "message"), [({"concurrency": 0}, "concurrency: 0 must be at least 1"),
+                                                   ({"requests": -1}, "requests: -1 must be at least 1"),
+                                                   ({"tolerance": float("nan")}, "tolerance: nan must be a finite"),
+                                                   ({"max_p95_ms": -5.0}, "max_p95_ms: -5.0 must be a finite")])
+def test_release_settings_that_cannot_work_are_one_line(settings, message):
+    from transferlab.core.errors import UserError
+    from transferlab.serving.release import ReleaseSettings
+
+    with pytest.raises(UserError, match=f"^{message}"):
+        ReleaseSettings(**settings)
+
+
+def test_a_damaged_cases_artifact_is_a_one_line_failure_not_a_crash(tmp_path):
+    from transferlab.core.errors import UserError
+    from transferlab.serving.release_cases import ARTIFACT, INDEX, load_cases
+
+    class Client:  # MLflow's download_artifacts, answering with a folder whose index was cut short
+        def download_artifacts(self, run_id, path, dst):
+            folder = tmp_path / ARTIFACT
+            folder.mkdir(exist_ok=True)
+            (folder / INDEX).write_text('{"cases": [{"file": "0000.jpg", "probab', encoding="utf-8")
+            return str(folder)
+
+    with pytest.raises(UserError, match=rf"^run abc: {ARTIFACT}/{INDEX} is unreadable \(JSONDecodeError"):
+        load_cases(Client(), "abc", tmp_path)

@@ -25,6 +25,14 @@ class ReleaseSettings:
     tolerance: float = 0.01  # largest difference of a class probability from evaluate's answer
     max_p95_ms: float | None = None  # a slower p95 latency fails the release; None: measured only
 
+    def __post_init__(self) -> None:
+        for name, value in (("concurrency", self.concurrency), ("requests", self.requests)):
+            if value < 1:
+                raise UserError(f"{name}: {value} must be at least 1")
+        for name, value in (("tolerance", self.tolerance), ("max_p95_ms", self.max_p95_ms)):
+            if value is not None and not 0 <= value < float("inf"):
+                raise UserError(f"{name}: {value} must be a finite number of at least 0")
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from transferlab.core.errors import UserError
 from transferlab.tracking.tracker import Tracker
 
 ARTIFACT = "release_cases"
@@ -43,5 +44,8 @@ def load_cases(client, run_id: str, folder: Path) -> list[Case]:
         local = Path(client.download_artifacts(run_id, ARTIFACT, str(folder)))
     except (MlflowException, OSError):
         return []
-    index = json.loads((local / INDEX).read_text(encoding="utf-8"))["cases"]
-    return [Case((local / entry["file"]).read_bytes(), entry["probabilities"]) for entry in index]
+    try:
+        index = json.loads((local / INDEX).read_text(encoding="utf-8"))["cases"]
+        return [Case((local / entry["file"]).read_bytes(), dict(entry["probabilities"])) for entry in index]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged artifact is a failed check, not a crash
+        raise UserError(f"run {run_id}: {ARTIFACT}/{INDEX} is unreadable ({type(exc).__name__}: {exc})") from None
