@@ -28,3 +28,21 @@ def test_min_class_recall_holds_without_a_champion_and_names_the_class():
     reason = class_refusal({"café crème": [3, 10], "dog": [10, 10]}, None, DEFAULTS.max_class_regression, 0.5)
     assert reason == "recall on class 'café crème' is 0.300 (3/10 test images), below evaluate.min_class_recall 0.5"
     assert class_refusal({"café crème": [5, 10]}, None, None, 0.5) is None
+
+
+def test_a_damaged_champion_record_is_read_as_none_not_a_crash(tmp_path):
+    """Issue 31: the gate then compares overall only, and its reason says the champion's classes are unrecorded."""
+    from transferlab.tracking.class_gate import champion_counts
+
+    class Client:
+        def __init__(self, text):
+            self.text = text
+
+        def download_artifacts(self, run_id, path):
+            (tmp_path / "counts.json").write_text(self.text, encoding="utf-8")
+            return str(tmp_path / "counts.json")
+
+    assert champion_counts(Client('{"cat": [3, 4]}'), "run") == {"cat": [3, 4]}
+    assert champion_counts(Client('{"cat": [3, '), "run") is None
+    assert champion_counts(Client('{"cat": "three"}'), "run") is None
+    assert champion_counts(Client("[1, 2]"), "run") is None

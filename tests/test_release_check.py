@@ -111,3 +111,19 @@ def test_a_damaged_cases_artifact_is_a_one_line_failure_not_a_crash(tmp_path):
 
     with pytest.raises(UserError, match=rf"^run abc: {ARTIFACT}/{INDEX} is unreadable \(JSONDecodeError"):
         load_cases(Client(), "abc", tmp_path)
+
+
+def test_announcing_to_a_prefect_server_that_does_not_answer_is_a_log_line_in_seconds(monkeypatch, caplog):
+    import time
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.conftest import closed_port
+    from transferlab.serving.release_events import announce_champion
+
+    started = time.monotonic()
+    with temporary_settings({PREFECT_API_URL: f"http://me:secret@127.0.0.1:{closed_port()}/api"}):
+        assert announce_champion("transferlab", "3", "2") is False
+    assert time.monotonic() - started < 10
+    assert "does not answer" in caplog.text and "python -m flows.release run --version 3" in caplog.text
+    assert "secret" not in caplog.text

@@ -20,9 +20,17 @@ def announce_champion(name: str, version: str, previous: str | None) -> bool:
     """Emit the event to the Prefect server that PREFECT_API_URL names; False (and a log line) without one."""
     from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
-        log.info("%s version %s is champion; no Prefect server (PREFECT_API_URL) to announce it to: run the release "
-                 "by hand with `python -m flows.release run --version %s`", name, version, version)
+    from transferlab.core.endpoints import redact, unreachable_reason
+
+    api = PREFECT_API_URL.value()
+    by_hand = f"run the release by hand: python -m flows.release run --version {version}"
+    if not api:
+        log.info("%s version %s is champion; no Prefect server (PREFECT_API_URL) to announce it to: %s", name,
+                 version, by_hand)
+        return False
+    if reason := unreachable_reason(api):  # else the events worker would retry for its whole drain timeout
+        log.warning("%s version %s is champion; the Prefect server at %s does not answer (%s): %s", name, version,
+                    redact(api), reason, by_hand)
         return False
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker

@@ -54,5 +54,9 @@ def champion_counts(client, champion_run_id: str | None) -> dict[str, list[int]]
         path = client.download_artifacts(champion_run_id, ARTIFACT)
     except (MlflowException, OSError):
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            counts = json.load(handle)
+        return {str(name): [int(right), int(total)] for name, (right, total) in counts.items()}
+    except (OSError, ValueError, TypeError, AttributeError):  # damaged: compared overall only, and the reason says so
+        return None
