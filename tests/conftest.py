@@ -61,6 +61,7 @@ def _isolated_mlflow(tmp_path, monkeypatch):
 SHARED_BUILDS = ("built_workspace", "cats_dogs_pipeline")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook turns them into node id suffixes)
 def pytest_collection_modifyitems(items):
     """`assets` marks every test that reads ../shared/assets, through the fixture or the session pipeline.
     Under `--dist loadgroup` a file's tests share a worker (its module fixtures are built once), and so do all
