@@ -115,6 +115,9 @@ def test_a_promotion_is_released_and_a_broken_champion_is_rolled_back(prefect_se
             assert tags["release.summary"].startswith("transferlab version 1 released: p50 ")
             broken = _broken_champion(workspace, monkeypatch)
             second = _finished_runs(deployment.id, 2)[1]
+            deadline = time.monotonic() + 60  # the hook notifies after the run's final state is set
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(1)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)
             serve.wait(timeout=60)
