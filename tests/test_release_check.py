@@ -127,3 +127,9 @@ def test_announcing_to_a_prefect_server_that_does_not_answer_is_a_log_line_in_se
     assert time.monotonic() - started < 10
     assert "does not answer" in caplog.text and "python -m flows.release run --version 3" in caplog.text
     assert "secret" not in caplog.text
+
+
+def test_a_served_model_that_answers_nan_does_not_pass_as_within_the_tolerance():
+    """Issue 31: `nan > tolerance` is False, so NaN probabilities would have matched any answer."""
+    [found] = mismatches([CASE], [_answer({"cat": float("nan"), "dog": float("nan")})], 0.01)
+    assert found.startswith("image 0: a class probability differs by nan")

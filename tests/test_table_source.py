@@ -155,3 +155,12 @@ def test_an_absolute_path_in_the_file_column_is_outside_the_images_folder(tmp_pa
     [entry] = info.left_out
     assert entry["reason"].startswith("outside the images folder") and entry["file"].endswith("b.png")
     assert [p.name for p in (tmp_path / "raw").rglob("*.png")] == ["a.png"]
+
+
+def test_a_nul_byte_in_a_file_name_is_a_left_out_row_not_a_crash(tmp_path):
+    """Issue 31: pathlib raised `ValueError: embedded null byte` out of the download stage."""
+    src = tmp_path / "src"
+    _image(src / "a.png", 1)
+    pd.DataFrame({"file_name": ["a.png", "b\x00.png"], "label": ["x", "y"]}).to_csv(src / "metadata.csv", index=False)
+    info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
+    assert [(entry["row"], entry["reason"]) for entry in info.left_out] == [("3", "a NUL byte in the file name")]

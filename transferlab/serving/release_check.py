@@ -75,7 +75,7 @@ def mismatches(cases: Sequence[Case], answers: Sequence[dict], tolerance: float)
     for number, (case, answer) in enumerate(zip(cases, answers)):
         if answer.get("error"):
             found.append(f"image {number}: {answer['error']}")
-        elif (worst := difference(case, answer)) > tolerance:
+        elif not (worst := difference(case, answer)) <= tolerance:  # a NaN answer is a mismatch too
             found.append(f"image {number}: a class probability differs by {worst:.4g} from evaluate's "
                          f"(tolerance {tolerance})")
     return found

@@ -102,6 +102,8 @@ def _check_row(file, label, split, cfg: TableParams, images: Path) -> tuple[str 
         return "no file name", images, label, UNSPLIT
     if not label:
         return "no label", images, label, UNSPLIT
+    if "\x00" in str(file):  # no file system takes it; pathlib would raise instead of answering
+        return "a NUL byte in the file name", images, label, UNSPLIT
     path = (images / f"{str(file).strip()}{cfg.suffix}").resolve()
     if not path.is_relative_to(images):
         return f"outside the images folder {images}", path, label, UNSPLIT
