@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +74,26 @@ def test_each_stage_says_how_long_its_start_up_and_its_work_took(tmp_path, caplo
     assert len(ran) == 1 and len(lines) == 2
     assert re.fullmatch(r"download: work starts after \d+\.\d s of start-up", lines[0])
     assert re.fullmatch(r"download: work done in \d+\.\d s", lines[1])
+
+
+@pytest.mark.parametrize("locale_env", [{"LC_ALL": "C", "PYTHONUTF8": "0"}, {"LC_ALL": "C"}, {"LANG": "C.UTF-8"}],
+                         ids=["ascii-file-names", "C", "C.UTF-8"])
+def test_class_names_stay_utf8_under_any_locale(tmp_path, locale_env):
+    """Issue 31: with LC_ALL=C PYTHONUTF8=0 Python decoded `café/` with ASCII and every image was left out."""
+    import numpy as np
+    from PIL import Image
+
+    from transferlab.workspace import set_params
+
+    for number, name in enumerate(["café", "Škoda", "ığdır"]):  # ı and İ: the Turkish locale's own letters
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(np.full((8, 8, 3), 30 * number + index, np.uint8)).save(tmp_path / "src" / name / f"{index}.png")
+    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    set_params(tmp_path / "params.yaml", {"data.source": "folder", "data.folder.root": "src"})
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), **locale_env}
+    done = subprocess.run([sys.executable, "-m", "stages.download", "--params", str(tmp_path / "params.yaml"),
+                           "--no-track"], cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-2000:]
+    found = sorted(os.fsencode(path.name).decode("utf-8") for path in (tmp_path / "data/raw/images/all").iterdir())
+    assert found == sorted(["café", "Škoda", "ığdır"])

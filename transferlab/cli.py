@@ -164,6 +164,10 @@ def _set_tracking_uri(given: str | None, home: Path = Path()) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transferlab.core.utf8_mode import ensure_utf8_mode
+
+    if argv is None:  # a command line, not a call from Python: its process may start again in UTF-8 mode
+        ensure_utf8_mode()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "repro":

@@ -118,6 +118,10 @@ def _terminate_as_interrupt(signum, frame) -> None:
 def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: bool = True) -> None:
     import signal
 
+    from transferlab.core.utf8_mode import ensure_utf8_mode
+
+    ensure_utf8_mode()
+
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     # For the whole process, so a bug's traceback printed at exit is scrubbed too.
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
