@@ -79,12 +79,14 @@ def trigger(model: str, workspace: str, notify_block: str | None) -> DeploymentE
                                               "version": "{{ event.payload.version }}", **fixed})
 
 
-def problem(command: str, workspace: str, model: str, version: str | None) -> str | None:
+def problem(command: str, workspace: str, model: str, version: str | None, block: str | None = None) -> str | None:
     """One line for what would stop the command, before Prefect starts anything."""
     from mlflow.exceptions import MlflowException
 
     from flows.pipeline import prefect_api_problem
 
+    if block is not None and len([part for part in block.split("/") if part]) != 2:
+        return f"--notify-block: {block!r} is not <block type>/<block name> (e.g. custom-webhook/team)"
     if command == "serve" and not os.environ.get("PREFECT_API_URL"):
         return ("serve needs a Prefect server whose automations can start the release: set PREFECT_API_URL "
                 "(`make serve` starts one on 127.0.0.1:4200)")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     workspace = str(Path(args.workspace).resolve())
     with redacted_output():
         model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
-        if found := problem(args.command, workspace, model, args.version):
+        if found := problem(args.command, workspace, model, args.version, args.notify_block):
             print(f"flows.release: error: {found}", file=sys.stderr)
             sys.exit(2)
         if args.command == "run":

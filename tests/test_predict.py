@@ -165,3 +165,15 @@ def test_predict_never_opens_a_fifo_a_socket_or_a_device_given_walked_or_globbed
         assert reasons == ["a FIFO (named pipe), not an image file; not opened",
                            "a character device, not an image file; not opened",
                            "a socket, not an image file; not opened"], given
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "http"])
+def test_serve_refuses_a_port_that_cannot_be_one_in_one_line(port, capsys):
+    """Issue 31: `--port 70000` reached the socket call, whose OverflowError was a traceback."""
+    from transferlab.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    [line] = [text for text in capsys.readouterr().err.splitlines() if "--port" in text and "error" in text]
+    assert "must be" in line and repr(port) in line

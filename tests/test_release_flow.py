@@ -39,3 +39,9 @@ def test_releasing_a_version_that_does_not_exist_is_one_line(workspace):
     done = _release(workspace, "run", MLFLOW_TRACKING_URI=f"sqlite:///{workspace / 'm.db'}")
     assert done.stderr.strip().splitlines()[-1] == (
         "flows.release: error: transferlab has no champion to release; name a version with --version")
+
+
+def test_a_notification_block_that_is_not_type_slash_name_is_one_line(workspace):
+    done = _release(workspace, "run", "--notify-block", "team", MLFLOW_TRACKING_URI=f"sqlite:///{workspace / 'm.db'}")
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "flows.release: error: --notify-block: 'team' is not <block type>/<block name> (e.g. custom-webhook/team)")

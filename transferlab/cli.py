@@ -96,6 +96,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:  # the socket call would raise OverflowError, a traceback
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535 (got {text!r})")
+    return value
+
+
 def _repro(args: argparse.Namespace) -> int:
     """`dvc repro` with one pipeline id for all its stages, so they share one MLflow pipeline run everywhere
     (the id of the `dvc` process, found through /proc, is only a Linux fallback)."""
@@ -136,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="models:/<name>@<alias> or models:/<name>/<version> "
                                        "(default: models:/<evaluate.registered_model>@champion)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=_positive, default=5000, help="(default: %(default)s)")
+    serve.add_argument("--port", type=_port, default=5000, help="(default: %(default)s)")
     _tracking_option(serve)
     serve.set_defaults(run=_serve)
     repro = commands.add_parser("repro", help="dvc repro, its stages sharing one MLflow pipeline run "
