@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, runtime
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+from transferlab.core.errors import UserError
 from transferlab.core.params_loader import load_params
 from transferlab.core.redaction import redacted_output
 from transferlab.serving.release import SUMMARY_TAG, ReleaseSettings, release
@@ -112,8 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     workspace = str(Path(args.workspace).resolve())
     with redacted_output():
-        model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
-        if found := problem(args.command, workspace, model, args.version, args.notify_block):
+        try:
+            model = load_params(Path(workspace) / "params.yaml").evaluate.registered_model
+            found = problem(args.command, workspace, model, args.version, args.notify_block)
+        except UserError as exc:  # params.yaml missing or wrong, a tracking store that does not open
+            found = str(exc)
+        if found:
             print(f"flows.release: error: {found}", file=sys.stderr)
             sys.exit(2)
         if args.command == "run":

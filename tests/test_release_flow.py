@@ -45,3 +45,10 @@ def test_a_notification_block_that_is_not_type_slash_name_is_one_line(workspace)
     done = _release(workspace, "run", "--notify-block", "team", MLFLOW_TRACKING_URI=f"sqlite:///{workspace / 'm.db'}")
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
         "flows.release: error: --notify-block: 'team' is not <block type>/<block name> (e.g. custom-webhook/team)")
+
+
+def test_a_workspace_without_params_is_one_line(tmp_path):
+    done = _release(tmp_path / "nowhere", "run")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("flows.release: error: ") and "params.yaml" in line
