@@ -304,3 +304,18 @@ def test_features_of_another_backbone_are_refused(tmp_path, capsys):
     assert _drift(tmp_path / "new", tmp_path) == 1
     line = capsys.readouterr().err.strip()
     assert "computed with backbone 'mobilenet'" in line and "'mobilenet_v2'" in line
+
+
+@pytest.mark.timeout(60)
+def test_special_files_in_a_drift_folder_are_listed_for_the_report_never_opened(tmp_path):
+    """Issue 31: drift dropped what predict's walk left out; the report now lists it."""
+    from tests.test_folder_source import _special_files
+    from transferlab.quality.drift_check import MIN_IMAGES, image_files
+
+    _special_files(tmp_path / "new")
+    for index in range(MIN_IMAGES):
+        (tmp_path / "new" / f"{index}.png").write_bytes(b"decoded later")
+    paths, left_out = image_files(tmp_path / "new")
+    assert len(paths) == MIN_IMAGES
+    assert sorted(entry["error"].split(",")[0] for entry in left_out) == ["a FIFO (named pipe)",
+                                                                         "a character device", "a socket"]

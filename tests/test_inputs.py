@@ -37,3 +37,10 @@ def test_present_inputs_pass_and_each_one_removed_fails_naming_its_key(tmp_path)
     (tmp_path / "images").rmdir()  # ... and on the image folder being there
     with pytest.raises(ParamsError, match="data.folder.root: folder not found: images"):
         check_inputs(params, tmp_path)
+
+
+def test_a_labels_table_path_that_is_a_folder_says_so(tmp_path):
+    """Issue 31: "file not found: labels" for a folder that exists sent users looking in the wrong place."""
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(ParamsError, match=r"^data.table.path: labels is a folder; name the labels table in it"):
+        check_inputs(parse_params({"data": {"source": "table", "table": {"path": "labels"}}}), tmp_path)

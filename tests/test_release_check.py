@@ -35,14 +35,14 @@ def test_an_answer_matches_within_the_tolerance_in_every_class_whatever_the_orde
 @pytest.fixture
 def served():
     """A stand-in for `mlflow models serve`: answers each base64 image with `answer`, or HTTP 500."""
-    state = {"answer": _answer({"cat": 0.7, "dog": 0.3}), "status": 200, "bodies": []}
+    state = {"answer": _answer({"cat": 0.7, "dog": 0.3}), "status": 200, "bodies": [], "rows": None}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["bodies"].append(body)
             rows = body["dataframe_split"]["data"]
-            payload = json.dumps({"predictions": [state["answer"]] * len(rows)}).encode()
+            payload = json.dumps({"predictions": [state["answer"]] * (state["rows"] or len(rows))}).encode()
             self.send_response(state["status"])
             self.end_headers()
             self.wfile.write(payload)
@@ -133,3 +133,18 @@ def test_a_served_model_that_answers_nan_does_not_pass_as_within_the_tolerance()
     """Issue 31: `nan > tolerance` is False, so NaN probabilities would have matched any answer."""
     [found] = mismatches([CASE], [_answer({"cat": float("nan"), "dog": float("nan")})], 0.01)
     assert found.startswith("image 0: a class probability differs by nan")
+
+
+def test_a_server_that_answers_fewer_rows_than_it_was_sent_fails(served):
+    """Issue 31: zip() compared only the rows that came back, so 1 answer for 2 images passed."""
+    url, state = served
+    state["rows"] = 1  # the stand-in answers this many rows whatever it was sent
+    with pytest.raises(ReleaseCheckFailed, match="answered 1 rows for 2 test images"):
+        check_cases(url, [CASE, CASE], 0.01)
+
+
+def test_a_server_error_while_measuring_fails_the_release(served):
+    url, state = served
+    state["status"] = 500
+    with pytest.raises(ReleaseCheckFailed, match="answered HTTP 500"):
+        measure(url, CASE.image, concurrency=2, requests=4)

@@ -16,6 +16,9 @@ def check_inputs(params: Params, root: Path) -> None:
         raise ParamsError(f"data.folder.root: folder not found: {data.folder.root}")
     if data.source == "table":
         table = root / str(data.table.path)
+        if table.is_dir():
+            raise ParamsError(f"data.table.path: {data.table.path} is a folder; name the labels table in it "
+                              f"(a .csv, .tsv or .parquet file)")
         if not table.is_file():
             raise ParamsError(f"data.table.path: file not found: {data.table.path}")
         if data.table.images and not (root / data.table.images).is_dir():

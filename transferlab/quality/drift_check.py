@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,16 +124,17 @@ def check_same_embedding(meta: dict[str, Any], params: Params, root: Path, seed:
                             f"gives {now[key]!r}; run `dvc repro extract_features@{cfg.name}` first")
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files under `folder` (recursively), at least MIN_IMAGES of them."""
+def image_files(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The image files under `folder` (recursively), at least MIN_IMAGES of them, and what was left out unopened
+    (a FIFO, device or socket named like an image), for the report."""
     from transferlab.evaluation.predict import expand_inputs
 
     if not folder.is_dir():
         raise FolderError(f"{folder}: not a folder")
-    paths, _ = expand_inputs([str(folder)])
+    paths, left_out = expand_inputs([str(folder)])
     if len(paths) < MIN_IMAGES:
         raise FolderError(f"{folder}: holds {len(paths)} image files; drift needs at least {MIN_IMAGES}")
-    return paths
+    return paths, left_out
 
 
 def _record(result: DriftResult, folder: Path, backbone: str, embedded: Embedded, files: int) -> dict[str, Any]:
@@ -190,15 +191,16 @@ class DriftInputs:
     folder: Path
     paths: list[Path]  # its image files
     reference: np.ndarray  # the training split's cached features
+    left_out: list[dict[str, str]] = field(default_factory=list)  # special files, never opened
 
 
 def checked_inputs(folder: Path, params: Params, root: Path) -> DriftInputs:
     """What a drift check needs, each checked in seconds, before any embedding (and before the caller's MLflow
     run, so that a bad argument is one line and no run)."""
-    paths = image_files(folder)  # the cheapest check first: the argument itself
+    paths, left_out = image_files(folder)  # the cheapest check first: the argument itself
     reference, meta = training_features(params, root)
     check_same_embedding(meta, params, root, params.base.seed)
-    return DriftInputs(folder, paths, reference)
+    return DriftInputs(folder, paths, reference, left_out)
 
 
 def measure_drift(inputs: DriftInputs, params: Params, root: Path, out_dir: Path | None = None) -> DriftResult:
@@ -214,7 +216,8 @@ def measure_drift(inputs: DriftInputs, params: Params, root: Path, out_dir: Path
         raise DataError(f"{_features_dir(params, root)}: its features are {reference.shape[1]} wide, the backbone "
                         f"gives {embedded.features.shape[1]}; run `dvc repro extract_features@{name}` first")
     result = compare(reference, embedded.features, params.base.seed)
-    write_report(out_dir or default_out_dir(params, root), _record(result, folder, name, embedded, len(paths)))
+    record = {**_record(result, folder, name, embedded, len(paths)), "left_out": inputs.left_out}
+    write_report(out_dir or default_out_dir(params, root), record)
     return result
 
 

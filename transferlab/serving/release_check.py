@@ -88,6 +88,8 @@ def check_cases(url: str, cases: Sequence[Case], tolerance: float) -> float | No
         return None
     body = {**image_body([case.image for case in cases]), "params": {"top_k": len(cases[0].probabilities)}}
     answers = post(url, body)
+    if len(answers) != len(cases):  # zip would compare only the rows that came back
+        raise ReleaseCheckFailed(f"the served model answered {len(answers)} rows for {len(cases)} test images")
     found = mismatches(cases, answers, tolerance)
     if found:
         raise ReleaseCheckFailed(f"{len(found)} of {len(cases)} test images answered unlike evaluate: {found[0]}")
