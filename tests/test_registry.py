@@ -177,3 +177,41 @@ def test_a_test_split_too_small_to_judge_promotes_nothing(tmp_path):
     assert decision.alias == "challenger"
     assert decision.reason.startswith("only 6 test images, fewer than evaluate.min_test_images 30: too few")
     assert _log_and_gate(tmp_path, _model(1), 1.0, 30)[1].alias == "champion"
+
+
+def test_a_missing_champion_names_the_newest_version_its_alias_and_why(tmp_path):
+    """Issue 32: `make serve-model` said only "alias champion not found" after a run below the gate."""
+    from transferlab.core.errors import UserError
+    from transferlab.serving.server import check_alias
+
+    with pytest.raises(UserError, match="no version of 'pets' is registered; run the pipeline"):
+        check_alias("models:/pets@champion")
+    _log_and_gate(tmp_path, _model(0), 0.615, 100)
+    with pytest.raises(UserError) as caught:
+        check_alias("models:/pets@champion")
+    assert str(caught.value) == (
+        "--model: models:/pets@champion: no version of 'pets' is champion. The newest, version 1, is challenger: "
+        "test accuracy 0.6150 is below evaluate.min_accuracy 0.8. To use it anyway: --model models:/pets/1")
+    check_alias("models:/pets@challenger")  # an alias that points somewhere passes
+
+
+def test_the_same_weights_are_not_registered_twice_and_the_version_is_named(tmp_path):
+    """Issue 32: rerunning with unchanged weights registered the same model as new versions."""
+    from transferlab.serving.registration import weights_digest
+    from transferlab.tracking.promotion import WEIGHTS_TAG
+
+    model = _model(0)
+    assert weights_digest(model) == weights_digest(_model(0)) != weights_digest(_model(1))
+
+    def gate(candidate):
+        with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
+            uri = tracker.log_keras_model(candidate, "model", np.zeros((1, 8, 8, 3), np.float32))
+            return register_and_gate(uri, "pets", 0.95, RULES, {"classes": '["cat", "dog"]',
+                                                               WEIGHTS_TAG: weights_digest(candidate)}, 100)
+
+    assert gate(model)[0] == "1"
+    version, decision = gate(_model(0))
+    assert (version, decision.alias, decision.new) == ("1", "champion", False)
+    assert decision.reason == "the same weights as version 1 (champion): not registered again"
+    assert gate(_model(1))[0] == "2"
+    assert len(mlflow.MlflowClient().search_model_versions("name = 'pets'")) == 2

@@ -17,7 +17,10 @@ from transferlab.tracking.tags import PIPELINE_ID_ENV
 
 def _predict(args: argparse.Namespace) -> int:
     from transferlab.evaluation.predict import as_table, load_model, predict_files
+    from transferlab.serving.server import check_alias
 
+    if args.model.startswith("models:/"):
+        check_alias(args.model)
     loaded = load_model(args.model)
     top_k = min(args.top_k, len(loaded.classes))
     results = predict_files(loaded, args.images, top_k, args.batch_size)

@@ -13,10 +13,22 @@ from transferlab.serving.export import log_image_model
 from transferlab.tracking.class_gate import class_counts
 from transferlab.tracking.lineage import lineage_tags
 from transferlab.serving.release_events import announce_champion
-from transferlab.tracking.promotion import CHAMPION, TEST_DATA_TAG, Decision, promote
+from transferlab.tracking.promotion import CHAMPION, TEST_DATA_TAG, WEIGHTS_TAG, Decision, promote
 from transferlab.tracking.tracker import Tracker
 
 log = logging.getLogger("transferlab.registry")
+
+
+def weights_digest(model) -> str:
+    """sha256 of the model's weights (shapes and bytes): equal for a rerun that trained nothing new, whatever the
+    saved file's zip timestamps."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def register(tracker: Tracker, params: Params, root: Path, params_file: Path, model, accuracy: float,
@@ -32,10 +44,10 @@ def register(tracker: Tracker, params: Params, root: Path, params_file: Path, mo
     keras_uri = tracker.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
     image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
                                 params.evaluate.top_k)
-    extra = {**lineage, **({"keras_model_uri": keras_uri} if keras_uri else {})}
+    extra = {**lineage, WEIGHTS_TAG: weights_digest(model), **({"keras_model_uri": keras_uri} if keras_uri else {})}
     promoted = promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra,
                        class_counts(classes, confusion))
-    if promoted and promoted[1].alias == CHAMPION:
+    if promoted and promoted[1].alias == CHAMPION and promoted[1].new:
         try:  # the model is registered and champion whatever Prefect says: a lost event is a log line
             announce_champion(params.evaluate.registered_model, promoted[0], promoted[1].previous)
         except Exception as exc:  # noqa: BLE001 - any failure of the announcement must not fail the stage

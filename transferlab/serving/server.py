@@ -28,12 +28,25 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def check_alias(uri: str) -> None:
+    """`models:/<name>@<alias>` pointing nowhere is one line naming the newest version, its alias and why, and
+    the --model that uses it (MLflow would say only "alias not found")."""
+    import mlflow
+
+    from transferlab.tracking.promotion import alias_problem
+
+    require_server(mlflow.get_tracking_uri(), otherwise="start the tracking server first")
+    name, at, alias = uri.removeprefix("models:/").partition("@")
+    if uri.startswith("models:/") and at and (problem := alias_problem(mlflow.MlflowClient(), name, alias)):
+        raise UserError(f"--model: {uri}: {problem}")
+
+
 def check_servable(uri: str) -> str:
     """The registered version behind `uri`, if it exists and is the image model; else one line that says why."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    require_server(mlflow.get_tracking_uri(), otherwise="start the tracking server first")
+    check_alias(uri)
     try:
         info = mlflow.models.get_model_info(uri)
     except MlflowException as exc:

@@ -22,6 +22,7 @@ COUNT_TAG = "test_images"
 TEST_DATA_TAG = "data.prepared.md5"  # the prepared dataset (test split included) the accuracy was measured on
 GATE_STATUS, PENDING, DONE = "gate.status", "pending", "done"
 PREVIOUS_TAG = "gate.previous_champion"  # the version a release rollback returns `champion` to
+WEIGHTS_TAG = "model.weights_sha256"  # a version with these weights exists: it is named, not registered again
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Decision:
     alias: str
     reason: str
     previous: str | None = None  # the champion this version replaced, when it became champion
+    new: bool = True  # False: the same weights were registered before, and that version is named
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,30 @@ def _short(names: list[str]) -> str:
     return str(names) if len(names) <= 6 else f"[{', '.join(map(repr, names[:5]))}, ...]"
 
 
+def same_weights(client, name: str, digest: str | None):
+    """The newest version registered with these weights, if any."""
+    if not digest:
+        return None
+    found = client.search_model_versions(f"name = '{name}' and tags.`{WEIGHTS_TAG}` = '{digest}'")
+    return max(found, key=lambda version: int(version.version)) if found else None
+
+
+def alias_problem(client, name: str, alias: str) -> str | None:
+    """None when `alias` points at a version of `name`; else what to tell the user instead of MLflow's "alias not
+    found": the newest version, its alias and the gate's reason, and how to use it anyway."""
+    try:
+        client.get_model_version_by_alias(name, alias)
+        return None
+    except MlflowException:
+        versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        return f"no version of {name!r} is registered; run the pipeline (its evaluate stage registers the model)"
+    newest = max(versions, key=lambda version: int(version.version))
+    return (f"no version of {name!r} is {alias}. The newest, version {newest.version}, is "
+            f"{newest.tags.get('gate.alias', 'not gated')}: {newest.tags.get('gate.reason', 'no reason recorded')}. "
+            f"To use it anyway: --model models:/{name}/{newest.version}")
+
+
 def champion_version(client, name: str):
     """The version `champion` points at; None when there is none."""
     try:
@@ -117,6 +143,10 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRul
     client = mlflow.MlflowClient()
     check_same_classes(client, name, json.loads(tags["classes"]))
     discard_interrupted(client, name)
+    if same := same_weights(client, name, tags.get(WEIGHTS_TAG)):
+        alias = same.tags.get("gate.alias", "no alias")
+        return str(same.version), Decision(alias, f"the same weights as version {same.version} ({alias}): not "
+                                                  f"registered again", new=False)
     previous = champion_version(client, name)
     champion = dict(previous.tags) if previous else {}
     current = float(champion[ACCURACY_TAG]) if ACCURACY_TAG in champion else None
