@@ -124,9 +124,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "run":
             state = release_flow(model, args.version, workspace, notify_block=args.notify_block, return_state=True)
             sys.exit(0 if state.is_completed() else 1)
-        release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
-                           parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
-                           description="Serve, check and measure a new champion; roll it back when a check fails.")
+        try:
+            release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
+                               parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
+                               description="Serve, check and measure a new champion; roll it back when a check "
+                                           "fails.")
+        except KeyboardInterrupt:
+            print(f"flows.release: stopped serving {DEPLOYMENT}", file=sys.stderr)
+            sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from prefect.schedules import Cron
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workspace", default=str(Path.cwd()))
     parser.add_argument("--name", default=DEPLOYMENT)
     args = parser.parse_args(argv)
-    pipeline.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
-                   parameters={"workspace": args.workspace}, tags=["transferlab"],
-                   description="Retrain on the current data; DVC skips what did not change.")
+    try:
+        pipeline.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
+                       parameters={"workspace": args.workspace}, tags=["transferlab"],
+                       description="Retrain on the current data; DVC skips what did not change.")
+    except KeyboardInterrupt:  # Ctrl-C on `make serve`: one line, not Prefect's and asyncio's tracebacks
+        print(f"flows.serve: stopped serving {args.name}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

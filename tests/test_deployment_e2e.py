@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -20,9 +21,10 @@ def test_scheduled_deployment_is_served_and_runs(prefect_server, workspace_copy)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     workspace, _ = workspace_copy  # built: the served run reports every stage cached
+    log = tempfile.TemporaryFile("w+")  # not a pipe: the served run's log would fill it and block the process
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--workspace", str(workspace),
                               "--cron", "30 4 * * 1", "--timezone", "Europe/Berlin"],
-                             cwd=PROJECT_ROOT, env=prefect_server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             cwd=PROJECT_ROOT, env=prefect_server, stdout=subprocess.DEVNULL, stderr=log,
                              start_new_session=True)
     try:
         with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
@@ -32,5 +34,9 @@ def test_scheduled_deployment_is_served_and_runs(prefect_server, workspace_copy)
             run = run_deployment("transferlab-pipeline/weekly-retrain", timeout=900)
             assert run.state.is_completed(), run.state
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
+        os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C on `make serve` reaches the whole process group
         serve.wait(timeout=60)
+        log.seek(0)
+        errors = log.read()
+    # issue 32: one line, not ~20 lines of Prefect's and asyncio's tracebacks
+    assert "Traceback" not in errors and "flows.serve: stopped serving weekly-retrain" in errors, errors[-3000:]

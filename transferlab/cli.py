@@ -53,8 +53,14 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
           file=sys.stderr)
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}  # unless the user set them
-    return subprocess.call(serve_command(uri, args.host, args.port),
-                           env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
+    server = subprocess.Popen(serve_command(uri, args.host, args.port),
+                              env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
+    try:
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server too (same process group): let it finish stopping
+        server.wait()
+        print("transferlab serve: stopped", file=sys.stderr)
+        return 130
 
 
 def _drift(args: argparse.Namespace) -> int:
