@@ -124,14 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "run":
             state = release_flow(model, args.version, workspace, notify_block=args.notify_block, return_state=True)
             sys.exit(0 if state.is_completed() else 1)
-        try:
+        try:  # Prefect's runner takes the first Ctrl-C itself and returns once its deployment is paused
             release_flow.serve(name=DEPLOYMENT, triggers=[trigger(model, workspace, args.notify_block)],
                                parameters={"model": model, "workspace": workspace}, tags=["transferlab"],
                                description="Serve, check and measure a new champion; roll it back when a check "
                                            "fails.")
-        except KeyboardInterrupt:
-            print(f"flows.release: stopped serving {DEPLOYMENT}", file=sys.stderr)
+        except KeyboardInterrupt:  # a second Ctrl-C during that shutdown
             sys.exit(130)
+        finally:
+            print(f"flows.release: stopped serving {DEPLOYMENT}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workspace", default=str(Path.cwd()))
     parser.add_argument("--name", default=DEPLOYMENT)
     args = parser.parse_args(argv)
-    try:
+    try:  # Prefect's runner takes the first Ctrl-C itself and returns once its deployments are paused
         pipeline.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
                        parameters={"workspace": args.workspace}, tags=["transferlab"],
                        description="Retrain on the current data; DVC skips what did not change.")
-    except KeyboardInterrupt:  # Ctrl-C on `make serve`: one line, not Prefect's and asyncio's tracebacks
-        print(f"flows.serve: stopped serving {args.name}", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C during that shutdown: no traceback either
         sys.exit(130)
+    finally:
+        print(f"flows.serve: stopped serving {args.name}", file=sys.stderr)
 
 
 if __name__ == "__main__":
