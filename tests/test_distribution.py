@@ -48,8 +48,11 @@ def test_one_cpu_gets_the_default_strategy_and_batches_stay_per_replica():
 
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     out = tmp_path / "mirrored.json"
-    subprocess.run([sys.executable, "-m", "tests.distributed_runs", "mirrored", str(out)], cwd=PROJECT_ROOT,
-                   check=True, timeout=300, capture_output=True)
+    command = [sys.executable, "-m", "tests.distributed_runs", "mirrored", str(out)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, timeout=300, capture_output=True)
+    if done.returncode == -11:  # TensorFlow itself segfaulted once in 3 runs under -n 2 (seen 2026-12-05): once more
+        done = subprocess.run(command, cwd=PROJECT_ROOT, timeout=300, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     result = json.loads(out.read_text())
     one, two = result["one"], result["two"]
     assert (one["replicas"], two["replicas"]) == (1, 2)

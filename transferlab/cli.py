@@ -20,7 +20,7 @@ def _predict(args: argparse.Namespace) -> int:
     from transferlab.serving.server import check_alias
 
     if args.model.startswith("models:/"):
-        check_alias(args.model)
+        check_alias(args.model, otherwise="give --model a local model.keras")
     loaded = load_model(args.model)
     top_k = min(args.top_k, len(loaded.classes))
     results = predict_files(loaded, args.images, top_k, args.batch_size)

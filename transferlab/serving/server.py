@@ -28,14 +28,14 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def check_alias(uri: str) -> None:
+def check_alias(uri: str, otherwise: str = "start the tracking server first") -> None:
     """`models:/<name>@<alias>` pointing nowhere is one line naming the newest version, its alias and why, and
     the --model that uses it (MLflow would say only "alias not found")."""
     import mlflow
 
     from transferlab.tracking.promotion import alias_problem
 
-    require_server(mlflow.get_tracking_uri(), otherwise="start the tracking server first")
+    require_server(mlflow.get_tracking_uri(), otherwise=otherwise)
     name, at, alias = uri.removeprefix("models:/").partition("@")
     if uri.startswith("models:/") and at and (problem := alias_problem(mlflow.MlflowClient(), name, alias)):
         raise UserError(f"--model: {uri}: {problem}")
