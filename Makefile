@@ -35,7 +35,7 @@ run: install
 	$(BIN)/python -m transferlab repro
 
 # Everything, end-to-end runs included: what CI runs, on two processes. A file's tests share a process (its module
-# fixtures are built once), and so do the tests of one shared built workspace (tests/conftest.py: SHARED_BUILDS).
+# fixtures are built once); the shared built workspace is built once for both (tests/conftest.py: built_workspace).
 test: install-test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 

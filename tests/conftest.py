@@ -57,8 +57,9 @@ def _isolated_mlflow(tmp_path, monkeypatch):
         sys.modules["mlflow"].set_tracking_uri(uri)
 
 
-# Session workspaces expensive enough that every test using one runs on the xdist worker that built it.
-SHARED_BUILDS = ("built_workspace", "cats_dogs_pipeline")
+# Session workspaces whose every test runs on the xdist worker that built it (built_workspace is instead built once
+# for all workers, under a lock).
+SHARED_BUILDS = ("cats_dogs_pipeline",)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook turns them into node id suffixes)
@@ -171,16 +172,43 @@ MOBILENET_V2 = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_
 BUILT_PARAMS = {**SMOKE_PARAMS, "compare.backbones": ["resnet50", "vgg16"]}
 
 
+def _run_folder(tmp_path_factory) -> Path:
+    """The folder of this pytest run: under xdist, the one its workers share (each has a basetemp inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def built_workspace(tmp_path_factory):
-    """One project copy with the whole pipeline run once by `dvc repro` (synthetic data, two compared
-    backbones, the project's default MLflow backend). Tests only read it; tests that change it copy it."""
+    """One project copy with the whole pipeline run once by `transferlab repro` (synthetic data, two compared
+    backbones, the project's default MLflow backend), built once per run whichever xdist worker asks first: the
+    others wait on the lock. Tests only read it; tests that change it copy it."""
+    from filelock import FileLock
+
     from transferlab.workspace import create_workspace, run_tool
 
-    path = create_workspace(tmp_path_factory.mktemp("built") / "ws", BUILT_PARAMS)
+    shared = _run_folder(tmp_path_factory)
+    record = shared / "built_workspace.json"
     env = {"MLFLOW_TRACKING_URI": ""}  # the project default: sqlite:///mlflow.db in the workspace
-    repro = run_tool(path, "dvc", "repro", env=env)
-    return path, repro, env
+    with FileLock(shared / "built_workspace.lock"):
+        if not record.exists():
+            path = create_workspace(shared / "built" / "ws", BUILT_PARAMS)
+            repro = run_tool(path, "python", "-m", "transferlab", "repro", env=env)  # what `make run` runs
+            record.write_text(json.dumps({"path": str(path), "args": repro.args, "stdout": repro.stdout,
+                                          "stderr": repro.stderr}), encoding="utf-8")
+    saved = json.loads(record.read_text(encoding="utf-8"))
+    repro = subprocess.CompletedProcess(saved["args"], 0, saved["stdout"], saved["stderr"])
+    return Path(saved["path"]), repro, env
+
+
+def _private_copy_ignores(source: Path):
+    """What a copy leaves behind: the MLflow runs, and DVC's own scratch (locks another process may hold)."""
+    import shutil
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        skipped = set(shutil.ignore_patterns("mlflow.db", "mlartifacts")(folder, names))
+        return skipped | ({"tmp"} & set(names) if Path(folder) == source / ".dvc" else set())
+    return ignored
 
 
 @pytest.fixture
@@ -191,7 +219,7 @@ def workspace_copy(built_workspace, tmp_path):
 
     source, _, env = built_workspace
     copy = tmp_path / "ws"
-    shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    shutil.copytree(source, copy, symlinks=True, ignore=_private_copy_ignores(source))
     return copy, env
 
 
@@ -201,7 +229,8 @@ def cats_dogs_pipeline(tmp_path_factory, assets) -> Path:
     root = tmp_path_factory.mktemp("cats_dogs")
     run_stages(root, {"data.source": "folder", "data.folder.root": str(assets / "images" / "cats_vs_dogs"),
                       "data.image_size": 224, "backbone.name": "mobilenet_v2", "backbone.alpha": 1.0,
-                      "backbone.weights": str(assets / MOBILENET_V2)}, STAGES)
+                      "backbone.weights": str(assets / MOBILENET_V2),
+                      "fine_tune.epochs": 1}, STAGES)  # a size knob: 5 epochs here cost 60 s of the suite
     return root
 
 
