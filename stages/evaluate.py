@@ -11,6 +11,7 @@ from transferlab.core.progress import with_progress
 from transferlab.data.prepared import first_encoded, read_classes
 from transferlab.evaluation.figures import write_evaluation_plots
 from transferlab.evaluation.headline import headline
+from transferlab.evaluation.run_headline import RunFigures, registry_tags, run_block
 from transferlab.evaluation.scoring import score_model
 from transferlab.modeling.assembly import load_keras, reference_like
 from transferlab.modeling.devices import configure_devices
@@ -52,9 +53,9 @@ def run(context: StageContext) -> dict:
         log_cases(tracker, first_encoded(prepared, SPLIT, cfg.release_images), final.probabilities, classes)
     promoted = register(tracker, params, context.root, context.params_file, fine_tuned, final.summary["accuracy"],
                         final.summary["n"], classes, final.confusion)
-    log.info("registry: %s", f"{cfg.registered_model} version {promoted[0]} -> {promoted[1].alias} "
-                             f"({promoted[1].reason})" if promoted else "gate skipped (not tracked)")
-    log.info("%s: %s", SPLIT, summary)
+    run = RunFigures(figures, head_metrics, tuned_metrics, final.per_class.to_dict("records"), cfg.min_accuracy,
+                     registry_tags(*promoted) if promoted else None)
+    log.info("%s", "\n".join(run_block(run, paths)))
     return {f"{name}_{key}": value for name, scores in summary.items() for key, value in scores.items()}
 
 

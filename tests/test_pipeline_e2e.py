@@ -32,6 +32,9 @@ def test_repro_runs_every_stage_and_leaves_status_clean(workspace):
     printed = first.stdout + first.stderr  # every stage's output: no TensorFlow start-up line, no cuInit error
     assert "cuInit" not in printed and "absl::InitializeLog" not in printed and "oneDNN" not in printed
     assert "ran out of data" not in printed and "will be ignored" not in printed  # warnings fixed at the cause
+    block = first.stdout[first.stdout.rindex("== transferlab run =="):]  # the run ends with its headline block
+    assert "registry: version 1 is champion" in block and "test accuracy" in block and "look at: " in block
+    assert "Running stage" not in block
     assert "up to date" in run_tool(path, "dvc", "status", env=env).stdout
     second = run_tool(path, "dvc", "repro", env=env)
     assert "Running stage" not in second.stdout
@@ -94,6 +97,9 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     evaluate = children[children["tags.mlflow.runName"] == "evaluate"].iloc[0]
     assert evaluate["tags.registry.alias"] == "champion" and evaluate["tags.registry.version"] == "1"
     assert set(children["tags.mlflow.parentRunId"]) == {parents["run_id"].iloc[0]}
+    parent = parents.iloc[0]  # the whole params.yaml on the pipeline's run: pipeline runs compare in the UI
+    assert parent["params.head.l2"] == "probe" and parent["params.compare.backbones"] == "['resnet50', 'vgg16']"
+    assert parent["params.adversarial.epsilons"] == "[0.0, 8.0]" and parent["params.data.image_size"] == "32"
     preprocess = children[children["tags.mlflow.runName"] == "preprocess"].iloc[0]
     assert preprocess["params.data.image_size"] == "32"
     assert preprocess["metrics.images_train"] + preprocess["metrics.images_validation"] \

@@ -40,7 +40,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """MLflow's model server for the registered model, on loopback unless told otherwise."""
     import subprocess
+    import threading
 
+    from transferlab.core.native_logs import copy_without_noise
     from transferlab.serving.server import check_port_free, check_servable, is_loopback, serve_command
     from transferlab.workspace import tool_env
 
@@ -53,14 +55,19 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
           file=sys.stderr)
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}  # unless the user set them
-    server = subprocess.Popen(serve_command(uri, args.host, args.port),
+    server = subprocess.Popen(serve_command(uri, args.host, args.port), stderr=subprocess.PIPE, text=True,
                               env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
+    relay = threading.Thread(target=copy_without_noise, args=(server.stderr, sys.stderr), daemon=True)
+    relay.start()
     try:
-        return server.wait()
+        code = server.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the server too (same process group): let it finish stopping
         server.wait()
+        relay.join(timeout=5)
         print("transferlab serve: stopped", file=sys.stderr)
         return 130
+    relay.join(timeout=5)  # the server's last lines (why it stopped) before our exit
+    return code
 
 
 def _drift(args: argparse.Namespace) -> int:
@@ -81,6 +88,30 @@ def _drift(args: argparse.Namespace) -> int:
         for name in (drift_check.DRIFT_JSON, drift_check.REPORT_MD):
             tracker.log_artifacts(out / name, "drift")
     print(result.verdict())
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """The newest pipeline runs side by side: headline figures, the registry's decision, the params that differ."""
+    import mlflow
+    import pandas as pd
+
+    from transferlab.core.params_loader import load_params
+    from transferlab.tracking.comparison import comparison, pipeline_runs
+    from transferlab.tracking.store import check_tracking_store, tracking_uri
+
+    experiment, root = args.experiment or load_params(args.params).mlflow.experiment, args.params.resolve().parent
+    database = tracking_uri(root).removeprefix("sqlite:///")
+    if tracking_uri(root).startswith("sqlite:///") and not Path(database).exists():  # reading must not create it
+        raise UserError(f"{database}: no MLflow database here yet; run the pipeline first (make run)")
+    check_tracking_store(root)  # a store that does not answer: one line, in seconds
+    found = mlflow.get_experiment_by_name(experiment)
+    runs = pipeline_runs(mlflow.MlflowClient(), found.experiment_id, args.last) if found else []
+    if not runs:
+        raise UserError(f"experiment {experiment!r}: no pipeline runs in this tracking store yet; run the pipeline "
+                        "(make run), or name another with --experiment")
+    with pd.option_context("display.max_columns", None, "display.width", None, "display.max_colwidth", None):
+        print(comparison(runs).to_string())
     return 0
 
 
@@ -125,7 +156,28 @@ def _repro(args: argparse.Namespace) -> int:
     dvc = shutil.which("dvc", path=env["PATH"])  # this interpreter's first, as the stages' `python` is
     if dvc is None:
         raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
-    return subprocess.call([dvc, "repro", *args.dvc_args], env=env)
+    code = subprocess.call([dvc, "repro", *args.dvc_args], env=env)
+    if code == 0:
+        print("\n".join(_run_block(env[PIPELINE_ID_ENV])))
+    return code
+
+
+def _run_block(pid: str, root: Path = Path()) -> list[str]:
+    """The run's headline, its registry decision (read back from its evaluate run) and advice; [] before evaluate."""
+    from transferlab.core.params_loader import load_params
+    from transferlab.evaluation.run_headline import read_run_figures, run_block
+    from transferlab.tracking.runs import stage_tags
+
+    params = load_params(root / "params.yaml")
+    try:
+        tags = stage_tags(root, params.mlflow.experiment, pid, "evaluate")
+    except Exception as exc:  # noqa: BLE001 - the run is done and saved; only its summary misses the decision
+        print(f"transferlab repro: the registry's decision was not read back ({type(exc).__name__}: {exc}); see "
+              "the evaluate stage's output", file=sys.stderr)
+        tags = None
+    registry = {key: value for key, value in (tags or {}).items() if key.startswith("registry.")}
+    run = read_run_figures(root, params.paths, params.backbone.name, params.evaluate.min_accuracy, registry or None)
+    return run_block(run, params.paths) if run else []
 
 
 def _tracking_option(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--out", type=Path, help="report folder (default: <paths.reports>/drift beside params.yaml)")
     _tracking_option(drift)
     drift.set_defaults(run=_drift)
+    compare = commands.add_parser("compare", help="the newest pipeline runs side by side: headline figures, the "
+                                                  "registry's decision and only the params that differ")
+    compare.add_argument("--last", type=_positive, default=5, help="how many of the newest runs (default: 5)")
+    compare.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment of --params)")
+    compare.add_argument("--params", type=Path, default=Path("params.yaml"))
+    _tracking_option(compare)
+    compare.set_defaults(run=_compare)
     doctor = commands.add_parser("doctor", help="versions, GPUs, data, weights, MLflow, Prefect, disk: each problem "
                                                 "with its fix (exit 1 when there is one)")
     doctor.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -180,10 +239,12 @@ def _set_tracking_uri(given: str | None, home: Path = Path()) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transferlab.core.native_logs import quiet_tensorflow
     from transferlab.core.utf8_mode import ensure_utf8_mode
 
     if argv is None:  # a command line, not a call from Python: its process may start again in UTF-8 mode
         ensure_utf8_mode()
+    quiet_tensorflow()  # the `transferlab` script enters here, not through __main__ (TRANSFERLAB_TF_LOGS=1 shows it)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "repro":
@@ -191,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args.dvc_args = extra  # `transferlab repro -f train_head`: everything unknown is dvc's
     if args.command in ("predict", "serve"):
         _set_tracking_uri(args.tracking_uri)
-    elif args.command == "drift":  # its run belongs beside the pipeline's, in the workspace of --params
+    elif args.command in ("drift", "compare"):  # the pipeline's store, in the workspace of --params
         _set_tracking_uri(args.tracking_uri, args.params.resolve().parent)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines when stderr is not a terminal
     with redacted_output():

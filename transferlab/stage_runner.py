@@ -94,7 +94,8 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     run_name = f"{stage}@{args.backbone}" if args.backbone else stage  # as DVC names the stage
     name = runs.pipeline_name(data_description(params.data), params.backbone.name)
     with runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name,
-                        generated=[params.paths.metrics, params.paths.plots]) as tracker:
+                        generated=[params.paths.metrics, params.paths.plots],
+                        pipeline_params=params.model_dump(mode="json")) as tracker:
         with stage_timing(run_name):
             metrics = body(replace(context, tracker=tracker)) or {}
         tracker.log_metrics(metrics)

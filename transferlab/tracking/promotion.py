@@ -212,7 +212,7 @@ def promote(tracker: Tracker, model_uri: str | None, accuracy: float, test_image
     if tracker.lost:
         return None
     tracker.set_tags({"registry.version": version, "registry.alias": decision.alias,
-                          "registry.reason": decision.reason})
+                      "registry.reason": decision.reason})
     return version, decision
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Param
 
 from transferlab.core.digest import file_sha256
 from transferlab.tracking.lineage import git_commit
@@ -32,7 +33,8 @@ def _experiment_id(name: str, artifact_root: Path | None) -> str:
     return experiment.experiment_id
 
 
-def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mapping[str, str]) -> str:
+def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mapping[str, str],
+                   params: Mapping[str, Any]) -> str:
     """The pipeline's run, created by its first stage and RUNNING while any of its stages runs.
 
     It starts when the first stage starts and each stage that ends sets its end and status, so it spans the
@@ -46,6 +48,8 @@ def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mappin
         return parent
     run = client.create_run(experiment_id, run_name=name,
                             tags={PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE, PROCESS_TAG: process_identity(), **tags})
+    # the whole params.yaml, once: one pipeline execution reads one snapshot of it, so runs compare in the UI
+    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in flatten(params).items()])
     return run.info.run_id
 
 
@@ -84,9 +88,11 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any],
-              pipeline_name: str = "", generated: Sequence[str] = ()) -> Iterator[MlflowTracker]:
+              pipeline_name: str = "", generated: Sequence[str] = (),
+              pipeline_params: Mapping[str, Any] | None = None) -> Iterator[MlflowTracker]:
     """Start the stage's nested run under its pipeline's parent; yields the stage's tracker.
-    `generated`: the tracked outputs the pipeline rewrites (see `git_commit`).
+    `generated`: the tracked outputs the pipeline rewrites (see `git_commit`); `pipeline_params`: every section of
+    params, logged on the pipeline's run when the first stage creates it (default: the stage's own `params`).
 
     A tracking server that does not answer stops the stage here, in seconds and before any work, rather
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
@@ -100,7 +106,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     pid = pipeline_id()
     code = git_commit(project_root, generated)
     parent = _parent_run_id(client, experiment_id, pid, pipeline_name or f"pipeline {pid}",
-                            {**code, **environment_tags()})
+                            {**code, **environment_tags()}, pipeline_params or params)
     tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, PROCESS_TAG: process_identity(),
             **code, **environment_tags()}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
@@ -118,3 +124,17 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
             mlflow.end_run(status)  # pops the active run first, so a dead server leaves no run active here
         with tracker.tolerant("ending the pipeline run"):
             _close_parent(client, parent, status, project_root)
+
+
+def stage_tags(project_root: Path, experiment: str, pid: str, stage: str) -> dict[str, str] | None:
+    """The tags of `stage`'s newest run in pipeline execution `pid` (None: it did not run, or nothing was
+    tracked). Read after the pipeline, so a store that does not answer is None rather than a failed run."""
+    check_tracking_store(project_root)
+    mlflow.set_tracking_uri(tracking_uri(project_root))
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = mlflow.MlflowClient().search_runs(
+        [found.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.`{STAGE_TAG}` = '{stage}'")
+    return dict(runs[0].data.tags) if runs else None

@@ -1,0 +1,139 @@
+"""The block a run ends with: the headline figures, the registry's decision and why, where to look, and, when the
+model stays below the gate, advice drawn from the run's own figures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OVERFIT_GAP = 0.1  # train accuracy above validation accuracy by more than this: the head memorizes
+WIDE_INTERVAL = 0.1  # half-width of the test accuracy's interval above which the test split is too small to tell
+WEAKEST_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the block is drawn from: metrics/summary.json, the primary head's and fine_tune's metrics, the
+    per-class rows of evaluate (class, recall, support), and the gate's decision (None: not registered)."""
+
+    summary: Mapping[str, Any]
+    head: Mapping[str, Any]
+    fine_tune: Mapping[str, Any]
+    per_class: Sequence[Mapping[str, Any]]
+    min_accuracy: float
+    registry: Mapping[str, str] | None = None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def headline_lines(run: RunFigures) -> list[str]:
+    """The figures a user reads first, one per line."""
+    summary, head = run.summary, run.head
+    lines = [f"test accuracy {_pct(summary['test_accuracy'])} (95 % interval {_pct(summary['test_accuracy_low'])}-"
+             f"{_pct(summary['test_accuracy_high'])}, {summary['test_images']} test images)"]
+    if head.get("probe_test_accuracy") is not None:
+        lines.append(f"linear probe on the same features: test accuracy {_pct(head['probe_test_accuracy'])}")
+    kept = "kept the head-only weights" if run.fine_tune.get("kept_head_only_weights") else "kept the fine-tuned weights"
+    lines.append(f"fine-tuning: {kept} (validation accuracy {_pct(run.fine_tune.get('val_accuracy'))})")
+    lines.append(_registry_line(run.registry))
+    return lines
+
+
+def registry_tags(version: str, decision) -> dict[str, str]:
+    """The gate's decision as the evaluate run's `registry.*` tags, which the block reads back after a run."""
+    return {"registry.version": str(version), "registry.alias": decision.alias, "registry.reason": decision.reason}
+
+
+def _registry_line(registry: Mapping[str, str] | None) -> str:
+    if not registry:
+        return "registry: nothing registered in this run (not tracked, or evaluate was up to date)"
+    return (f"registry: version {registry.get('registry.version')} is {registry.get('registry.alias')}: "
+            f"{registry.get('registry.reason')}")
+
+
+def below_gate(run: RunFigures) -> bool:
+    """The model did not reach evaluate.min_accuracy, so it cannot become champion whatever else holds."""
+    return run.summary["test_accuracy"] is not None and run.summary["test_accuracy"] < run.min_accuracy
+
+
+def advice(run: RunFigures) -> list[str]:
+    """What the figures say to try next, for a model below the gate (empty otherwise)."""
+    if not below_gate(run):
+        return []
+    tips = [tip for tip in (_gap_tip(run.head), _probe_tip(run), _interval_tip(run.summary)) if tip]
+    tips += _weakest_classes(run.per_class, run.min_accuracy)
+    if run.fine_tune.get("kept_head_only_weights"):
+        tips.append("fine-tuning did not lower the validation loss beyond the noise: try more fine_tune.epochs, "
+                    "a larger fine_tune.unfreeze_top, or fine_tune.learning_rate=0.0001")
+    return tips
+
+
+def _gap_tip(head: Mapping[str, Any]) -> str | None:
+    train, val = head.get("train_accuracy"), head.get("val_accuracy")
+    if train is None or val is None or train - val <= OVERFIT_GAP:
+        return None
+    return (f"the head fits the training images ({train:.3f}) far better than validation ({val:.3f}): it memorizes; "
+            "more images per class help most, or a stronger head.l2 (e.g. 0.01)")
+
+
+def _probe_tip(run: RunFigures) -> str | None:
+    probe, test = run.head.get("probe_test_accuracy"), run.summary["test_accuracy"]
+    if probe is None or probe >= run.min_accuracy:
+        return None
+    return (f"a linear probe reaches only {probe:.3f} on these features (the model {test:.3f}): the backbone's "
+            "features are the limit, not the head; compare others (compare.backbones: [mobilenet_v2, resnet50, "
+            "efficientnet_b0]), a larger data.image_size, or fine-tune more layers (fine_tune.unfreeze_top)")
+
+
+def _interval_tip(summary: Mapping[str, Any]) -> str | None:
+    low, high = summary.get("test_accuracy_low"), summary.get("test_accuracy_high")
+    if low is None or high is None or (high - low) / 2 <= WIDE_INTERVAL:
+        return None
+    return (f"only {summary['test_images']} test images: the accuracy could be anywhere in {low:.3f}-{high:.3f}; "
+            "a larger data.test_fraction or more images make the gate's verdict firmer")
+
+
+def _weakest_classes(per_class: Sequence[Mapping[str, Any]], min_accuracy: float) -> list[str]:
+    weak = sorted((row for row in per_class if float(row["recall"]) < min_accuracy), key=lambda r: float(r["recall"]))
+    if not weak:
+        return []
+    named = ", ".join(f"{row['class']} {float(row['recall']):.2f} ({int(row['support'])} test images)"
+                      for row in weak[:WEAKEST_SHOWN])
+    more = f" and {len(weak) - WEAKEST_SHOWN} more" if len(weak) > WEAKEST_SHOWN else ""
+    return [f"classes below {min_accuracy:g} recall: {named}{more}: see their mistakes in the gallery, and "
+            "look for label errors in the data report"]
+
+
+def where_to_look(paths) -> list[str]:
+    """The files and commands that show the rest (`paths`: the params' path catalog)."""
+    return [f"look at: {paths.evaluate_plots}/ (confusion matrix, worst mistakes, Grad-CAM), "
+            f"{paths.data_report}/report.html, `dvc metrics show`, `mlflow ui --backend-store-uri sqlite:///mlflow.db`"]
+
+
+def run_block(run: RunFigures, paths) -> list[str]:
+    """The whole block, headline first, then advice (below the gate) and where to look."""
+    tips = advice(run)
+    lines = ["== transferlab run ==", *headline_lines(run)]
+    if tips:
+        lines.append(f"below the gate (evaluate.min_accuracy {run.min_accuracy:g}); what the figures suggest:")
+        lines += [f"  - {tip}" for tip in tips]
+    return lines + where_to_look(paths)
+
+
+def read_run_figures(root, paths, backbone: str, min_accuracy: float,
+                     registry: Mapping[str, str] | None = None) -> RunFigures | None:
+    """The figures from the run's metric files under `root` (None where evaluate has not written them yet)."""
+    import csv
+    import json
+
+    files = [root / name for name in (paths.summary_metrics, paths.head_metrics_of(backbone), paths.fine_tune_metrics)]
+    table = root / paths.evaluate_per_class
+    if not all(path.is_file() for path in [*files, table]):
+        return None
+    summary, head, fine_tune = (json.loads(path.read_text(encoding="utf-8")) for path in files)
+    with table.open(encoding="utf-8", newline="") as rows:
+        per_class = list(csv.DictReader(rows))
+    return RunFigures(summary, head, fine_tune, per_class, min_accuracy, registry)
