@@ -7,11 +7,11 @@ import logging
 import shutil
 
 from transferlab.adversarial.training import adversarial_fitting
-from transferlab.core.progress import keras_verbosity
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.paths import CLASSES_FILE, MODEL_FILE
 from transferlab.modeling.assembly import classifier
 from transferlab.modeling.devices import configure_devices
+from transferlab.modeling.epoch_log import training_progress
 from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
 from transferlab.modeling.fine_tuning import fine_tune, resume_key
 from transferlab.modeling.history import write_history_tables
@@ -30,8 +30,9 @@ def run(context: StageContext) -> dict:
         model = classifier(params.backbone, params.data.image_size, head_file, context.root, params.base.seed)
     scratch = context.path(paths.scratch) / "fine_tune" / resume_key(params.fine_tune, params.backbone,
                                                                       params.base.seed, head_file, prepared)
-    result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, verbose=keras_verbosity(),
-                       strategy=strategy, callbacks=context.tracker.epoch_callbacks(),
+    verbose, progress = training_progress("fine-tune")
+    result = fine_tune(model, prepared, params.fine_tune, scratch, params.base.seed, verbose=verbose,
+                       strategy=strategy, callbacks=(*context.tracker.epoch_callbacks(), *progress),
                        fitting=adversarial_fitting(params.fine_tune.adversarial, params.base.seed))
     if result.first_epoch > 1:
         log.info("resumed a killed run at epoch %d of %d", result.first_epoch, params.fine_tune.epochs)

@@ -7,8 +7,8 @@ import logging
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.paths import CLASSES_FILE, HEAD_FILE
-from transferlab.core.progress import keras_verbosity
 from transferlab.modeling.devices import configure_devices
+from transferlab.modeling.epoch_log import training_progress
 from transferlab.modeling.distribution import choose_strategy, is_chief, strategy_tags
 from transferlab.modeling.features import load_splits, read_meta
 from transferlab.modeling.head import resolved, train_head
@@ -29,8 +29,9 @@ def run(context: StageContext) -> dict:
     splits = load_splits(features_dir)
     probe = linear_probe(splits["train"], params.base.seed)
     cfg = resolved(params.head, equivalent_l2(probe, len(splits["train"].labels)))
-    result = train_head(cfg, splits["train"], splits["validation"], len(classes), params.base.seed,
-                        verbose=keras_verbosity(), strategy=strategy, callbacks=context.tracker.epoch_callbacks())
+    verbose, progress = training_progress(f"{backbone} head")
+    result = train_head(cfg, splits["train"], splits["validation"], len(classes), params.base.seed, verbose=verbose,
+                        strategy=strategy, callbacks=(*context.tracker.epoch_callbacks(), *progress))
     metrics = {**result.summary(splits["test"]), "l2": cfg.l2}
     metrics.update(compared_with_probe(probe, splits, metrics))
     if not is_chief():

@@ -97,3 +97,10 @@ def test_sweep_is_monotone_and_starts_with_no_success():
     robust = [r.robust_accuracy for r in rows]
     assert robust == sorted(robust, reverse=True)
     assert all(r.linf_max <= r.epsilon + 1e-3 for r in rows)
+
+
+def test_the_ideal_images_steps_run_in_short_compiled_loops_that_end_at_each_snapshot():
+    from transferlab.adversarial.attacks import CHUNK_STEPS, step_chunks
+
+    assert step_chunks(150, 50) == [CHUNK_STEPS] * 15  # a progress line can come every 10 steps
+    assert step_chunks(12, 5) == [5, 5, 2] and step_chunks(25, 0) == [10, 10, 5] and step_chunks(0, 5) == []

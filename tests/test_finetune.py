@@ -131,7 +131,7 @@ def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(
     start = np.random.default_rng(0).uniform(0.0, 2.0, 40)
     noise = np.random.default_rng(1).normal(0.0, 0.3, 40)
     losses = iter([start, start + noise + change])
-    monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset: next(losses))
+    monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset, desc="": next(losses))
     model = _model(trained_head)
     # flip_tta off: the planted losses are the weights' only; `auto` would measure the mirror views a third time
     cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0,
@@ -170,7 +170,7 @@ def test_flip_tta_is_chosen_on_validation_loss_under_auto(trained_head, monkeypa
     root, _ = trained_head
     measured = []
 
-    def losses(model, dataset):
+    def losses(model, dataset, desc=""):
         measured.append(has_flip_tta(model))
         return np.full(10, averaged if has_flip_tta(model) else single)
 

@@ -14,7 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from transferlab.core.progress import with_progress
+
 PIXEL_MAX = 255.0
+CHUNK_STEPS = 10  # steps per compiled loop of the ideal image: a progress line can come between two
 
 
 def target_log_probability(logits, target_mask):
@@ -119,10 +122,11 @@ class IdealImage:
 
 
 def ideal_images(forward, size: int, target_mask, steps: int, learning_rate: float, tv_weights: Sequence[float],
-                 snapshot_every: int, seed: int) -> list[IdealImage]:
+                 snapshot_every: int, seed: int, desc: str = "") -> list[IdealImage]:
     """Optimise inputs from noise to maximise the target class: loss = cross-entropy + tv_weight * TV, one image
     per TV weight, all in one batch (each image's loss, and so its gradient and Adam step, is its own; all start
-    from the same noise). The steps between snapshots run as one compiled loop."""
+    from the same noise). Steps run as compiled loops of at most CHUNK_STEPS, ending at each snapshot; progress
+    lines under `desc`."""
     rng = np.random.default_rng(seed)
     start = np.clip(127.5 + 20.0 * rng.standard_normal((1, size, size, 3)), 0, 255).astype(np.float32)
     x = tf.Variable(np.repeat(start, len(tv_weights), axis=0))
@@ -142,8 +146,8 @@ def ideal_images(forward, size: int, target_mask, steps: int, learning_rate: flo
 
     snapshots: list[list[tuple[int, np.ndarray]]] = [[] for _ in tv_weights]
     done = 0
-    while done < steps:
-        count = min(steps - done, snapshot_every - done % snapshot_every if snapshot_every else steps)
+    chunks = step_chunks(steps, snapshot_every)
+    for count in with_progress(chunks, len(chunks), desc) if desc else chunks:
         updates(tf.constant(count))
         done += count
         if snapshot_every and (done % snapshot_every == 0 or done == steps):
@@ -154,6 +158,16 @@ def ideal_images(forward, size: int, target_mask, steps: int, learning_rate: flo
     variation = total_variation(final).numpy()
     return [IdealImage(np.round(pixels).astype(np.uint8), snapshots[index], float(chances[index]),
                        float(variation[index])) for index, pixels in enumerate(final.numpy())]
+
+
+def step_chunks(steps: int, snapshot_every: int) -> list[int]:
+    """The optimisation's steps in compiled loops of at most CHUNK_STEPS, each ending at or before a snapshot."""
+    chunks, done = [], 0
+    while done < steps:
+        boundary = snapshot_every - done % snapshot_every if snapshot_every else steps - done
+        chunks.append(min(steps - done, boundary, CHUNK_STEPS))
+        done += chunks[-1]
+    return chunks
 
 
 def ideal_image(forward, size: int, target_mask, steps: int, learning_rate: float, tv_weight: float,

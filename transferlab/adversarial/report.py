@@ -91,9 +91,9 @@ def _own_model(report: Report, model, names: list[str], images: np.ndarray, labe
     _gradcam_before_after(model, originals, attacked, forward, names, captions, images_dir / "gradcam_attack.png")
     mask = class_mask(len(names), targets)
     lambdas = (cfg.ideal_tv_weight, 0.0)
-    with phase(f"adversarial_report: ideal class images, lambda {lambdas} in one batch ({cfg.ideal_steps} steps)"):
-        runs = ideal_images(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lambdas,
-                            cfg.ideal_snapshot_every, seed)
+    runs = ideal_images(forward, size, mask, cfg.ideal_steps, cfg.ideal_learning_rate, lambdas,
+                        cfg.ideal_snapshot_every, seed,
+                        f"adversarial_report: ideal class images, lambda {lambdas} in one batch (steps of 10)")
     ideal = {f"lambda={lam}": run for lam, run in zip(lambdas, runs)}
     plot_ideal(ideal, images_dir / "ideal_class.png")
     target_names = ", ".join(names[t] for t in targets)

@@ -18,12 +18,6 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def keras_verbosity() -> int:
-    """Keras' `verbose`: 1 (a bar with ETA inside each epoch) on a terminal, 2 (one line per epoch) elsewhere,
-    where a bar's carriage returns would fill a log file with thousands of partial lines."""
-    return 1 if on_terminal() else 2
-
-
 LOG_EVERY_S = 15.0  # in logs: a progress line at most this often, so a long phase is never silent
 
 

@@ -13,6 +13,7 @@ from transferlab.core.digest import file_sha256
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import paired_mean_interval
 from transferlab.core.params import BackboneParams, FineTuneParams
+from transferlab.core.progress import with_progress
 from transferlab.data.prepared import MANIFEST, image_dataset, split_size
 from transferlab.modeling.assembly import backbone_of, compile_for, with_flip_tta
 from transferlab.modeling.outputs import Output
@@ -219,9 +220,9 @@ def start_and_tuned_losses(model, start_weights: list, validation) -> tuple[np.n
     seeding and the fit."""
     tuned_weights = model.get_weights()
     model.set_weights(start_weights)
-    start = per_image_losses(model, validation)
+    start = per_image_losses(model, validation, "fine-tune: validation losses of the head-only start (batches)")
     model.set_weights(tuned_weights)
-    return start, per_image_losses(model, validation)
+    return start, per_image_losses(model, validation, "fine-tune: validation losses of the best epoch (batches)")
 
 
 @dataclass
@@ -261,16 +262,17 @@ def choose_flip_tta(model, prepared: Path, cfg: FineTuneParams, single_view_loss
     if cfg.flip_tta != "auto":
         return FlipChoice(bool(cfg.flip_tta))
     validation = image_dataset(prepared, "validation", cfg.batch_size)
-    single = per_image_losses(model, validation) if single_view_losses is None else single_view_losses
+    single = (per_image_losses(model, validation, "fine-tune: validation losses (batches)")
+              if single_view_losses is None else single_view_losses)
     if not len(single):
         return FlipChoice(False)
-    averaged = per_image_losses(with_flip_tta(model), validation)
+    averaged = per_image_losses(with_flip_tta(model), validation, "fine-tune: validation losses, flip TTA (batches)")
     return FlipChoice(bool(averaged.mean() < single.mean()), float(single.mean()), float(averaged.mean()))
 
 
-def per_image_losses(model, dataset) -> np.ndarray:
+def per_image_losses(model, dataset, desc: str = "") -> np.ndarray:
     """Each image's loss under `model`, without regularization penalties (the head's L2, which fine-tuning's
-    validation loss includes and which says nothing about the images)."""
+    validation loss includes and which says nothing about the images); progress lines under `desc`."""
     import tensorflow as tf
 
     output = Output.of(model)
@@ -279,7 +281,7 @@ def per_image_losses(model, dataset) -> np.ndarray:
     # replicas' outputs of one local batch (twice the rows on two workers)
     forward = tf.function(lambda images: model(images, training=False))
     parts = [np.asarray(loss(output.targets(labels), forward(images)), np.float64).reshape(-1)
-             for images, labels in dataset]
+             for images, labels in (with_progress(dataset, None, desc) if desc else dataset)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
