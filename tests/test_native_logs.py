@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import PROJECT_ROOT
@@ -26,7 +29,11 @@ def test_start_up_lines_are_noise_and_real_errors_are_not():
     assert not is_device_noise("Traceback (most recent call last):\n")
 
 
-def _predict(tmp_path, env_extra):
+MODULE = [sys.executable, "-m", "transferlab"]
+CONSOLE_SCRIPT = [str(Path(sys.executable).parent / "transferlab")]  # what users type: pyproject's [project.scripts]
+
+
+def _predict(tmp_path, env_extra, command=MODULE):
     import keras
 
     inputs = keras.Input((8, 8, 3))
@@ -34,13 +41,14 @@ def _predict(tmp_path, env_extra):
     keras.Model(inputs, outputs).save(tmp_path / "model.keras")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
     env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL",)}
-    return subprocess.run([sys.executable, "-m", "transferlab", "predict", str(tmp_path / "x.png"), "--model",
+    return subprocess.run([*command, "predict", str(tmp_path / "x.png"), "--model",
                            str(tmp_path / "model.keras")], cwd=PROJECT_ROOT, capture_output=True, text=True,
                           env={**env, **env_extra}, timeout=300)
 
 
-def test_the_cli_prints_no_tensorflow_start_up_line(tmp_path):
-    quiet = _predict(tmp_path, {})
+@pytest.mark.parametrize("command", [MODULE, CONSOLE_SCRIPT], ids=["python -m transferlab", "transferlab"])
+def test_the_cli_prints_no_tensorflow_start_up_line(tmp_path, command):
+    quiet = _predict(tmp_path, {}, command)
     assert quiet.returncode == 0 and quiet.stdout.startswith(f"{tmp_path / 'x.png'}: ")
     noisy = [line for line in quiet.stderr.splitlines(keepends=True) if is_start_up_noise(line) or "cuInit" in line]
     assert noisy == [], quiet.stderr

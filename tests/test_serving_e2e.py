@@ -67,6 +67,7 @@ def test_mlflow_serves_the_champion_to_a_posted_photo(built_workspace, assets):
         output, _ = server.communicate(timeout=60)
     # issue 32: Ctrl-C stops the server with one line of ours, not a traceback
     assert server.returncode == 130 and "transferlab serve: stopped" in output and "Traceback" not in output, output
+    assert "absl::InitializeLog" not in output and "cuInit" not in output, output  # the served model's TF start-up
     classes = ["class_0", "class_1", "class_2"]
     assert answer["error"] is None and sorted(answer["top_classes"]) == classes
     assert abs(sum(answer["top_probabilities"]) - 1) < 1e-5 and answer["class"] == answer["top_classes"][0]

@@ -17,6 +17,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import TextIO
 from pathlib import Path
 
 SHOW_ENV = "TRANSFERLAB_TF_LOGS"
@@ -61,6 +62,15 @@ def is_device_noise(line: str) -> bool:
     """Start-up noise, or the cuInit error of a machine with no NVIDIA device at all (on a machine that has one,
     the same line says why its GPU is not used, and stays)."""
     return is_start_up_noise(line) or (bool(NO_GPU_DRIVER.match(line)) and not Path("/dev/nvidiactl").exists())
+
+
+def copy_without_noise(source: TextIO, target: TextIO) -> None:
+    """Copy another process' output line by line, as it comes, minus TensorFlow's start-up and device noise
+    (`transferlab serve`: the served model's own process imports TensorFlow outside this filter)."""
+    for line in source:
+        if showing_everything() or not is_device_noise(line):
+            target.write(line)
+            target.flush()
 
 
 class _QuietLoader(importlib.abc.Loader):
