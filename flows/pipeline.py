@@ -19,10 +19,11 @@ from prefect.runtime import flow_run
 
 from transferlab.core.endpoints import redact, unreachable_reason
 from transferlab.core.redaction import redacted_output
-from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message, flat_metrics,
-                                 outcomes, override_arguments, pipeline_stages, run_streaming, stage_exit_code,
-                                 summary_markdown)
+from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, experiment_name, failure_message,
+                                 flat_metrics, outcomes, override_arguments, pipeline_stages, run_streaming,
+                                 stage_exit_code, summary_markdown)
 from transferlab.core.params_loader import load_params
+from transferlab.execution_record import record_execution
 from transferlab.tracking.tags import PIPELINE_ID_ENV
 from transferlab.workspace import tool_env
 
@@ -63,7 +64,8 @@ def run_stage(stage: str, workspace: str, pipeline_id: str) -> StageResult:
 
 
 @task(name="dvc-exp-run")
-def run_experiment(workspace: str, overrides: dict[str, Any], pipeline_id: str, stages: list[str]) -> list[StageResult]:
+def run_experiment(workspace: str, overrides: dict[str, Any], pipeline_id: str, stages: list[str]
+                   ) -> tuple[list[StageResult], str | None]:
     """With overrides, the whole pipeline runs as one DVC experiment, so the configuration is recorded."""
     logger = get_run_logger()
     command = ["dvc", "exp", "run", *override_arguments(overrides)]
@@ -71,7 +73,7 @@ def run_experiment(workspace: str, overrides: dict[str, Any], pipeline_id: str, 
     if code != 0:
         raise _failure("dvc exp run", output)
     found = outcomes(output, stages)
-    return [StageResult(stage, found.get(stage, CACHED), None) for stage in stages]
+    return [StageResult(stage, found.get(stage, CACHED), None) for stage in stages], experiment_name(output)
 
 
 def _registry_note(workspace: Path, pipeline_id: str) -> tuple[str, str]:
@@ -108,8 +110,9 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
     # DVC refuses a second repro in the same workspace; wait for the first instead of failing.
     with FileLock(str(root / LOCK_FILE), timeout=lock_timeout_s):
         logger.info("workspace %s locked for this flow run", root)
+        experiment_ran = None
         if overrides:
-            results = run_experiment(str(root), overrides, pipeline_id, stages)
+            results, experiment_ran = run_experiment(str(root), overrides, pipeline_id, stages)
         else:
             results = []
             for stage in stages:
@@ -121,6 +124,10 @@ def pipeline(workspace: str = ".", overrides: dict[str, Any] | None = None, lock
     files |= {"fine_tune": params.paths.fine_tune_metrics, "evaluate": params.paths.evaluate_metrics}
     metrics = flat_metrics(root, files)
     headline = flat_metrics(root, {"": params.paths.summary_metrics})  # defined once: evaluation/headline.py
+    try:  # the stages DVC skipped, on the pipeline run as restored
+        record_execution(root, pipeline_id, experiment_ran)
+    except Exception as exc:  # noqa: BLE001 - the stages are done and their outputs saved; only the record is short
+        logger.warning("the stages DVC skipped were not recorded in MLflow (%s: %s)", type(exc).__name__, exc)
     mlflow_note, registry_note = _registry_note(root, pipeline_id)
     experiment = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or None
     create_markdown_artifact(summary_markdown(results, headline, metrics, mlflow_note, registry_note, experiment),

@@ -116,6 +116,22 @@ def test_one_parent_run_per_repro_with_a_child_per_stage(workspace):
     assert experiment.artifact_location == (path / "mlartifacts").as_uri()
 
 
+def test_a_repro_that_finds_everything_up_to_date_records_every_stage_as_restored(workspace_copy):
+    """Issue 32: the pipeline run of an execution carries every stage, those DVC did not run marked as restored."""
+    path, env = workspace_copy  # outputs and dvc.lock, no MLflow runs
+    result = run_tool(path, "python", "-m", "transferlab", "repro", env=env)
+    assert "Running stage" not in result.stdout and f"{len(TRACKED_STAGES)} stages were up to date" in result.stderr
+    assert "registry: nothing registered in this run" in result.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["transferlab"])
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert sorted(children["tags.transferlab.stage"]) == TRACKED_STAGES
+    assert set(children["tags.transferlab.restored"]) == {"true"} and parent["status"] == "FINISHED"
+    summary = json.loads((path / "metrics" / "summary.json").read_text())
+    assert parent["metrics.test_accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
 def test_changing_only_head_params_reruns_only_the_head(workspace_copy):
     path, env = workspace_copy
     set_params(path / "params.yaml", {"head.dropout": 0.3})

@@ -158,8 +158,24 @@ def _repro(args: argparse.Namespace) -> int:
         raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
     code = subprocess.call([dvc, "repro", *args.dvc_args], env=env)
     if code == 0:
+        _record_execution(env[PIPELINE_ID_ENV])
         print("\n".join(_run_block(env[PIPELINE_ID_ENV])))
     return code
+
+
+def _record_execution(pid: str) -> None:
+    """The stages DVC found up to date go onto the pipeline run as restored (a retry's run carries every stage)."""
+    from transferlab.execution_record import record_execution
+
+    try:
+        restored = record_execution(Path.cwd(), pid)
+    except Exception as exc:  # noqa: BLE001 - the run is done and its outputs saved; only the record is short
+        print(f"transferlab repro: the stages DVC skipped were not recorded in MLflow ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return
+    if restored:
+        print(f"transferlab repro: {len(restored)} stages were up to date (DVC restored or kept their outputs): "
+              f"recorded on the pipeline run as restored", file=sys.stderr)
 
 
 def _run_block(pid: str, root: Path = Path()) -> list[str]:

@@ -11,6 +11,7 @@ import numpy as np
 from transferlab.core.params import Params
 from transferlab.serving.export import log_image_model
 from transferlab.tracking.class_gate import class_counts
+from transferlab.tracking.completion import MODEL_MD5_TAG
 from transferlab.tracking.lineage import lineage_tags
 from transferlab.serving.release_events import announce_champion
 from transferlab.tracking.promotion import CHAMPION, TEST_DATA_TAG, WEIGHTS_TAG, Decision, promote
@@ -39,7 +40,8 @@ def register(tracker: Tracker, params: Params, root: Path, params_file: Path, mo
         return None
     paths, size = params.paths, params.data.image_size
     lineage = lineage_tags(tracker, root, params_file, {
-        TEST_DATA_TAG: paths.prepared, "data.features.md5": paths.features_of(params.backbone.name)})
+        TEST_DATA_TAG: paths.prepared, "data.features.md5": paths.features_of(params.backbone.name),
+        MODEL_MD5_TAG: paths.fine_tuned})  # a later execution holding the same model file may adopt the version
     tracker.set_tags(lineage)
     keras_uri = tracker.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
     image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
