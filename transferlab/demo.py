@@ -13,7 +13,8 @@ from transferlab.data.prepared import DATA_REPORT
 from transferlab.workspace import PROJECT_ROOT, create_workspace, stream_tool
 
 DEMO_PARAMS = {"data.source": "synthetic", "data.image_size": 64, "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "fine_tune.epochs": 2,
-               "adversarial.target": "class_0", "adversarial.num_images": 8, "adversarial.ideal_steps": 60}
+               "adversarial.target": "class_0", "adversarial.num_images": 8, "adversarial.ideal_steps": 60,
+               "data.synthetic.images_per_class": 50}  # 30 test images: evaluate.min_test_images lets it be champion
 
 
 def main(argv: list[str] | None = None) -> int:
