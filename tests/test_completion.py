@@ -79,3 +79,13 @@ def test_a_stage_is_stale_when_it_changed_or_reads_the_outputs_of_one_that_did()
     assert downstream(lock, {"head"}) == {"head", "tune"}
     assert downstream(lock, {"prepare"}) == {"prepare", "head", "tune"}
     assert downstream(lock, set()) == set()
+
+
+def test_an_execution_in_a_new_store_makes_its_experiment_as_a_stage_would(tmp_path):
+    (tmp_path / "params.yaml").write_text("base: {seed: 1}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    complete_pipeline_run(tmp_path, "transferlab", "first", STAGES, {})
+    experiment = mlflow.get_experiment_by_name("transferlab")  # artifacts beside the database, not in ./mlruns
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -107,22 +107,27 @@ def test_a_killed_cluster_stage_keeps_its_finished_shards_and_redoes_only_the_re
     assert extracted["cluster"]["meta"]["resumed_shards"] == kept
 
 
-def test_a_named_cluster_that_does_not_answer_is_one_line_in_seconds(monkeypatch):
-    """Issue 31: Ray's client reconnects for minutes; the stage names the setting and stops first."""
+def test_a_named_cluster_that_does_not_answer_is_one_line_before_ray_starts(monkeypatch):
+    """Issue 31: Ray's client reconnects for minutes; the stage names the setting and stops before it starts."""
     from tests.conftest import closed_port
     from transferlab.core.errors import UserError
     from types import SimpleNamespace
 
+    import prefect_ray
+
     from transferlab.modeling.extraction_cluster import check_cluster_answers, extract_on_cluster
 
+    def ray_started(*args, **kwargs):
+        raise AssertionError("the Ray task runner was created for a cluster that does not answer")
+
+    monkeypatch.setattr(prefect_ray, "RayTaskRunner", ray_started)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     address = f"ray://user:secret@127.0.0.1:{closed_port()}"
-    started = time.monotonic()
     with pytest.raises(UserError, match=r"^extract.cluster_address ray://\*\*\*@127.0.0.1:\d+: no Ray cluster "
                                         r"answers \(Connection refused\)") as caught:
         extract_on_cluster(SimpleNamespace(todo=[Path("x")]), None, 32, Path("."), 0,
                            ExtractParams(cluster_address=address), print)
-    assert "secret" not in str(caught.value) and time.monotonic() - started < 10
+    assert "secret" not in str(caught.value)
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(UserError, match="^RAY_ADDRESS "):
         check_cluster_answers(ExtractParams())

@@ -101,8 +101,9 @@ def _compare(args: argparse.Namespace) -> int:
     from transferlab.tracking.store import check_tracking_store, tracking_uri
 
     experiment, root = args.experiment or load_params(args.params).mlflow.experiment, args.params.resolve().parent
-    database = tracking_uri(root).removeprefix("sqlite:///")
-    if tracking_uri(root).startswith("sqlite:///") and not Path(database).exists():  # reading must not create it
+    uri = tracking_uri(root)
+    database = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(database).exists():  # reading must not create it
         raise UserError(f"{database}: no MLflow database here yet; run the pipeline first (make run)")
     check_tracking_store(root)  # a store that does not answer: one line, in seconds
     found = mlflow.get_experiment_by_name(experiment)

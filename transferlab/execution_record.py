@@ -7,18 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from transferlab.core.params_loader import load_params
 from transferlab.tracking.completion import complete_pipeline_run
-from transferlab.tracking.lineage import locked_outputs, verified_md5
+from transferlab.tracking.lineage import locked_outputs, locked_stages, verified_md5
 
 UNTRACKED_STAGES = ("check_params",)  # the guard records no run of its own (stages/check_params.py)
-
-
-def _locked(root: Path) -> dict[str, dict]:
-    lock = root / "dvc.lock"
-    return (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}) if lock.is_file() else {}
 
 
 def downstream(stages: dict[str, dict], changed: set[str]) -> set[str]:
@@ -40,7 +33,7 @@ def downstream(stages: dict[str, dict], changed: set[str]) -> set[str]:
 def up_to_date_stages(root: Path, changed: set[str]) -> list[str]:
     """The tracked stages of dvc.lock (as DVC names them, `train_head@resnet50`) that `dvc status` does not list as
     changed, directly or through a stage upstream."""
-    stages = _locked(root)
+    stages = locked_stages(root)
     stale = downstream(stages, changed)
     return [name for name in stages if name not in UNTRACKED_STAGES and name not in stale]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import mlflow
 
 from transferlab.core.digest import file_sha256
-from transferlab.tracking.store import check_tracking_store, tracking_uri
+from transferlab.tracking.runs import experiment_id_for, find_pipeline_run
+from transferlab.tracking.store import check_tracking_store, local_artifact_root, tracking_uri
 from transferlab.tracking.tags import PARENT_TAG, PIPELINE_ROLE, PIPELINE_TAG, ROLE_TAG, STAGE_TAG
 
 log = logging.getLogger("transferlab.tracking")
@@ -31,11 +32,12 @@ def complete_pipeline_run(project_root: Path, experiment: str, pid: str, stages:
     """Record the stages of execution `pid` that did not run as restored; returns their names. `model`: the
     registered model's name and dvc.lock md5 of its folder, for the version this execution adopts."""
     check_tracking_store(project_root)
-    mlflow.set_tracking_uri(tracking_uri(project_root))
+    uri = tracking_uri(project_root)
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    found = mlflow.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
-    parent = _pipeline_run(client, experiment_id, pid)
+    experiment_id = experiment_id_for(experiment, local_artifact_root(uri))  # as a stage would make it
+    parent = find_pipeline_run(client, experiment_id, pid) or client.create_run(  # none when no stage ran
+        experiment_id, run_name=f"pipeline {pid}", tags={PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE})
     children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
     ran = {run.data.tags.get(STAGE_TAG) for run in children}
     restored = [stage for stage in stages if stage not in ran]
@@ -52,16 +54,6 @@ def complete_pipeline_run(project_root: Path, experiment: str, pid: str, stages:
     if model:
         adopt_version(client, *model, parent.info.run_id, project_root / "params.yaml", dvc_experiment)
     return restored
-
-
-def _pipeline_run(client, experiment_id: str, pid: str):
-    """This execution's pipeline run; one made now when no stage ran (everything was up to date)."""
-    found = client.search_runs([experiment_id], f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.`{ROLE_TAG}` = "
-                                                f"'{PIPELINE_ROLE}'", max_results=1)
-    if found:
-        return found[0]
-    return client.create_run(experiment_id, run_name=f"pipeline {pid}",
-                             tags={PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE})
 
 
 def adopt_version(client, name: str, model_md5: str, pipeline_run: str, params_file: Path,

@@ -56,12 +56,17 @@ def lineage_tags(tracker: Tracker, root: Path, params_file: Path, data: Mapping[
     return tags
 
 
-def locked_outputs(root: Path) -> dict[str, dict]:
-    """Every output dvc.lock records, by path: its md5 (`<hash>.dir` for a folder), size and file count."""
+def locked_stages(root: Path) -> dict[str, dict]:
+    """dvc.lock's entry of each stage, by the name DVC gives it (`train_head@resnet50`); {} without a dvc.lock."""
     lock = root / LOCK_FILE
     if not lock.is_file():
         return {}
-    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    return (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+
+
+def locked_outputs(root: Path) -> dict[str, dict]:
+    """Every output dvc.lock records, by path: its md5 (`<hash>.dir` for a folder), size and file count."""
+    stages = locked_stages(root)
     return {out["path"]: out for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
 
 

@@ -22,7 +22,7 @@ from transferlab.tracking.tags import (EXPERIMENT_KIND_TAG, LOCK_TAG, PARENT_TAG
                                        PROCESS_TAG, ROLE_TAG, STAGE_TAG, TRAINING)
 
 
-def _experiment_id(name: str, artifact_root: Path | None) -> str:
+def experiment_id_for(name: str, artifact_root: Path | None) -> str:
     """The experiment, tagged as model training so MLflow 3's UI opens on its runs, not on the GenAI overview."""
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
@@ -33,16 +33,21 @@ def _experiment_id(name: str, artifact_root: Path | None) -> str:
     return experiment.experiment_id
 
 
+def find_pipeline_run(client, experiment_id: str, pid: str):
+    """The pipeline run of execution `pid` (the first, should two stages have raced to make it), or None."""
+    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
+                               filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.`{ROLE_TAG}` = '{PIPELINE_ROLE}'")
+    return found[0] if found else None
+
+
 def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mapping[str, str],
                    params: Mapping[str, Any]) -> str:
     """The pipeline's run, created by its first stage and RUNNING while any of its stages runs.
 
     It starts when the first stage starts and each stage that ends sets its end and status, so it spans the
     pipeline and ends FAILED when a stage failed (a later stage that succeeds, a retry, sets it back)."""
-    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time ASC"],
-                               filter_string=f"tags.`{PIPELINE_TAG}` = '{pid}' and tags.`{ROLE_TAG}` = '{PIPELINE_ROLE}'")
-    if found:
-        parent = found[0].info.run_id
+    if found := find_pipeline_run(client, experiment_id, pid):
+        parent = found.info.run_id
         client.update_run(parent, status="RUNNING")
         client.set_tag(parent, PROCESS_TAG, process_identity())  # a SIGKILLed stage leaves it to the sweep
         return parent
@@ -100,7 +105,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     uri = tracking_uri(project_root)
     check_tracking_store(project_root)
     mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
-    experiment_id = _experiment_id(experiment, local_artifact_root(uri))
+    experiment_id = experiment_id_for(experiment, local_artifact_root(uri))
     client = mlflow.MlflowClient()
     end_abandoned_runs(client, experiment_id)
     pid = pipeline_id()
@@ -128,7 +133,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
 
 def stage_tags(project_root: Path, experiment: str, pid: str, stage: str) -> dict[str, str] | None:
     """The tags of `stage`'s newest run in pipeline execution `pid` (None: it did not run, or nothing was
-    tracked). Read after the pipeline, so a store that does not answer is None rather than a failed run."""
+    tracked). A store that does not open raises UserError (check_tracking_store), for the caller to report."""
     check_tracking_store(project_root)
     mlflow.set_tracking_uri(tracking_uri(project_root))
     found = mlflow.get_experiment_by_name(experiment)
