@@ -159,25 +159,6 @@ def test_exp_run_set_param_overrides_and_reruns_only_what_changed(workspace_copy
     assert params_of(baseline)["data"]["image_size"] == 32
 
 
-def test_the_adversarial_fine_tuning_recipe_compares_the_robust_and_the_standard_model(workspace_copy):
-    """README's recipe: `dvc exp run -S fine_tune.adversarial.epsilon=...` reruns from fine_tune on, and the report
-    sets the adversarially fine-tuned model beside the head-only one on the same sweep."""
-    path, env = workspace_copy
-    run_tool(path, "git", "add", "-A")
-    run_tool(path, "git", "commit", "-q", "-m", "baseline")
-    result = run_tool(path, "dvc", "exp", "run", "-S", "fine_tune.adversarial.epsilon=2",
-                      "-S", "fine_tune.adversarial.steps=1", env=env)
-    assert "Running stage 'fine_tune'" in result.stdout and "Running stage 'train_head" not in result.stdout
-    report = json.loads((path / "reports" / "adversarial" / "metrics.json").read_text())
-    assert report["standard"]["model"] == "head-only (standard)"
-    assert [row["epsilon"] for row in report["standard"]["sweep"]] == [0.0, 8.0]
-    headline = json.loads((path / "metrics" / "adversarial.json").read_text())
-    assert {"robust_accuracy_eps_8", "standard_robust_accuracy_eps_8"} <= set(headline)
-    markdown = (path / "reports" / "adversarial" / "report.md").read_text()
-    assert "## Robust vs standard model" in markdown and "robust_accuracy_standard" in markdown
-    assert (path / "reports" / "adversarial" / "images" / "robust_vs_standard.png").is_file()
-
-
 def test_a_bad_override_stops_the_stage_with_exit_2_and_its_one_line_message(workspace_copy):
     path, env = workspace_copy
     result = run_tool(path, "dvc", "exp", "run", "-S", "data.resize=stretch", check=False, env=env)
