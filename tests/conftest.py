@@ -59,7 +59,7 @@ def _isolated_mlflow(tmp_path, monkeypatch):
 
 # Session workspaces whose every test runs on the xdist worker that built it (built_workspace is instead built once
 # for all workers, under a lock).
-SHARED_BUILDS = ("cats_dogs_pipeline",)
+SHARED_BUILDS = ("cats_dogs_pipeline", "trained_head")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook turns them into node id suffixes)
@@ -232,6 +232,26 @@ def cats_dogs_pipeline(tmp_path_factory, assets) -> Path:
                       "backbone.weights": str(assets / MOBILENET_V2),
                       "fine_tune.epochs": 1}, STAGES)  # a size knob: 5 epochs here cost 60 s of the suite
     return root
+
+
+# The fine-tuning tests' weak head: 3 epochs, dropout, no L2 leave room for one epoch of fine-tuning to beat it,
+# which they need to see the trained weights; with head.l2: probe on these random features the probe chooses an
+# L2 that zeroes the head's kernel, and no gradient would reach the backbone at all.
+WEAK_HEAD = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
+             "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none",
+             "head.epochs": 3, "head.l2": 0.0, "head.dropout": 0.2,
+             "fine_tune.epochs": 1}  # a size knob: the stage's own run only has to save a model
+
+
+@pytest.fixture(scope="session")
+def trained_head(tmp_path_factory):
+    """A weak head and the fine_tune stage's outputs on tiny synthetic data, built once on the worker that runs
+    every test using it (tests/test_finetune.py, tests/test_adversarial_training.py); tests only read it."""
+    from transferlab.core.params_loader import load_params
+
+    root = tmp_path_factory.mktemp("finetune")
+    params_file = run_stages(root, WEAK_HEAD, STAGES[:5])
+    return root, load_params(params_file)
 
 
 def experiments(shown: list[dict]) -> list[dict]:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run_stages
-from tests.test_finetune import _model, trained_head  # noqa: F401 (the module's fixture, shared)
+from tests.test_finetune import _model
 from tests.test_gradcam import square_task, tiny_classifier
 from transferlab.adversarial.training import AdversarialFitting, adversarial_fitting
 from transferlab.core.params import AdversarialTrainingParams, FineTuneParams
@@ -36,7 +36,7 @@ def test_epsilon_zero_means_plain_fitting():
     assert adversarial_fitting(AdversarialTrainingParams(epsilon=1.0), 0) is not None
 
 
-def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_path):  # noqa: F811
+def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_path):
     root, _ = trained_head
     model = _model(trained_head)
     before = [w.copy() for w in model.get_weights()]
@@ -51,8 +51,11 @@ def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_p
 
 
 @pytest.mark.slow  # runs the fine_tune stage
-def test_the_stage_saves_a_model_that_loads_without_the_wrapper(trained_head):  # noqa: F811
-    root, _ = trained_head
+def test_the_stage_saves_a_model_that_loads_without_the_wrapper(trained_head, tmp_path):
+    import shutil
+
+    root = tmp_path / "ws"  # a copy: the shared build stays as the other tests read it
+    shutil.copytree(trained_head[0], root)
     run_stages(root, {"fine_tune.epochs": 1, "fine_tune.adversarial.epsilon": 2.0, "fine_tune.adversarial.steps": 1},
                ["fine_tune"])
     path = root / "models" / "fine_tuned" / "model.keras"

@@ -5,26 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import STAGES, run_stages
 from transferlab.core.errors import ParamsError
 from transferlab.modeling.assembly import backbone_of, classifier, load_keras
 from transferlab.modeling.fine_tuning import fine_tune, unfreeze_top
 from transferlab.core.params import FineTuneParams
-from transferlab.core.params_loader import load_params
-
-TINY = {"data.source": "synthetic", "data.synthetic.images_per_class": 8, "data.image_size": 32,
-        "backbone.name": "resnet50", "compare.backbones": ["resnet50"], "backbone.weights": "none", "head.epochs": 3,
-        # a weak head (3 epochs, dropout, no L2) leaves room for one epoch of fine-tuning to beat it, which the
-        # test below needs to see the trained weights; with head.l2: probe on these random features the probe
-        # chooses an L2 that zeroes the head's kernel, and no gradient would reach the backbone at all
-        "head.l2": 0.0, "head.dropout": 0.2}
-
-
-@pytest.fixture(scope="module")
-def trained_head(tmp_path_factory):
-    root = tmp_path_factory.mktemp("finetune")
-    params_file = run_stages(root, TINY, STAGES[:5])
-    return root, load_params(params_file)
 
 
 def _model(trained_head):
@@ -37,7 +21,8 @@ def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:
     return {layer.name: [np.array(w.numpy()) for w in layer.weights] for layer in layers}
 
 
-def test_only_the_unfrozen_top_changes(trained_head, tmp_path):
+def test_only_the_unfrozen_top_changes_under_a_warm_up_and_cosine_schedule(trained_head, tmp_path):
+    """One run for both: what trains (the unfrozen top, never BatchNorm) and the schedule (decayed to 0)."""
     import keras
 
     root, _ = trained_head
@@ -50,7 +35,8 @@ def test_only_the_unfrozen_top_changes(trained_head, tmp_path):
         def on_epoch_end(self, epoch, logs=None):
             trained.update(weight_snapshot(base.layers))
 
-    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0)
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=2, schedule="cosine", warmup_epochs=1,
+                         flip=False, rotation=0.0, zoom=0.0)
     result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0, callbacks=(Snapshot(),))
     after = trained
     trainable = set(result.trainable_layers)
@@ -59,6 +45,8 @@ def test_only_the_unfrozen_top_changes(trained_head, tmp_path):
     assert changed and changed <= trainable
     batch_norms = [layer.name for layer in base.layers if "bn" in layer.name or "BatchNorm" in type(layer).__name__]
     assert batch_norms and not changed & set(batch_norms)  # moving mean/variance and gamma/beta untouched
+    assert len(result.history["val_loss"]) == 2
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # decayed to 0 at the last step
 
 
 def test_unfreeze_count_larger_than_the_model_is_a_params_error(trained_head):
@@ -211,13 +199,3 @@ def test_a_constant_rate_without_warm_up_is_the_plain_number():
     from transferlab.modeling.fine_tuning import learning_rate
 
     assert learning_rate(FineTuneParams(learning_rate=3e-5), 10) == 3e-5
-
-
-def test_fine_tuning_runs_with_a_warm_up_and_cosine_schedule(trained_head, tmp_path):
-    root, _ = trained_head
-    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=2, schedule="cosine", warmup_epochs=1,
-                         flip=False, rotation=0.0, zoom=0.0)
-    model = _model(trained_head)
-    result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0)
-    assert len(result.history["val_loss"]) == 2
-    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # decayed to 0 at the last step
