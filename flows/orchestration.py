@@ -26,12 +26,6 @@ def pipeline_stages(workspace: Path) -> list[str]:
     return list(yaml.safe_load((workspace / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
 
 
-def experiment_name(output: str) -> str | None:
-    """The experiment `dvc exp run` made, from its closing line (`Ran experiment(s): name`)."""
-    found = re.search(r"Ran experiment\(s\): (\S+)", output)
-    return found.group(1).rstrip(",") if found else None
-
-
 def outcomes(output: str, stages: list[str]) -> dict[str, str]:
     """Which stages DVC ran and which it skipped or restored from its cache, read from its output.
 

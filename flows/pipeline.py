@@ -19,11 +19,11 @@ from prefect.runtime import flow_run
 
 from transferlab.core.endpoints import redact, unreachable_reason
 from transferlab.core.redaction import redacted_output
-from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, experiment_name, failure_message,
+from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message,
                                  flat_metrics, outcomes, override_arguments, pipeline_stages, run_streaming,
                                  stage_exit_code, summary_markdown)
 from transferlab.core.params_loader import load_params
-from transferlab.execution_record import record_execution
+from transferlab.execution_record import experiment_name, record_execution
 from transferlab.tracking.tags import PIPELINE_ID_ENV
 from transferlab.workspace import tool_env
 

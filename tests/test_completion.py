@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from transferlab.execution_record import downstream
+from transferlab.execution_record import downstream, experiment_name
 from transferlab.tracking.completion import FIRST_RUN_TAG, MODEL_MD5_TAG, RESTORED_TAG, complete_pipeline_run
 from transferlab.tracking.tags import PARENT_TAG, PIPELINE_ROLE, PIPELINE_TAG, ROLE_TAG, STAGE_TAG
 
@@ -89,3 +89,8 @@ def test_an_execution_in_a_new_store_makes_its_experiment_as_a_stage_would(tmp_p
     experiment = mlflow.get_experiment_by_name("transferlab")  # artifacts beside the database, not in ./mlruns
     assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_experiment_dvc_ran_is_read_from_its_closing_line():
+    output = "Running stage 'train_head@resnet50':\n...\nRan experiment(s): tawny-moth\nExperiment results have been applied"
+    assert experiment_name(output) == "tawny-moth" and experiment_name("Running stage 'x'") is None

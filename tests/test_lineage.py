@@ -85,10 +85,19 @@ def test_the_champions_tags_find_its_code_params_and_data(built_workspace):
 
 @pytest.mark.slow
 def test_a_dvc_experiment_is_named_on_the_version_it_registers(workspace_copy):
+    """`transferlab exp run` (issue 32): one pipeline run named after the experiment, carrying every stage."""
     path, env = workspace_copy
-    run_tool(path, "dvc", "exp", "run", "-n", "gallery-4", "-S", "evaluate.gallery_size=4", "evaluate", env=env)
-    _, version = _champion(path)
+    result = run_tool(path, "python", "-m", "transferlab", "exp", "run", "-n", "gallery-4", "-S",
+                      "evaluate.gallery_size=4", "evaluate", env=env)
+    assert "Ran experiment(s): gallery-4" in result.stdout and "registry: " in result.stdout
+    client, version = _champion(path)
     assert version.tags["dvc.experiment"] == "gallery-4"
+    pipeline = client.get_run(version.tags["pipeline.run_id"])
+    assert pipeline.data.tags["dvc.experiment"] == "gallery-4"
+    stages = client.search_runs([pipeline.info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{pipeline.info.run_id}'")
+    restored = {run.data.tags["transferlab.stage"]: run.data.tags.get("transferlab.restored") for run in stages}
+    assert restored["evaluate"] is None and restored["train_head@resnet50"] == restored["preprocess"] == "true"
     assert version.tags["git.dirty"] == "true"  # params.yaml differs from the commit: the hash says how
     assert version.tags["params.sha256"] == file_sha256(path / "params.yaml")
 

@@ -47,10 +47,3 @@ def test_a_prefect_server_that_does_not_answer_is_one_line_without_the_password(
     assert problem.startswith("PREFECT_API_URL http://***@127.0.0.1:") and "hunter2" not in problem
     monkeypatch.delenv("PREFECT_API_URL")
     assert prefect_api_problem() is None
-
-
-def test_the_experiment_dvc_ran_is_read_from_its_closing_line():
-    from flows.orchestration import experiment_name
-
-    output = "Running stage 'train_head@resnet50':\n...\nRan experiment(s): tawny-moth\nExperiment results have been applied"
-    assert experiment_name(output) == "tawny-moth" and experiment_name("Running stage 'x'") is None

@@ -147,35 +147,61 @@ def _port(text: str) -> int:
 def _repro(args: argparse.Namespace) -> int:
     """`dvc repro` with one pipeline id for all its stages, so they share one MLflow pipeline run everywhere
     (the id of the `dvc` process, found through /proc, is only a Linux fallback)."""
+    return _run_dvc(["repro"], args.dvc_args, "repro")
+
+
+# `dvc exp run` options that run experiments elsewhere (queued, in temporary folders): each is its own execution,
+# so they get no shared pipeline id, and the workspace holds none of their results to summarize.
+ELSEWHERE = ("--queue", "--run-all", "--temp", "-j", "--jobs")
+
+
+def _exp_run(args: argparse.Namespace) -> int:
+    """`dvc exp run` as `transferlab repro` runs `dvc repro`: one pipeline run, named after the experiment."""
+    if any(arg.split("=")[0] in ELSEWHERE for arg in args.dvc_args):
+        return _run_dvc(["exp", "run"], args.dvc_args, None)
+    return _run_dvc(["exp", "run"], args.dvc_args, "exp run")
+
+
+def _run_dvc(command: list[str], dvc_args: list[str], summarized: str | None) -> int:
+    """Run `dvc <command>` in this workspace; when `summarized`, with one pipeline id for its stages, then
+    record the stages DVC skipped and print the run's block."""
     import shutil
     import subprocess
     import uuid
 
+    from transferlab.execution_record import experiment_name
     from transferlab.workspace import tool_env
 
-    env = tool_env({PIPELINE_ID_ENV: os.environ.get(PIPELINE_ID_ENV) or f"repro-{uuid.uuid4().hex[:12]}"})
+    pid = os.environ.get(PIPELINE_ID_ENV) or f"repro-{uuid.uuid4().hex[:12]}"
+    env = tool_env({PIPELINE_ID_ENV: pid} if summarized else {})
     dvc = shutil.which("dvc", path=env["PATH"])  # this interpreter's first, as the stages' `python` is
     if dvc is None:
         raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
-    code = subprocess.call([dvc, "repro", *args.dvc_args], env=env)
-    if code == 0:
-        _record_execution(env[PIPELINE_ID_ENV])
-        print("\n".join(_run_block(env[PIPELINE_ID_ENV])))
-    return code
+    if not summarized:
+        return subprocess.call([dvc, *command, *dvc_args], env=env)
+    process = subprocess.Popen([dvc, *command, *dvc_args], env=env, stdout=subprocess.PIPE, text=True)
+    output = []
+    for line in process.stdout:  # shown as it comes; kept for the experiment's name
+        print(line, end="", flush=True)
+        output.append(line)
+    if process.wait() == 0:
+        _record_execution(pid, f"transferlab {summarized}", experiment_name("".join(output)))
+        print("\n".join(_run_block(pid)))
+    return process.returncode
 
 
-def _record_execution(pid: str) -> None:
+def _record_execution(pid: str, command: str, dvc_experiment: str | None = None) -> None:
     """The stages DVC found up to date go onto the pipeline run as restored (a retry's run carries every stage)."""
     from transferlab.execution_record import record_execution
 
     try:
-        restored = record_execution(Path.cwd(), pid)
+        restored = record_execution(Path.cwd(), pid, dvc_experiment)
     except Exception as exc:  # noqa: BLE001 - the run is done and its outputs saved; only the record is short
-        print(f"transferlab repro: the stages DVC skipped were not recorded in MLflow ({type(exc).__name__}: {exc})",
+        print(f"{command}: the stages DVC skipped were not recorded in MLflow ({type(exc).__name__}: {exc})",
               file=sys.stderr)
         return
     if restored:
-        print(f"transferlab repro: {len(restored)} stages were up to date (DVC restored or kept their outputs): "
+        print(f"{command}: {len(restored)} stages were up to date (DVC restored or kept their outputs): "
               f"recorded on the pipeline run as restored", file=sys.stderr)
 
 
@@ -227,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     repro = commands.add_parser("repro", help="dvc repro, its stages sharing one MLflow pipeline run "
                                               "(arguments go to dvc repro)")
     repro.set_defaults(run=_repro, dvc_args=[])
+    exp = commands.add_parser("exp", help="`transferlab exp run [dvc exp run args]`: dvc exp run, its stages "
+                                          "sharing one MLflow pipeline run named after the experiment")
+    exp.add_argument("action", choices=["run"])
+    exp.set_defaults(run=_exp_run, dvc_args=[])
     drift = commands.add_parser("drift", help="whether new images differ from the training images, in the "
                                               "backbone's features (one verdict line; a report in reports/drift)")
     drift.add_argument("folder", help="a folder of new images (searched recursively)")
@@ -264,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()  # the `transferlab` script enters here, not through __main__ (TRANSFERLAB_TF_LOGS=1 shows it)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "repro":
+    if extra and args.command not in ("repro", "exp"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.dvc_args = extra  # `transferlab repro -f train_head`: everything unknown is dvc's
+    args.dvc_args = extra  # `transferlab repro -f train_head`, `exp run -S k=v`: everything unknown is dvc's
     if args.command in ("predict", "serve"):
         _set_tracking_uri(args.tracking_uri)
     elif args.command in ("drift", "compare"):  # the pipeline's store, in the workspace of --params

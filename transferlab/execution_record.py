@@ -5,6 +5,7 @@ attempt made and this execution holds follows this execution (tracking/completio
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from transferlab.core.params_loader import load_params
@@ -43,6 +44,12 @@ def changed_stages(root: Path) -> set[str]:
     from transferlab.workspace import run_tool
 
     return set(json.loads(run_tool(root, "dvc", "status", "--json").stdout or "{}"))
+
+
+def experiment_name(output: str) -> str | None:
+    """The experiment `dvc exp run` made, from its closing line (`Ran experiment(s): name`)."""
+    found = re.search(r"Ran experiment\(s\): (\S+)", output)
+    return found.group(1).rstrip(",") if found else None
 
 
 def record_execution(root: Path, pid: str, dvc_experiment: str | None = None) -> list[str]:
