@@ -20,13 +20,15 @@ OVERFIT_HEAD = {"train_accuracy": 0.99, "val_accuracy": 0.66, "probe_test_accura
 FINE_TUNE = {"val_accuracy": 0.66, "kept_head_only_weights": 1}
 PER_CLASS = [{"class": "red kite", "recall": 0.31, "support": 40}, {"class": "buzzard", "recall": 0.9, "support": 40},
              {"class": "milan noir", "recall": 0.5, "support": 40}]
+DATA = {"images": 400, "classes": 3, "class_imbalance": 4.5, "test_images_leaked_from_train": 3,
+        "test_leakage_fraction": 0.075, "likely_label_errors": 7}
 DECISION = {"registry.version": "3", "registry.alias": "challenger",
             "registry.reason": "test accuracy 0.6150 is below evaluate.min_accuracy 0.8"}
 
 
 def _below_gate(**changes) -> RunFigures:
     fields = {"summary": SUMMARY, "head": OVERFIT_HEAD, "fine_tune": FINE_TUNE, "per_class": PER_CLASS,
-              "min_accuracy": 0.8, "registry": DECISION} | changes
+              "min_accuracy": 0.8, "registry": DECISION, "data": DATA} | changes
     return RunFigures(**fields)
 
 
@@ -56,15 +58,26 @@ def test_a_model_above_the_gate_gets_the_headline_and_no_advice():
     ({"head": {**OVERFIT_HEAD, "probe_test_accuracy": 0.85}}, "features are the limit"),  # the probe does better
     ({"summary": {**SUMMARY, "test_accuracy_low": 0.6, "test_accuracy_high": 0.63}}, "could be anywhere"),
     ({"fine_tune": {**FINE_TUNE, "kept_head_only_weights": 0}}, "fine-tuning did not lower"),
+    ({"data": {**DATA, "likely_label_errors": 0}}, "7 images as likely label errors"),
+    ({"data": {**DATA, "class_imbalance": 2.0}}, "4.5 times the images of the smallest"),
+    ({"data": {}}, "likely label errors"),  # no data report (it has not run): no tip from it
 ])
 def test_each_tip_follows_its_own_figure(changes, absent):
     assert any(absent in tip for tip in advice(_below_gate()))
     assert not any(absent in tip for tip in advice(_below_gate(**changes)))
 
 
+def test_test_images_leaked_from_training_are_named_above_the_gate_too():
+    above = _below_gate(summary={**SUMMARY, "test_accuracy": 0.95})
+    block = "\n".join(run_block(above, PathsParams()))
+    assert "data: 3 test images (7.5%) have a near-duplicate in training" in block and advice(above) == []
+    clean = "\n".join(run_block(_below_gate(data={**DATA, "test_images_leaked_from_train": 0}), PathsParams()))
+    assert "near-duplicate in training" not in clean
+
+
 def _write_metrics(root: Path, paths: PathsParams) -> None:
     for name, figures in ((paths.summary_metrics, SUMMARY), (paths.head_metrics_of("mobilenet_v2"), OVERFIT_HEAD),
-                          (paths.fine_tune_metrics, FINE_TUNE)):
+                          (paths.fine_tune_metrics, FINE_TUNE), (paths.data_metrics, DATA)):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(json.dumps(figures), encoding="utf-8")
     rows = ["class,precision,recall,f1,support"] + [f"{r['class']},0.5,{r['recall']},0.5,{r['support']}"
@@ -86,7 +99,7 @@ def test_repro_reads_the_decision_back_from_its_own_pipelines_evaluate_run(tmp_p
     assert read_run_figures(tmp_path, paths, "mobilenet_v2", 0.8) is not None
     block = "\n".join(_run_block("repro-mine", tmp_path))
     assert "version 3 is challenger" in block and "version 9" not in block
-    assert "red kite 0.31" in block
+    assert "red kite 0.31" in block and "7 images as likely label errors" in block  # metrics/data.json read
     assert "nothing registered" in "\n".join(_run_block("repro-none", tmp_path))
 
 

@@ -4,18 +4,20 @@ model stays below the gate, advice drawn from the run's own figures."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 OVERFIT_GAP = 0.1  # train accuracy above validation accuracy by more than this: the head memorizes
 WIDE_INTERVAL = 0.1  # half-width of the test accuracy's interval above which the test split is too small to tell
 WEAKEST_SHOWN = 3
+IMBALANCED = 3.0  # the largest class this many times the smallest: the head leans toward the large classes
 
 
 @dataclass(frozen=True)
 class RunFigures:
     """What the block is drawn from: metrics/summary.json, the primary head's and fine_tune's metrics, the
-    per-class rows of evaluate (class, recall, support), and the gate's decision (None: not registered)."""
+    per-class rows of evaluate (class, recall, support), the gate's decision (None: not registered) and the data
+    report's figures (metrics/data.json; empty where it has not run)."""
 
     summary: Mapping[str, Any]
     head: Mapping[str, Any]
@@ -23,6 +25,7 @@ class RunFigures:
     per_class: Sequence[Mapping[str, Any]]
     min_accuracy: float
     registry: Mapping[str, str] | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _pct(value: float | None) -> str:
@@ -39,7 +42,17 @@ def headline_lines(run: RunFigures) -> list[str]:
     kept = "kept the head-only weights" if run.fine_tune.get("kept_head_only_weights") else "kept the fine-tuned weights"
     lines.append(f"fine-tuning: {kept} (validation accuracy {_pct(run.fine_tune.get('val_accuracy'))})")
     lines.append(_registry_line(run.registry))
-    return lines
+    return lines + ([leaked] if (leaked := _leakage_line(run.data)) else [])
+
+
+def _leakage_line(data: Mapping[str, Any]) -> str | None:
+    """Near-duplicates of test images in training make the test accuracy optimistic, above the gate as below."""
+    leaked = data.get("test_images_leaked_from_train")
+    if not leaked:
+        return None
+    return (f"data: {leaked} test images ({data.get('test_leakage_fraction', 0):.1%}) have a near-duplicate in "
+            "training, so the test accuracy is optimistic: remove them (data report: near_duplicates.csv) or set "
+            "data.gate to stop such a run")
 
 
 def registry_tags(version: str, decision) -> dict[str, str]:
@@ -64,7 +77,7 @@ def advice(run: RunFigures) -> list[str]:
     if not below_gate(run):
         return []
     tips = [tip for tip in (_gap_tip(run.head), _probe_tip(run), _interval_tip(run.summary)) if tip]
-    tips += _weakest_classes(run.per_class, run.min_accuracy)
+    tips += _weakest_classes(run.per_class, run.min_accuracy) + _data_tips(run.data)
     if run.fine_tune.get("kept_head_only_weights"):
         tips.append("fine-tuning did not lower the validation loss beyond the noise: try more fine_tune.epochs, "
                     "a larger fine_tune.unfreeze_top, or fine_tune.learning_rate=0.0001")
@@ -107,6 +120,18 @@ def _weakest_classes(per_class: Sequence[Mapping[str, Any]], min_accuracy: float
             "look for label errors in the data report"]
 
 
+def _data_tips(data: Mapping[str, Any]) -> list[str]:
+    """What the data report found that caps accuracy: likely label errors, classes of very different sizes."""
+    tips = []
+    if data.get("likely_label_errors"):
+        tips.append(f"the data report flags {data['likely_label_errors']} images as likely label errors "
+                    "(label_issues.csv): wrong labels cap the accuracy any model reaches; check and fix them first")
+    if (data.get("class_imbalance") or 0) > IMBALANCED:
+        tips.append(f"the largest class has {data['class_imbalance']:g} times the images of the smallest: the small "
+                    "classes' recall suffers; add images to them")
+    return tips
+
+
 def where_to_look(paths) -> list[str]:
     """The files and commands that show the rest (`paths`: the params' path catalog)."""
     return [f"look at: {paths.evaluate_plots}/ (confusion matrix, worst mistakes, Grad-CAM), "
@@ -130,10 +155,11 @@ def read_run_figures(root, paths, backbone: str, min_accuracy: float,
     import json
 
     files = [root / name for name in (paths.summary_metrics, paths.head_metrics_of(backbone), paths.fine_tune_metrics)]
-    table = root / paths.evaluate_per_class
+    table, data = root / paths.evaluate_per_class, root / paths.data_metrics
     if not all(path.is_file() for path in [*files, table]):
         return None
     summary, head, fine_tune = (json.loads(path.read_text(encoding="utf-8")) for path in files)
     with table.open(encoding="utf-8", newline="") as rows:
         per_class = list(csv.DictReader(rows))
-    return RunFigures(summary, head, fine_tune, per_class, min_accuracy, registry)
+    data_figures = json.loads(data.read_text(encoding="utf-8")) if data.is_file() else {}
+    return RunFigures(summary, head, fine_tune, per_class, min_accuracy, registry, data_figures)
