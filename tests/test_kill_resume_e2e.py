@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,38 +46,52 @@ def clean(tmp_path_factory) -> Path:
     return root
 
 
+def _copy_up_to(clean: Path, target: Path, removed: tuple[str, ...]) -> Path:
+    """The clean run's workspace without the outputs of the stage to kill (and no resume state): its inputs
+    are the clean run's own, byte for byte."""
+    shutil.copytree(clean, target, ignore=shutil.ignore_patterns(".cache"))
+    for output in map(target.joinpath, removed):
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+    return target / "params.yaml"
+
+
 def test_killed_extraction_resumes_from_its_shards_and_matches_a_clean_run(clean, tmp_path):
-    params = run_stages(tmp_path, DATA, STAGES[:2])
-    scratch = tmp_path / ".cache" / "transferlab" / "features"
+    workspace = tmp_path / "ws"
+    params = _copy_up_to(clean, workspace, ("data/features", "models", "metrics"))
+    scratch = workspace / ".cache" / "transferlab" / "features"
     process = _start("extract_features", params)
     _kill_when(process, lambda: len(list(scratch.glob("*/*.npz"))) >= 2)
-    assert not (tmp_path / "data" / "features" / "resnet50").exists()  # never a half-made output
+    assert not (workspace / "data" / "features" / "resnet50").exists()  # never a half-made output
     assert all(p.name.endswith(".npz") for p in scratch.glob("*/*"))  # shards appear whole (temp, rename)
-    run_stages(tmp_path, {}, ["extract_features"])
-    features = tmp_path / "data" / "features" / "resnet50"
+    run_stages(workspace, {}, ["extract_features"])
+    features = workspace / "data" / "features" / "resnet50"
     meta = json.loads((features / "meta.json").read_text())
     assert meta["resumed_shards"] >= 2
     reference = clean / "data" / "features" / "resnet50"
     for path in sorted(reference.glob("*.npz")):
         assert path.read_bytes() == (features / path.name).read_bytes(), path.name
-    assert [p.name for p in (tmp_path / "data" / "features").iterdir()] == ["resnet50"]  # the killed temp is gone
+    assert [p.name for p in (workspace / "data" / "features").iterdir()] == ["resnet50"]  # the killed temp is gone
 
 
 def test_killed_fine_tune_resumes_from_its_last_epoch_and_matches_a_clean_run(clean, tmp_path, caplog):
-    params = run_stages(tmp_path, DATA, STAGES[:4])
-    log = tmp_path / ".cache" / "transferlab" / "fine_tune"
+    workspace = tmp_path / "ws"
+    params = _copy_up_to(clean, workspace, ("models/fine_tuned", "metrics/fine_tune.json"))
+    log = workspace / ".cache" / "transferlab" / "fine_tune"
     process = _start("fine_tune", params)
     # Killed once an epoch is logged and backed up, before the last one.
     _kill_when(process, lambda: any(len(p.read_text().splitlines()) >= 2 for p in log.glob("*/history.csv"))
                and any(log.glob("*/backup/*")))
-    assert not (tmp_path / "models" / "fine_tuned").exists()
+    assert not (workspace / "models" / "fine_tuned").exists()
     done = max(len(p.read_text().splitlines()) - 1 for p in log.glob("*/history.csv"))  # epochs logged before the kill
     with caplog.at_level("INFO", logger="transferlab.fine_tune"):
-        run_stages(tmp_path, {}, ["fine_tune"])
+        run_stages(workspace, {}, ["fine_tune"])
     resumed_at = [int(m.group(1)) for m in (re.search(r"resumed a killed run at epoch (\d+) of 4", r.getMessage())
                                           for r in caplog.records) if m]
     assert resumed_at and resumed_at[0] >= done + 1 > 1  # it went on from the backup, not from epoch 1
-    resumed = json.loads((tmp_path / "metrics" / "fine_tune.json").read_text())
+    resumed = json.loads((workspace / "metrics" / "fine_tune.json").read_text())
     reference = json.loads((clean / "metrics" / "fine_tune.json").read_text())
     assert resumed["epochs_run"] == reference["epochs_run"] == 4  # the killed run's epochs are not lost
     assert abs(resumed["val_loss"] - reference["val_loss"]) < 0.5 * max(reference["val_loss"], 0.05)
