@@ -42,13 +42,14 @@ def test_ray_workers_report_to_the_same_prefect_api_and_a_local_cluster_has_the_
     assert "num_cpus" not in joined  # an existing cluster has its own size
 
 
-# shards of 4 images, one task each: enough tasks for a kill to land between them
+# shards of 4 images, one task each: enough tasks for a kill to land between them; params.yaml's backbone
+# (MobileNetV2, random weights), which each Ray worker builds in a third of ResNet50's time
 MANY_SHARDS = {**SMOKE_PARAMS, "data.synthetic.images_per_class": 16, "data.shard_size": 4,
-               "extract.shards_per_task": 1}
+               "extract.shards_per_task": 1, "backbone.name": "mobilenet_v2", "compare.backbones": ["mobilenet_v2"]}
 
 
 def _features(root: Path) -> dict:
-    folder = root / "data" / "features" / "resnet50"
+    folder = root / "data" / "features" / "mobilenet_v2"
     meta = json.loads((folder / "meta.json").read_text())
     return {"meta": meta, "arrays": {path.name: dict(np.load(path)) for path in sorted(folder.glob("*.npz"))}}
 
@@ -76,7 +77,7 @@ def extracted(tmp_path_factory):
     os.killpg(stage.pid, signal.SIGKILL)  # the stage, its Ray cluster and its Prefect server
     stage.wait()
     kept = len(list(resume.glob("*.npz")))
-    written_after_kill = (cluster / "data" / "features" / "resnet50").exists()
+    written_after_kill = (cluster / "data" / "features" / "mobilenet_v2").exists()
     done = subprocess.run(_stage(cluster / "params.yaml"), cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
