@@ -52,5 +52,8 @@ def test_the_cli_prints_no_tensorflow_start_up_line(tmp_path, command):
     assert quiet.returncode == 0 and quiet.stdout.startswith(f"{tmp_path / 'x.png'}: ")
     noisy = [line for line in quiet.stderr.splitlines(keepends=True) if is_start_up_noise(line) or "cuInit" in line]
     assert noisy == [], quiet.stderr
+
+
+def test_the_cli_shows_tensorflows_lines_when_asked(tmp_path):
     shown = _predict(tmp_path, {"TRANSFERLAB_TF_LOGS": "1"})  # asked for: TensorFlow's lines as it prints them
     assert "absl::InitializeLog" in shown.stderr
