@@ -58,8 +58,9 @@ def _isolated_mlflow(tmp_path, monkeypatch):
 
 
 # Session workspaces whose every test runs on the xdist worker that built it (built_workspace is instead built once
-# for all workers, under a lock).
-SHARED_BUILDS = ("cats_dogs_pipeline", "trained_head")
+# for all workers, under a lock), by the group each belongs to: a test of both real-photo builds needs both on one
+# worker.
+SHARED_BUILDS = {"cats_dogs_pipeline": "real_photos", "oxford_head": "real_photos", "trained_head": "trained_head"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook turns them into node id suffixes)
@@ -69,9 +70,9 @@ def pytest_collection_modifyitems(items):
     the tests of one shared session build."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if {"assets", "cats_dogs_pipeline"} & fixtures:
+        if {"assets", "cats_dogs_pipeline", "oxford_head"} & fixtures:
             item.add_marker(pytest.mark.assets)
-        shared = [name for name in SHARED_BUILDS if name in fixtures]
+        shared = [group for name, group in SHARED_BUILDS.items() if name in fixtures]
         item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
@@ -252,6 +253,16 @@ def trained_head(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     params_file = run_stages(root, WEAK_HEAD, STAGES[:5])
     return root, load_params(params_file)
+
+
+@pytest.fixture(scope="session")
+def oxford_head(tmp_path_factory, assets) -> Path:
+    """The pipeline up to the heads, once per session, on the 600 Oxford-IIIT Pet photos with real MobileNetV2
+    weights: its features are also the 600 photos as the pipeline embeds them (tests/test_quality_assets.py)."""
+    root = tmp_path_factory.mktemp("oxford")
+    run_stages(root, {"data.source": "folder", "data.folder.root": str(assets / "images" / "oxford_pets_3breeds"),
+                      "data.image_size": 224, "backbone.weights": str(assets / MOBILENET_V2)}, HEAD_STAGES)
+    return root
 
 
 def experiments(shown: list[dict]) -> list[dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -15,13 +14,13 @@ from transferlab.data.prepared import first_images
 from transferlab.modeling.features import embedder, load_splits
 from transferlab.modeling.probe import fit_probe
 from transferlab.quality.drift import compare
-from transferlab.quality.drift_check import embed_files, run_drift
+from transferlab.quality.drift_check import embed_files
 from transferlab.quality.label_issues import out_of_fold_probabilities, rank_label_issues
 from transferlab.quality.neighbours import Whitening, near_duplicate_pairs
 from transferlab.quality.report import CALIBRATION_IMAGES, calibration_on, pooled
 
 
-pytestmark = pytest.mark.slow  # the session's whole pipeline on 1,500 real photos, then Oxford's 600
+pytestmark = pytest.mark.slow  # the session's whole pipeline on 1,500 real photos, and the 600 Oxford photos' heads
 
 
 def _planted(source, target) -> None:
@@ -76,13 +75,14 @@ def test_flipped_training_labels_rank_in_the_top_tenth(cats_dogs_pipeline):
     assert np.mean([key in top for key in data.keys[flipped]]) >= 0.8
 
 
-def test_oxford_pets_drift_from_cats_and_dogs_and_one_half_does_not_from_the_other(cats_dogs_pipeline, assets):
-    root = cats_dogs_pipeline
-    result = run_drift(assets / "images" / "oxford_pets_3breeds" / "images", load_params(root / "params.yaml"),
-                       root, root / "drift")
-    assert result.drifted and result.mmd_drifted, result.verdict()
-    assert pd.read_json(root / "drift" / "drift.json", typ="series")["drifted"]
-    train = load_splits(root / "data" / "features" / "mobilenet_v2")["train"].features
+def test_oxford_pets_drift_from_cats_and_dogs_and_one_half_does_not_from_the_other(cats_dogs_pipeline, oxford_head):
+    """The 600 Oxford photos as the pipeline embeds them (`transferlab drift` embeds a folder the same way:
+    tests/test_drift.py), against the cats-and-dogs training features."""
+    train = load_splits(cats_dogs_pipeline / "data" / "features" / "mobilenet_v2")["train"].features
+    oxford = np.concatenate([split.features for split in
+                             load_splits(oxford_head / "data" / "features" / "mobilenet_v2").values()])
+    result = compare(train, oxford, seed=load_params(cats_dogs_pipeline / "params.yaml").base.seed)
+    assert len(oxford) == 600 and result.drifted and result.mmd_drifted, result.verdict()
     order = np.random.default_rng(1).permutation(len(train))
     halves = compare(train[order[: len(train) // 2]], train[order[len(train) // 2:]], seed=1)
     assert not halves.drifted and not halves.mmd_drifted, halves.verdict()

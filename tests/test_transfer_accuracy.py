@@ -2,7 +2,6 @@
 
 import json
 
-from tests.conftest import HEAD_STAGES, MOBILENET_V2, run_stages
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,5 @@ def test_cats_vs_dogs_fine_tuned_reaches_098_and_is_no_worse_than_the_head(cats_
     assert evaluated["fine_tuned"]["accuracy"] >= evaluated["head_only"]["accuracy"] - 0.005, evaluated
 
 
-def test_head_on_oxford_3_breeds_reaches_095_test_accuracy(tmp_path, assets):
-    run_stages(tmp_path, {"data.source": "folder", "data.folder.root": str(assets / "images" / "oxford_pets_3breeds"),
-                          "data.image_size": 224, "backbone.weights": str(assets / MOBILENET_V2)}, HEAD_STAGES)
-    assert _metrics(tmp_path, "train_head/mobilenet_v2.json")["test_accuracy"] >= 0.95
+def test_head_on_oxford_3_breeds_reaches_095_test_accuracy(oxford_head):
+    assert _metrics(oxford_head, "train_head/mobilenet_v2.json")["test_accuracy"] >= 0.95
