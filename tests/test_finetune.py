@@ -112,7 +112,8 @@ def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_
                          ids=["clear gain", "inside the noise", "worse"])
 def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(trained_head, tmp_path, monkeypatch,
                                                                               change, replaced):
-    """The per-image validation losses decide: their mean change's 95 % interval must lie below 0."""
+    """The per-image validation losses decide: their mean change's 95 % interval must lie below 0. The losses are
+    planted, so the epoch itself is too (the tests above train for real): only the decision is under test."""
     from transferlab.modeling import fine_tuning
 
     root, _ = trained_head
@@ -120,6 +121,9 @@ def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(
     noise = np.random.default_rng(1).normal(0.0, 0.3, 40)
     losses = iter([start, start + noise + change])
     monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset, desc="": next(losses))
+    epoch = {"loss": [0.9], "accuracy": [0.5], "val_loss": [1.0 + change], "val_accuracy": [0.5]}
+    before = {"val_loss": 1.0, "val_accuracy": 0.5}
+    monkeypatch.setattr(fine_tuning, "_fit_with_keras", lambda *args: (epoch, before, 1))
     model = _model(trained_head)
     # flip_tta off: the planted losses are the weights' only; `auto` would measure the mirror views a third time
     cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, flip=False, rotation=0.0, zoom=0.0,
