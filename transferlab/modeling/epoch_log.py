@@ -1,5 +1,6 @@
 """Training progress in logs at a readable rate: Keras' `verbose=2` writes two lines per epoch (600 for a
-300-epoch head); this writes the first epoch, then one line at most every LOG_EVERY_S seconds, and the last."""
+300-epoch head); this writes the first epoch, then one line at most every LOG_EVERY_S seconds, and the last. An
+epoch longer than that (fine-tuning a backbone on a CPU) also says how far it got, so no log falls silent."""
 
 from __future__ import annotations
 
@@ -16,17 +17,31 @@ log = logging.getLogger("transferlab.progress")
 
 
 class EpochLog(keras.callbacks.Callback):
-    """A log line for the first epoch, then whenever `every_s` seconds have passed, and for the last one run."""
+    """A log line for the first epoch, then whenever `every_s` seconds have passed (inside a long epoch too, with
+    its batch count), and for the last one run."""
 
     def __init__(self, desc: str, every_s: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.desc, self.every_s, self.clock = desc, every_s, clock
         self.started = self.last = 0.0
-        self.logged = self.done = 0
+        self.logged = self.done = self.epoch = 0
         self.figures: dict = {}
 
     def on_train_begin(self, logs=None) -> None:
         self.started = self.last = self.clock()
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        steps = self.params.get("steps")
+        if batch + 1 == steps:  # the epoch's own line follows
+            return
+        now = self.clock()
+        if now - self.last >= self.every_s:
+            self.last = now
+            log.info("%s: epoch %d/%s, batch %d/%s (%.0f s)", self.desc, self.epoch, self.params.get("epochs", "?"),
+                     batch + 1, steps or "?", now - self.started)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self.done, self.figures = epoch + 1, dict(logs or {})
