@@ -63,3 +63,18 @@ def test_side_by_side_keeps_both_models_figures_per_epsilon():
                                    "clean_accuracy_standard", "robust_accuracy_standard", "targeted_success_standard"]
     assert table.set_index("epsilon").loc[1.0, ["robust_accuracy", "robust_accuracy_standard"]].tolist() == \
         pytest.approx([0.75, 0.0])
+
+
+def test_one_long_epsilon_still_reports_how_far_its_attacks_got(caplog, monkeypatch):
+    """A heartbeat inside each epsilon: with every batch taking longer than the log's interval, each says so."""
+    import logging
+
+    from transferlab.core import progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="transferlab.progress")
+    images, labels = images_both_models_get_right()
+    epsilon_sweep(brightness, images, labels, [1], [4], steps=2, step_factor=2.5, seed=0, batch=2)
+    beats = [r.getMessage() for r in caplog.records if "untargeted:" in r.getMessage()]
+    assert beats[-1].rsplit(" (", 1)[0].endswith("epsilon 4, untargeted: 6/6 images"), beats
+    assert len(beats) == 3  # one per batch of 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
-from transferlab.core.progress import with_progress
+from transferlab.core.progress import Heartbeat, with_progress
+
 
 @dataclass
 class SweepRow:
@@ -28,9 +31,15 @@ class Sweep:
     source_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
 
-def _batched(function, arrays: list[np.ndarray], batch: int) -> np.ndarray:
-    parts = [function(*(a[i:i + batch] for a in arrays)) for i in range(0, len(arrays[0]), batch)]
-    return np.concatenate([np.asarray(p) for p in parts])
+def _batched(function, arrays: list[np.ndarray], batch: int, beat: Callable[[str], None] | None = None,
+             what: str = "") -> np.ndarray:
+    """`function` on `batch` rows at a time; `beat` hears how far it got (a heartbeat for the log)."""
+    parts, total = [], len(arrays[0])
+    for start in range(0, total, batch):
+        parts.append(np.asarray(function(*(a[start:start + batch] for a in arrays))))
+        if beat:
+            beat(f"{what}: {min(start + batch, total)}/{total} images")
+    return np.concatenate(parts)
 
 
 def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list[int], epsilons: list[float],
@@ -49,7 +58,9 @@ def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list
     source = correct & ~mask[labels]
     broken, succeeded = np.zeros(len(images), bool), np.zeros(len(images), bool)
     rows, examples = [], {}
-    for epsilon in with_progress(sorted(epsilons), desc=f"adversarial_report: epsilon sweep ({len(images)} images)"):
+    desc = f"adversarial_report: epsilon sweep ({len(images)} images)"
+    beat = Heartbeat(desc)
+    for epsilon in with_progress(sorted(epsilons), desc=desc):
         step = step_factor * epsilon / steps
 
         def attack(x, y, target=None):
@@ -58,9 +69,10 @@ def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list
         # Only images still standing are attacked: a misclassified image, or one broken within a smaller budget,
         # is already counted as broken here, so attacking it again could not change any figure.
         standing = np.flatnonzero(correct & ~broken)
-        untargeted = _batched(attack, [images[standing], labels[standing]], batch) if len(standing) else images[:0]
-        targeted = _batched(lambda x, y: attack(x, y, mask), [images[source], labels[source]], batch) \
-            if source.any() else images[:0]
+        untargeted = _batched(attack, [images[standing], labels[standing]], batch, beat,
+                              f"epsilon {epsilon:g}, untargeted") if len(standing) else images[:0]
+        targeted = _batched(lambda x, y: attack(x, y, mask), [images[source], labels[source]], batch, beat,
+                            f"epsilon {epsilon:g}, targeted") if source.any() else images[:0]
         for adversarial, original in ((untargeted, images[standing]), (targeted, images[source])):
             if adversarial.size:
                 assert np.abs(adversarial - original).max() <= epsilon + 1e-3, "L-inf budget violated"

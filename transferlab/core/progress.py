@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -48,6 +48,21 @@ def _status(done: int, total: int | None, elapsed: float) -> str:
         return f"{done} in {elapsed:.0f} s"
     eta = elapsed / done * (total - done)
     return f"{done}/{total} ({100 * done / total:.0f} %), {elapsed:.0f} s, about {eta:.0f} s left"
+
+
+class Heartbeat:
+    """Inside one long item of a phase (one epsilon of a sweep on many images): a line only when LOG_EVERY_S
+    seconds have passed since the last, so a log never falls silent longer than that and one batch."""
+
+    def __init__(self, desc: str, every_s: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.desc, self.every_s, self.clock = desc, LOG_EVERY_S if every_s is None else every_s, clock
+        self.started = self.last = clock()
+
+    def __call__(self, status: str) -> None:
+        now = self.clock()
+        if now - self.last >= self.every_s:
+            self.last = now
+            log.info("%s: %s (%.0f s)", self.desc, status, now - self.started)
 
 
 @contextlib.contextmanager
