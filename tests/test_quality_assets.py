@@ -82,7 +82,7 @@ def test_oxford_pets_drift_from_cats_and_dogs_and_one_half_does_not_from_the_oth
     oxford = np.concatenate([split.features for split in
                              load_splits(oxford_head / "data" / "features" / "mobilenet_v2").values()])
     result = compare(train, oxford, seed=load_params(cats_dogs_pipeline / "params.yaml").base.seed)
-    assert len(oxford) == 600 and result.drifted and result.mmd_drifted, result.verdict()
+    assert result.drifted and result.mmd_drifted, result.verdict()
     order = np.random.default_rng(1).permutation(len(train))
     halves = compare(train[order[: len(train) // 2]], train[order[len(train) // 2:]], seed=1)
     assert not halves.drifted and not halves.mmd_drifted, halves.verdict()
