@@ -60,8 +60,8 @@ def test_l2_regularizes_the_output_kernel_only_when_asked():
     plain, regularized = build_head(unregularized(), 8, 3), build_head(HeadParams(l2=0.01), 8, 3)
     assert plain.get_layer("logits").kernel_regularizer is None
     assert regularized.get_layer("logits").kernel_regularizer.get_config()["l2"] == pytest.approx(0.01)
-    small = train_head(HeadParams(epochs=100, learning_rate=0.05, l2=0.1), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
-    large = train_head(HeadParams(epochs=100, learning_rate=0.05, l2=0.0), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
+    small = train_head(HeadParams(epochs=30, learning_rate=0.05, l2=0.1), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
+    large = train_head(HeadParams(epochs=30, learning_rate=0.05, l2=0.0), _blobs(120, 3), _blobs(30, 3, seed=1), 3, seed=0, verbose=0)
     norm = lambda result: np.linalg.norm(result.model.get_layer("logits").kernel.numpy())  # noqa: E731
     assert norm(small) < 0.7 * norm(large)
     with pytest.raises(ValueError, match="outside 0 to 10"):
