@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from transferlab.cli import _run_block
+from transferlab.dvc_runs import run_block_of
 from transferlab.core.paths import PathsParams
 from transferlab.evaluation.run_headline import RunFigures, advice, read_run_figures, run_block
 from transferlab.tracking.tags import PIPELINE_TAG, STAGE_TAG
@@ -97,13 +97,13 @@ def test_repro_reads_the_decision_back_from_its_own_pipelines_evaluate_run(tmp_p
         client.create_run(experiment, tags={PIPELINE_TAG: pid, STAGE_TAG: "evaluate", **DECISION,
                                             "registry.version": version})
     assert read_run_figures(tmp_path, paths, "mobilenet_v2", 0.8) is not None
-    block = "\n".join(_run_block("repro-mine", tmp_path))
+    block = "\n".join(run_block_of("repro-mine", tmp_path))
     assert "version 3 is challenger" in block and "version 9" not in block
     assert "red kite 0.31" in block and "7 images as likely label errors" in block  # metrics/data.json read
-    assert "nothing registered" in "\n".join(_run_block("repro-none", tmp_path))
+    assert "nothing registered" in "\n".join(run_block_of("repro-none", tmp_path))
 
 
 def test_repro_prints_no_block_before_evaluate_has_written_its_figures(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text((Path(__file__).parent.parent / "params.yaml").read_text())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert _run_block("repro-x", tmp_path) == []
+    assert run_block_of("repro-x", tmp_path) == []

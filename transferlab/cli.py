@@ -12,7 +12,6 @@ from pathlib import Path
 from transferlab.core.errors import FAILURES_USERS_FIX, UserError, one_line_failure
 from transferlab.core.paths import PathsParams
 from transferlab.core.redaction import redacted_output
-from transferlab.tracking.tags import PIPELINE_ID_ENV
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -147,80 +146,17 @@ def _port(text: str) -> int:
 def _repro(args: argparse.Namespace) -> int:
     """`dvc repro` with one pipeline id for all its stages, so they share one MLflow pipeline run everywhere
     (the id of the `dvc` process, found through /proc, is only a Linux fallback)."""
-    return _run_dvc(["repro"], args.dvc_args, "repro")
+    from transferlab.dvc_runs import run_dvc
 
-
-# `dvc exp run` options that run experiments elsewhere (queued, in temporary folders): each is its own execution,
-# so they get no shared pipeline id, and the workspace holds none of their results to summarize.
-ELSEWHERE = ("--queue", "--run-all", "--temp", "-j", "--jobs")
+    return run_dvc(["repro"], args.dvc_args, "repro")
 
 
 def _exp_run(args: argparse.Namespace) -> int:
     """`dvc exp run` as `transferlab repro` runs `dvc repro`: one pipeline run, named after the experiment."""
-    if any(arg.split("=")[0] in ELSEWHERE for arg in args.dvc_args):
-        return _run_dvc(["exp", "run"], args.dvc_args, None)
-    return _run_dvc(["exp", "run"], args.dvc_args, "exp run")
+    from transferlab.dvc_runs import ELSEWHERE, run_dvc
 
-
-def _run_dvc(command: list[str], dvc_args: list[str], summarized: str | None) -> int:
-    """Run `dvc <command>` in this workspace; when `summarized`, with one pipeline id for its stages, then
-    record the stages DVC skipped and print the run's block."""
-    import shutil
-    import subprocess
-    import uuid
-
-    from transferlab.execution_record import experiment_name
-    from transferlab.workspace import tool_env
-
-    pid = os.environ.get(PIPELINE_ID_ENV) or f"repro-{uuid.uuid4().hex[:12]}"
-    env = tool_env({PIPELINE_ID_ENV: pid} if summarized else {})
-    dvc = shutil.which("dvc", path=env["PATH"])  # this interpreter's first, as the stages' `python` is
-    if dvc is None:
-        raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
-    if not summarized:
-        return subprocess.call([dvc, *command, *dvc_args], env=env)
-    process = subprocess.Popen([dvc, *command, *dvc_args], env=env, stdout=subprocess.PIPE, text=True)
-    output = []
-    for line in process.stdout:  # shown as it comes; kept for the experiment's name
-        print(line, end="", flush=True)
-        output.append(line)
-    if process.wait() == 0:
-        _record_execution(pid, f"transferlab {summarized}", experiment_name("".join(output)))
-        print("\n".join(_run_block(pid)))
-    return process.returncode
-
-
-def _record_execution(pid: str, command: str, dvc_experiment: str | None = None) -> None:
-    """The stages DVC found up to date go onto the pipeline run as restored (a retry's run carries every stage)."""
-    from transferlab.execution_record import record_execution
-
-    try:
-        restored = record_execution(Path.cwd(), pid, dvc_experiment)
-    except Exception as exc:  # noqa: BLE001 - the run is done and its outputs saved; only the record is short
-        print(f"{command}: the stages DVC skipped were not recorded in MLflow ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
-        return
-    if restored:
-        print(f"{command}: {len(restored)} stages were up to date (DVC restored or kept their outputs): "
-              f"recorded on the pipeline run as restored", file=sys.stderr)
-
-
-def _run_block(pid: str, root: Path = Path()) -> list[str]:
-    """The run's headline, its registry decision (read back from its evaluate run) and advice; [] before evaluate."""
-    from transferlab.core.params_loader import load_params
-    from transferlab.evaluation.run_headline import read_run_figures, run_block
-    from transferlab.tracking.runs import stage_tags
-
-    params = load_params(root / "params.yaml")
-    try:
-        tags = stage_tags(root, params.mlflow.experiment, pid, "evaluate")
-    except Exception as exc:  # noqa: BLE001 - the run is done and saved; only its summary misses the decision
-        print(f"transferlab repro: the registry's decision was not read back ({type(exc).__name__}: {exc}); see "
-              "the evaluate stage's output", file=sys.stderr)
-        tags = None
-    registry = {key: value for key, value in (tags or {}).items() if key.startswith("registry.")}
-    run = read_run_figures(root, params.paths, params.backbone.name, params.evaluate.min_accuracy, registry or None)
-    return run_block(run, params.paths) if run else []
+    elsewhere = any(arg.split("=")[0] in ELSEWHERE for arg in args.dvc_args)
+    return run_dvc(["exp", "run"], args.dvc_args, None if elsewhere else "exp run")
 
 
 def _tracking_option(parser: argparse.ArgumentParser) -> None:
