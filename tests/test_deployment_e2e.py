@@ -28,7 +28,7 @@ def test_scheduled_deployment_is_served_and_runs(prefect_server, workspace_copy)
                              start_new_session=True)
     try:
         with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
-            deployment = registered_deployment("transferlab-pipeline/weekly-retrain")
+            deployment = registered_deployment("transferlab-pipeline/weekly-retrain", serve)
             schedule = deployment.schedules[0].schedule
             assert (schedule.cron, schedule.timezone) == ("30 4 * * 1", "Europe/Berlin")
             run = run_deployment("transferlab-pipeline/weekly-retrain", timeout=900)

@@ -42,12 +42,13 @@ def webhook():
     server.shutdown()
 
 
-def _finished_runs(deployment_id, count: int, timeout_s: float = 600) -> list:
+def _finished_runs(deployment_id, count: int, serving: subprocess.Popen) -> list:
+    """The deployment's first `count` runs once they are final; fails at once if the `serving` process stops first
+    (a run that never ends: the tests' pytest timeout)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    deadline = time.monotonic() + timeout_s
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
@@ -55,7 +56,7 @@ def _finished_runs(deployment_id, count: int, timeout_s: float = 600) -> list:
         finished = [run for run in runs if run.state and run.state.is_final()]
         if len(finished) >= count:
             return finished
-        assert time.monotonic() < deadline, f"{len(finished)} of {count} release runs finished: {runs}"
+        assert serving.poll() is None, f"the release deployment stopped; {len(finished)} of {count} runs ended: {runs}"
         time.sleep(2)
 
 
@@ -103,9 +104,9 @@ def test_a_promotion_is_released_and_a_broken_champion_is_rolled_back(prefect_se
                                   "--notify-block", "custom-webhook/team"], cwd=PROJECT_ROOT, env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            deployment = registered_deployment(DEPLOYMENT)
+            deployment = registered_deployment(DEPLOYMENT, serve)
             run_tool(workspace, "dvc", "repro", "--force", "--single-item", "evaluate", env=env)
-            [first] = _finished_runs(deployment.id, 1)
+            [first] = _finished_runs(deployment.id, 1, serve)
             assert first.state.is_completed(), first.state
             client = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
             tags = client.get_model_version("transferlab", "1").tags
@@ -114,9 +115,9 @@ def test_a_promotion_is_released_and_a_broken_champion_is_rolled_back(prefect_se
             assert float(tags["release.max_probability_difference"]) <= 0.01
             assert tags["release.summary"].startswith("transferlab version 1 released: p50 ")
             broken = _broken_champion(workspace, monkeypatch)
-            second = _finished_runs(deployment.id, 2)[1]
-            deadline = time.monotonic() + 60  # the hook notifies after the run's final state is set
-            while len(received) < 2 and time.monotonic() < deadline:
+            second = _finished_runs(deployment.id, 2, serve)[1]
+            while len(received) < 2:  # the hook notifies after the run's final state is set
+                assert serve.poll() is None, f"the release deployment stopped with {len(received)} of 2 notifications"
                 time.sleep(1)
         finally:
             os.killpg(serve.pid, signal.SIGTERM)

@@ -39,8 +39,9 @@ def run_dvc(command: list[str], dvc_args: list[str], summarized: str | None) -> 
         print(line, end="", flush=True)
         output.append(line)
     if process.wait() == 0:
-        record_run(pid, f"transferlab {summarized}", experiment_name("".join(output)))
-        print("\n".join(run_block_of(pid)))
+        shown_as = f"transferlab {summarized}"
+        record_run(pid, shown_as, experiment_name("".join(output)))
+        print("\n".join(run_block_of(pid, command=shown_as)))
     return process.returncode
 
 
@@ -57,13 +58,13 @@ def record_run(pid: str, command: str, dvc_experiment: str | None = None) -> Non
               f"recorded on the pipeline run as restored", file=sys.stderr)
 
 
-def run_block_of(pid: str, root: Path = Path()) -> list[str]:
+def run_block_of(pid: str, root: Path = Path(), command: str = "transferlab repro") -> list[str]:
     """The run's headline, its registry decision (read back from its evaluate run) and advice; [] before evaluate."""
     params = load_params(root / "params.yaml")
     try:
         tags = stage_tags(root, params.mlflow.experiment, pid, "evaluate")
     except Exception as exc:  # noqa: BLE001 - the run is done and saved; only its summary misses the decision
-        print(f"transferlab repro: the registry's decision was not read back ({type(exc).__name__}: {exc}); see "
+        print(f"{command}: the registry's decision was not read back ({type(exc).__name__}: {exc}); see "
               "the evaluate stage's output", file=sys.stderr)
         tags = None
     registry = {key: value for key, value in (tags or {}).items() if key.startswith("registry.")}
