@@ -90,13 +90,13 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster_runs(base):
+    """One worker's run, and a two-worker cluster's: killed once both kept a checkpoint, then started again (its
+    resumed run is the two-worker run the comparisons read: one pair of cluster runs for both claims)."""
     tmp = base.parent
     one = _workspace(tmp / "base", tmp / "one", 8)
     two = _workspace(tmp / "base", tmp / "two", 4)
-    killed = _workspace(tmp / "base", tmp / "killed", 4)
-    logs = {"one": run_loopback_cluster(_cluster(one, 1)), "two": run_loopback_cluster(_cluster(two, 2))}
-    logs["killed"] = _kill_after_first_checkpoint(killed)
-    return {name: _outputs(tmp / name) for name in ("one", "two", "killed")} | {"logs": logs}
+    logs = {"one": run_loopback_cluster(_cluster(one, 1)), "two": _kill_after_first_checkpoint(two)}
+    return {name: _outputs(tmp / name) for name in ("one", "two")} | {"logs": logs}
 
 
 def _kill_after_first_checkpoint(params: Path) -> list[str]:
@@ -118,6 +118,7 @@ def _kill_after_first_checkpoint(params: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # the fixture waits on the clusters: a hang fails, setup included
 def test_two_workers_reach_the_weights_of_one_with_the_same_global_batch(cluster_runs):
+    """The two-worker run was killed after its first epoch and resumed: its epochs together match one worker's."""
     one, two = cluster_runs["one"], cluster_runs["two"]
     assert two["metrics"]["epochs_run"] == one["metrics"]["epochs_run"] == EPOCHS
     for name in ("val_loss_tried", "val_accuracy_tried", "val_loss_head_only"):
@@ -144,16 +145,14 @@ def test_only_the_chief_writes_and_training_moved_the_weights(cluster_runs, base
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_killed_cluster_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_does(cluster_runs):
-    chief, other = cluster_runs["logs"]["killed"]
+    chief, other = cluster_runs["logs"]["two"]
     assert "resumed from the checkpoint of epoch" in chief and "resumed from the checkpoint of epoch" in other
     resumed_at = int(chief.split("resumed from the checkpoint of epoch ")[1].split()[0])
     assert 1 <= resumed_at < EPOCHS
-    killed, two = cluster_runs["killed"], cluster_runs["two"]
+    killed, unbroken = cluster_runs["two"], cluster_runs["one"]
     assert killed["first_epoch"] == [resumed_at + 1] * 2
-    assert killed["metrics"]["epochs_run"] == two["metrics"]["epochs_run"]  # the killed run's epochs are counted
-    np.testing.assert_allclose(killed["metrics"]["val_loss_tried"], two["metrics"]["val_loss_tried"], rtol=1e-4)
-    for mine, theirs in zip(killed["trained"][0], two["trained"][0]):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    assert killed["metrics"]["epochs_run"] == unbroken["metrics"]["epochs_run"]  # the killed run's epochs are counted
+    np.testing.assert_allclose(killed["metrics"]["val_loss_tried"], unbroken["metrics"]["val_loss_tried"], rtol=1e-4)
 
 
 @pytest.mark.slow
