@@ -13,6 +13,7 @@ from typing import Any
 from transferlab.core.errors import FAILURES_USERS_FIX, ParamsError, one_line_failure
 from transferlab.core.params import Params
 from transferlab.core.params_loader import load_params
+from transferlab.core.process_exit import exit_without_teardown
 from transferlab.core.progress import stage_timing
 from transferlab.core.redaction import RedactingStream, redacted_output
 from transferlab.params_snapshot import check_unchanged
@@ -126,4 +127,4 @@ def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: 
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     # For the whole process, so a bug's traceback printed at exit is scrubbed too.
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
-    sys.exit(run_stage(stage, body, param_sections, track=track))
+    exit_without_teardown(run_stage(stage, body, param_sections, track=track))
