@@ -201,11 +201,12 @@ def imagenet_classifier(backbone: str, alpha: float, weights: str, root: Path, k
     return keras.Model(inputs, outputs, name=f"{backbone}_imagenet")
 
 
-def compile_for(model, learning_rate: Any, output: Output | None = None) -> None:
+def compile_for(model, learning_rate: Any, output: Output | None = None, steps_per_execution: int = 1) -> None:
     """Adam (at a rate or a Keras schedule), with the loss and the `accuracy` metric of the model's output convention
     (`output`, for a model that wraps a classifier and has no output shape of its own)."""
     output = output or Output.of(model)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=output.loss(), metrics=[output.metric()])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=output.loss(), metrics=[output.metric()],
+                  steps_per_execution=steps_per_execution)
 
 
 def backbone_of(model):

@@ -13,6 +13,11 @@ from transferlab.modeling.features import SplitFeatures
 from transferlab.modeling.outputs import Output, output_layers, predicted_labels
 
 
+# A head's step is a few microseconds of arithmetic: run many per call into TensorFlow (the same steps, in order).
+HEAD_STEPS_PER_EXECUTION = 32
+EVALUATION_BATCH = 1024
+
+
 @dataclass
 class HeadResult:
     model: Any
@@ -64,7 +69,7 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
         x = keras.layers.Dropout(cfg.dropout)(x)
     logits, probabilities = output_layers(Output.for_task(num_classes, cfg.activation), cfg.l2)
     model = keras.Model(inputs, probabilities(logits(x)), name="head")
-    compile_for(model, cfg.learning_rate)
+    compile_for(model, cfg.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
     return model
 
 
@@ -93,14 +98,28 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
         history = _fit_across_workers(model, cfg, (features, train.labels), validation_data, batch, strategy, seed)
     else:
         stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True)
-        fit = model.fit(features, train.labels, batch_size=batch, epochs=cfg.epochs, validation_data=validation_data,
-                        callbacks=[stop, *callbacks], shuffle=True, verbose=verbose)
+        examples, validation_examples = _input_pipelines((features, train.labels), validation_data, batch, seed)
+        fit = model.fit(examples, epochs=cfg.epochs, validation_data=validation_examples,
+                        callbacks=[stop, *callbacks], verbose=verbose)
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     best_epoch = int(np.argmin(history[monitor]))
     metrics = {name: values[best_epoch] for name, values in history.items()}
     metrics["best_epoch"] = best_epoch + 1
     metrics["epochs_run"] = len(history[monitor])
     return HeadResult(model, history, best_epoch + 1, metrics)
+
+
+def _input_pipelines(train: tuple, validation: tuple | None, batch: int, seed: int) -> tuple[Any, Any]:
+    """tf.data pipelines built once for every epoch, the training one reshuffled each epoch: given arrays, Keras
+    builds its input pipeline again every epoch, which made most of a 300-epoch head's time (960 x 1280 features:
+    87 -> 20 ms an epoch with HEAD_STEPS_PER_EXECUTION). Validation figures do not depend on its batch size."""
+    import tensorflow as tf
+
+    examples = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[1]), seed, reshuffle_each_iteration=True)
+    examples = examples.batch(batch).prefetch(tf.data.AUTOTUNE)
+    if validation is None:
+        return examples, None
+    return examples, tf.data.Dataset.from_tensor_slices(validation).batch(max(batch, EVALUATION_BATCH)).cache()
 
 
 def _fit_across_workers(model, cfg: HeadParams, train: tuple, validation: tuple | None, batch: int, strategy: Any,
