@@ -79,3 +79,29 @@ def test_a_feature_constant_in_training_keeps_its_units_as_in_the_probes_scaler(
     model = build_head(unregularized(), 4, 3, train)
     standardized = model.get_layer("standardize")(unseen).numpy()
     np.testing.assert_allclose(standardized, StandardScaler().fit(train).transform(unseen), rtol=1e-4, atol=1e-5)
+
+
+def test_several_steps_a_call_divide_the_epoch_and_one_across_replicas():
+    from types import SimpleNamespace
+
+    from transferlab.modeling.head import steps_per_execution
+
+    one, two = SimpleNamespace(num_replicas_in_sync=1), SimpleNamespace(num_replicas_in_sync=2)
+    assert [steps_per_execution(steps, one) for steps in (1, 15, 16, 34, 37, 64, 96)] == [1, 15, 16, 17, 1, 32, 32]
+    assert steps_per_execution(16, two) == 1 and steps_per_execution(0, one) == 1
+
+
+def test_each_epoch_sees_every_example_once_in_its_own_order_the_same_run_to_run():
+    from transferlab.modeling.head import input_pipelines
+
+    features, labels = np.arange(10, dtype=np.float32)[:, None], np.arange(10)
+
+    def epochs():
+        examples, validation = input_pipelines((features, labels), (features[:3], labels[:3]), 4, 7, 3)
+        batches = [rows.numpy().tolist() for _, rows in examples]
+        assert [len(batch) for batch in batches] == [4, 4, 2] * 3 and len(list(validation)) == 1
+        return [sum(batches[start:start + 3], []) for start in (0, 3, 6)]
+
+    orders = epochs()
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert len({tuple(order) for order in orders}) == 3 and orders == epochs()

@@ -14,7 +14,7 @@ from transferlab.modeling.outputs import Output, output_layers, predicted_labels
 
 
 # A head's step is a few microseconds of arithmetic: run many per call into TensorFlow (the same steps, in order).
-HEAD_STEPS_PER_EXECUTION = 32
+MAX_STEPS_PER_EXECUTION = 32
 EVALUATION_BATCH = 1024
 
 
@@ -50,7 +50,8 @@ def standardization(train_features: np.ndarray) -> dict[str, np.ndarray]:
     return {"mean": features.mean(axis=0), "variance": np.where(constant, 1.0, variance)}
 
 
-def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None):
+def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_features: np.ndarray | None = None,
+               steps_per_execution: int = 1):
     """Standardize, dropout, an optional hidden layer, then the output convention's logits (under L2 cfg.l2, which
     `resolved` made a number) and probabilities."""
     import keras
@@ -69,7 +70,7 @@ def build_head(cfg: HeadParams, feature_width: int, num_classes: int, train_feat
         x = keras.layers.Dropout(cfg.dropout)(x)
     logits, probabilities = output_layers(Output.for_task(num_classes, cfg.activation), cfg.l2)
     model = keras.Model(inputs, probabilities(logits(x)), name="head")
-    compile_for(model, cfg.learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+    compile_for(model, cfg.learning_rate, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -88,9 +89,11 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     features = train.features.astype(np.float32)
-    with strategy.scope():
-        model = build_head(cfg, features.shape[1], num_classes, features)
     batch = global_batch_size(cfg.batch_size, strategy)
+    steps_per_epoch = -(-len(train.labels) // batch)
+    calls = steps_per_execution(steps_per_epoch, strategy)
+    with strategy.scope():
+        model = build_head(cfg, features.shape[1], num_classes, features, calls)
     has_validation = len(validation.labels) > 0
     monitor = "val_loss" if has_validation else "loss"
     validation_data = (validation.features.astype(np.float32), validation.labels) if has_validation else None
@@ -98,9 +101,12 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
         history = _fit_across_workers(model, cfg, (features, train.labels), validation_data, batch, strategy, seed)
     else:
         stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True)
-        examples, validation_examples = _input_pipelines((features, train.labels), validation_data, batch, seed)
-        fit = model.fit(examples, epochs=cfg.epochs, validation_data=validation_examples,
-                        callbacks=[stop, *callbacks], verbose=verbose)
+        examples, validation_examples = input_pipelines((features, train.labels), validation_data, batch, seed,
+                                                         cfg.epochs)
+        # shuffle=False: the pipeline shuffles itself (Keras ignores, with a warning, a shuffle asked of tf.data)
+        fit = model.fit(examples, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                        validation_data=validation_examples, callbacks=[stop, *callbacks], shuffle=False,
+                        verbose=verbose)
         history = {name: [float(v) for v in values] for name, values in fit.history.items()}
     best_epoch = int(np.argmin(history[monitor]))
     metrics = {name: values[best_epoch] for name, values in history.items()}
@@ -109,14 +115,33 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     return HeadResult(model, history, best_epoch + 1, metrics)
 
 
-def _input_pipelines(train: tuple, validation: tuple | None, batch: int, seed: int) -> tuple[Any, Any]:
-    """tf.data pipelines built once for every epoch, the training one reshuffled each epoch: given arrays, Keras
-    builds its input pipeline again every epoch, which made most of a 300-epoch head's time (960 x 1280 features:
-    87 -> 20 ms an epoch with HEAD_STEPS_PER_EXECUTION). Validation figures do not depend on its batch size."""
+def steps_per_execution(steps_per_epoch: int, strategy: Any) -> int:
+    """The most steps a call, up to MAX_STEPS_PER_EXECUTION, that divide an epoch (a call across an epoch's end
+    would take the next epoch's batches into this one); one across replicas, where Keras 3.15 fails several steps
+    a call on a distributed dataset (an unfed placeholder)."""
+    if strategy.num_replicas_in_sync > 1:
+        return 1
+    return max((n for n in range(1, min(MAX_STEPS_PER_EXECUTION, steps_per_epoch) + 1) if steps_per_epoch % n == 0),
+               default=1)
+
+
+def input_pipelines(train: tuple, validation: tuple | None, batch: int, seed: int, epochs: int) -> tuple[Any, Any]:
+    """tf.data pipelines built once for the whole fit: given arrays, Keras builds its input pipeline again every
+    epoch, which made most of a 300-epoch head's time (1,000 x 1280 features: 87 -> 20 ms an epoch with several
+    steps a call). Every epoch's order is a stateless shuffle of (seed, epoch), so one device and MirroredStrategy
+    see the same batches (a reshuffling dataset gave each its own order). Validation figures do not depend on its
+    batch size."""
     import tensorflow as tf
 
-    examples = tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[1]), seed, reshuffle_each_iteration=True)
-    examples = examples.batch(batch).prefetch(tf.data.AUTOTUNE)
+    features, labels = (tf.constant(array) for array in train)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels)[0]), tf.stack([seed, epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch)
+
+    examples = tf.data.Dataset.range(epochs).flat_map(epoch_batches)
+    examples = examples.map(lambda rows: (tf.gather(features, rows), tf.gather(labels, rows)))
+    examples = examples.prefetch(tf.data.AUTOTUNE)
     if validation is None:
         return examples, None
     return examples, tf.data.Dataset.from_tensor_slices(validation).batch(max(batch, EVALUATION_BATCH)).cache()
