@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT, run_stages
-from transferlab.core.params import ExtractParams
+from transferlab.core.params import BackboneParams, ExtractParams
 from transferlab.modeling.extraction_cluster import ray_init_kwargs, shard_groups, uses_cluster
 from transferlab.workspace import SMOKE_PARAMS, set_params
 
@@ -106,6 +106,39 @@ def test_a_killed_cluster_stage_keeps_its_finished_shards_and_redoes_only_the_re
     assert 1 <= kept < total and not extracted["written_after_kill"]
     assert f"extracting {total - kept} shards" in extracted["log"]
     assert extracted["cluster"]["meta"]["resumed_shards"] == kept
+
+
+def test_a_ray_workers_later_tasks_reuse_the_backbone_its_first_task_built(tmp_path, monkeypatch):
+    """A task used to build and trace the backbone again; a worker process now keeps the one its first task built,
+    and gives the same features with it. Another backbone setting builds its own."""
+    import io
+
+    from transferlab.data.prepared import shard_files, shard_sizes
+    from transferlab.modeling import extraction_cluster
+
+    # four shards of 3 images; params.yaml's backbone, random weights, as in MANY_SHARDS
+    root = tmp_path / "ws"
+    run_stages(root, {**SMOKE_PARAMS, "data.synthetic.images_per_class": 4, "data.shard_size": 3,
+                      "backbone.name": "mobilenet_v2", "compare.backbones": ["mobilenet_v2"]})
+    prepared = root / "data" / "prepared"
+    shards, sizes = [str(path) for path in shard_files(prepared, "train")], shard_sizes(prepared)
+    built = []
+    extractor = extraction_cluster.feature_extractor
+    monkeypatch.setattr(extraction_cluster, "feature_extractor", lambda *args: built.append(args) or extractor(*args))
+    extraction_cluster.worker_forward.cache_clear()
+    cfg = BackboneParams(name="mobilenet_v2", weights="none")
+
+    def task(group: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+        [(_, npz)] = extraction_cluster.extract_group(group, sizes, cfg, 32, str(root), seed, False)
+        return dict(np.load(io.BytesIO(npz)))
+
+    first = task(shards[:1])
+    task(shards[1:2])
+    again = task(shards[:1])
+    assert len(built) == 1 and len(shards) >= 2
+    np.testing.assert_array_equal(again["features"], first["features"])
+    task(shards[:1], seed=1)  # random weights differ by seed: another backbone
+    assert len(built) == 2
 
 
 def test_a_named_cluster_that_does_not_answer_is_one_line_before_ray_starts(monkeypatch):

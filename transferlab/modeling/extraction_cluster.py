@@ -10,6 +10,7 @@ an existing one, whose nodes read the prepared shards at the same path (shared s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 from transferlab.core.endpoints import redact, unanswered_port
 from transferlab.core.errors import DataError, UserError
 from transferlab.core.params import BackboneParams, ExtractParams
-from transferlab.modeling.features import ExtractionPlan, shard_features, write_shards
+from transferlab.modeling.assembly import feature_extractor
+from transferlab.modeling.features import ExtractionPlan, compiled_forward, shard_features, write_shards
 
 RAY_ADDRESS = "RAY_ADDRESS"
 
@@ -39,7 +41,17 @@ def extract_group(shards: list[str], sizes: dict[str, int], cfg: BackboneParams,
     if missing:
         raise DataError(f"{missing[0]}: not readable on this Ray node; the cluster's nodes must see the workspace at "
                         f"the same path (shared storage)")
-    return [(path.name, npz) for path, npz in shard_features(paths, sizes, cfg, image_size, Path(root), seed, frozen)]
+    forward = worker_forward(cfg.model_dump_json(), image_size, root, seed, frozen)
+    return [(path.name, npz) for path, npz in shard_features(paths, sizes, cfg, image_size, Path(root), seed, frozen,
+                                                             forward=forward)]
+
+
+@functools.lru_cache(maxsize=1)
+def worker_forward(backbone: str, image_size: int, root: str, seed: int, frozen: bool):
+    """The traced backbone of a Ray worker process: built by its first task, reused by the later ones (a stage's
+    tasks share its workers; Ray gives each job workers of its own, so a cached backbone never outlives its run)."""
+    cfg = BackboneParams.model_validate_json(backbone)
+    return compiled_forward(feature_extractor(cfg, image_size, Path(root), seed), cfg.batch_size, image_size, frozen)
 
 
 @contextlib.contextmanager

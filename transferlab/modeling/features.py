@@ -154,12 +154,13 @@ def plan_extraction(prepared: Path, scratch: Path, cfg: BackboneParams, image_si
 
 
 def shard_features(shards: list[Path], sizes: dict[str, int], cfg: BackboneParams, image_size: int, root: Path,
-                   seed: int, frozen: bool, progress: bool = False) -> Iterator[tuple[Path, bytes]]:
+                   seed: int, frozen: bool, progress: bool = False, forward=None) -> Iterator[tuple[Path, bytes]]:
     """The features of `shards` as .npz bytes, one shard at a time as each completes: the work of one process,
-    the stage's own or a cluster task's."""
+    the stage's own or a cluster task's (`forward`: the compiled backbone, when the caller keeps one)."""
     import tensorflow as tf
 
-    forward = compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
+    if forward is None:
+        forward = compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
     stream = stream_features(forward, shards, sizes, cfg.batch_size, image_size, cfg.dtype)
     if progress:
         stream = with_progress(stream, total=len(shards), desc="extract_features: shards")
