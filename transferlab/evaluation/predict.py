@@ -19,7 +19,6 @@ from transferlab.core.file_kinds import not_opened, special_kind
 from transferlab.core.progress import with_progress
 from transferlab.core.redaction import scrub
 from transferlab.core.paths import CLASSES_FILE, MODEL_FILE
-from transferlab.modeling.assembly import load_keras
 from transferlab.modeling.outputs import class_probabilities
 from transferlab.data.images import ResizeMode, UndecodableImage, model_pixels
 
@@ -43,6 +42,9 @@ def load_model(reference: str) -> LoadedModel:
         path = path / MODEL_FILE
     if not path.is_file():
         raise UserError(f"--model: no model file at {reference}")
+    # Keras starts only once there is a model to load: a wrong path is answered at once, not after 4 s of imports
+    from transferlab.modeling.assembly import load_keras
+
     model = load_keras(path)
     classes_file = path.parent / CLASSES_FILE
     classes = [c["name"] for c in json.loads(classes_file.read_text(encoding="utf-8"))] if classes_file.is_file() else None
