@@ -40,8 +40,9 @@ def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_p
     root, _ = trained_head
     model = _model(trained_head)
     before = [w.copy() for w in model.get_weights()]
+    # flip_tta off: the mirror views are tests/test_finetune.py's; here they would only trace a second model
     cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=1, patience=5, flip=False, rotation=0.0, zoom=0.0,
-                         adversarial=AdversarialTrainingParams(epsilon=EPSILON, steps=2, fraction=0.5))
+                         adversarial=AdversarialTrainingParams(epsilon=EPSILON, steps=2, fraction=0.5), flip_tta=False)
     result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0,
                        fitting=adversarial_fitting(cfg.adversarial, 0))
     assert result.model is model and not isinstance(model, AdversarialFitting)  # the classifier, not the wrapper

@@ -35,8 +35,10 @@ def test_only_the_unfrozen_top_changes_under_a_warm_up_and_cosine_schedule(train
         def on_epoch_end(self, epoch, logs=None):
             trained.update(weight_snapshot(base.layers))
 
+    # flip_tta off: the mirror views are test_flip_tta_is_chosen_on_validation_loss_under_auto's; here they would
+    # only trace and run a second, two-view model after the training under test
     cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-3, epochs=2, schedule="cosine", warmup_epochs=1,
-                         flip=False, rotation=0.0, zoom=0.0)
+                         flip=False, rotation=0.0, zoom=0.0, flip_tta=False)
     result = fine_tune(model, root / "data" / "prepared", cfg, tmp_path, seed=0, verbose=0, callbacks=(Snapshot(),))
     after = trained
     trainable = set(result.trainable_layers)
@@ -93,7 +95,8 @@ def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_
     prepared = _with_rotated_training_labels(root / "data" / "prepared", tmp_path / "prepared")
     model = _model(trained_head)
     start = [np.array(w) for w in model.get_weights()]
-    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-2, epochs=2, patience=2, flip=False, rotation=0.0, zoom=0.0)
+    cfg = FineTuneParams(unfreeze_top=6, learning_rate=1e-2, epochs=2, patience=2, flip=False, rotation=0.0, zoom=0.0,
+                         flip_tta=False)  # the mirror views are another test's (see the test above)
     result = fine_tune(model, prepared, cfg, tmp_path / "scratch", seed=0, verbose=0)
     assert min(result.history["val_loss"]) > result.initial["val_loss"]  # it really never improved
     assert result.kept_initial and result.metrics()["kept_head_only_weights"] == 1
@@ -120,7 +123,7 @@ def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(
     start = np.random.default_rng(0).uniform(0.0, 2.0, 40)
     noise = np.random.default_rng(1).normal(0.0, 0.3, 40)
     losses = iter([start, start + noise + change])
-    monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset, desc="": next(losses))
+    monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset, desc="", forward=None: next(losses))
     epoch = {"loss": [0.9], "accuracy": [0.5], "val_loss": [1.0 + change], "val_accuracy": [0.5]}
     before = {"val_loss": 1.0, "val_accuracy": 0.5}
     monkeypatch.setattr(fine_tuning, "_fit_with_keras", lambda *args: (epoch, before, 1))
