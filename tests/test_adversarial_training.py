@@ -36,6 +36,7 @@ def test_epsilon_zero_means_plain_fitting():
     assert adversarial_fitting(AdversarialTrainingParams(epsilon=1.0), 0) is not None
 
 
+@pytest.mark.slow  # fine-tunes ResNet50's top on PGD attacks (about 13 s)
 def test_adversarial_fine_tuning_trains_the_plain_classifier(trained_head, tmp_path):
     root, _ = trained_head
     model = _model(trained_head)

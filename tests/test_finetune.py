@@ -21,6 +21,7 @@ def weight_snapshot(layers) -> dict[str, list[np.ndarray]]:
     return {layer.name: [np.array(w.numpy()) for w in layer.weights] for layer in layers}
 
 
+@pytest.mark.slow  # fine-tunes ResNet50's top for two epochs (about 10 s)
 def test_only_the_unfrozen_top_changes_under_a_warm_up_and_cosine_schedule(trained_head, tmp_path):
     """One run for both: what trains (the unfrozen top, never BatchNorm) and the schedule (decayed to 0)."""
     import keras
@@ -90,6 +91,7 @@ def _with_rotated_training_labels(prepared: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow  # fine-tunes ResNet50's top for two epochs (about 10 s)
 def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_head, tmp_path):
     root, _ = trained_head
     prepared = _with_rotated_training_labels(root / "data" / "prepared", tmp_path / "prepared")
