@@ -91,9 +91,9 @@ def train_head(cfg: HeadParams, train: SplitFeatures, validation: SplitFeatures,
     features = train.features.astype(np.float32)
     batch = global_batch_size(cfg.batch_size, strategy)
     steps_per_epoch = -(-len(train.labels) // batch)
-    calls = steps_per_execution(steps_per_epoch, strategy)
+    per_call = steps_per_execution(steps_per_epoch, strategy)
     with strategy.scope():
-        model = build_head(cfg, features.shape[1], num_classes, features, calls)
+        model = build_head(cfg, features.shape[1], num_classes, features, per_call)
     has_validation = len(validation.labels) > 0
     monitor = "val_loss" if has_validation else "loss"
     validation_data = (validation.features.astype(np.float32), validation.labels) if has_validation else None
