@@ -114,7 +114,7 @@ def test_a_ray_workers_later_tasks_reuse_the_backbone_its_first_task_built(tmp_p
     import io
 
     from transferlab.data.prepared import shard_files, shard_sizes
-    from transferlab.modeling import extraction_cluster
+    from transferlab.modeling import extraction_cluster, features
 
     # four shards of 3 images; params.yaml's backbone, random weights, as in MANY_SHARDS
     root = tmp_path / "ws"
@@ -123,8 +123,8 @@ def test_a_ray_workers_later_tasks_reuse_the_backbone_its_first_task_built(tmp_p
     prepared = root / "data" / "prepared"
     shards, sizes = [str(path) for path in shard_files(prepared, "train")], shard_sizes(prepared)
     built = []
-    extractor = extraction_cluster.feature_extractor
-    monkeypatch.setattr(extraction_cluster, "feature_extractor", lambda *args: built.append(args) or extractor(*args))
+    extractor = features.feature_extractor
+    monkeypatch.setattr(features, "feature_extractor", lambda *args: built.append(args) or extractor(*args))
     extraction_cluster.worker_forward.cache_clear()
     cfg = BackboneParams(name="mobilenet_v2", weights="none")
 

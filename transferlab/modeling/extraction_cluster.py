@@ -18,8 +18,7 @@ from pathlib import Path
 from transferlab.core.endpoints import redact, unanswered_port
 from transferlab.core.errors import DataError, UserError
 from transferlab.core.params import BackboneParams, ExtractParams
-from transferlab.modeling.assembly import feature_extractor
-from transferlab.modeling.features import ExtractionPlan, compiled_forward, shard_features, write_shards
+from transferlab.modeling.features import ExtractionPlan, shard_features, traced_backbone, write_shards
 
 RAY_ADDRESS = "RAY_ADDRESS"
 
@@ -50,8 +49,7 @@ def extract_group(shards: list[str], sizes: dict[str, int], cfg: BackboneParams,
 def worker_forward(backbone: str, image_size: int, root: str, seed: int, frozen: bool):
     """The traced backbone of a Ray worker process: built by its first task, reused by the later ones (a stage's
     tasks share its workers; Ray gives each job workers of its own, so a cached backbone never outlives its run)."""
-    cfg = BackboneParams.model_validate_json(backbone)
-    return compiled_forward(feature_extractor(cfg, image_size, Path(root), seed), cfg.batch_size, image_size, frozen)
+    return traced_backbone(BackboneParams.model_validate_json(backbone), image_size, Path(root), seed, frozen)
 
 
 @contextlib.contextmanager

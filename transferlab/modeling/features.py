@@ -116,6 +116,11 @@ def compiled_forward(extractor, batch_size: int, image_size: int, frozen: bool =
     return lambda images: tf.nest.flatten(constant(images))[0]  # a frozen function returns its outputs as a list
 
 
+def traced_backbone(cfg: BackboneParams, image_size: int, root: Path, seed: int, frozen: bool):
+    """The backbone's feature extractor built and traced for the stream's batch shape."""
+    return compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
+
+
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     import io
 
@@ -159,8 +164,7 @@ def shard_features(shards: list[Path], sizes: dict[str, int], cfg: BackboneParam
     the stage's own or a cluster task's (`forward`: the compiled backbone, when the caller keeps one)."""
     import tensorflow as tf
 
-    if forward is None:
-        forward = compiled_forward(feature_extractor(cfg, image_size, root, seed), cfg.batch_size, image_size, frozen)
+    forward = forward or traced_backbone(cfg, image_size, root, seed, frozen)
     stream = stream_features(forward, shards, sizes, cfg.batch_size, image_size, cfg.dtype)
     if progress:
         stream = with_progress(stream, total=len(shards), desc="extract_features: shards")

@@ -218,9 +218,7 @@ def start_and_tuned_losses(model, start_weights: list, validation) -> tuple[np.n
 
     Measured after fitting (the start by setting its weights back for a moment), so that nothing runs between
     seeding and the fit."""
-    import tensorflow as tf
-
-    forward = tf.function(lambda images: model(images, training=False))  # one trace: the same variables serve both
+    forward = inference_call(model)  # one trace: the same variables serve both weights
     tuned_weights = model.get_weights()
     model.set_weights(start_weights)
     start = per_image_losses(model, validation, "fine-tune: validation losses of the head-only start (batches)",
@@ -279,16 +277,21 @@ def per_image_losses(model, dataset, desc: str = "", forward=None) -> np.ndarray
     """Each image's loss under `model`, without regularization penalties (the head's L2, which fine-tuning's
     validation loss includes and which says nothing about the images); progress lines under `desc`. `forward`:
     the model's call already traced, for a caller that measures one model at several weights."""
-    import tensorflow as tf
-
     output = Output.of(model)
     loss = output.loss(reduction=None)
-    # a direct call, not predict_on_batch: under MultiWorkerMirroredStrategy Keras' predict concatenates the
-    # replicas' outputs of one local batch (twice the rows on two workers)
-    forward = forward or tf.function(lambda images: model(images, training=False))
+    forward = forward or inference_call(model)
     parts = [np.asarray(loss(output.targets(labels), forward(images)), np.float64).reshape(-1)
              for images, labels in (with_progress(dataset, None, desc) if desc else dataset)]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def inference_call(model):
+    """`model` called in inference mode, traced: a direct call, not predict_on_batch, because under
+    MultiWorkerMirroredStrategy Keras' predict concatenates the replicas' outputs of one local batch (twice the
+    rows on two workers)."""
+    import tensorflow as tf
+
+    return tf.function(lambda images: model(images, training=False))
 
 
 def epoch_history(log: Path) -> dict[str, list[float]]:
