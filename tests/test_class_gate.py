@@ -46,3 +46,12 @@ def test_a_damaged_champion_record_is_read_as_none_not_a_crash(tmp_path):
     assert champion_counts(Client('{"cat": [3, '), "run") is None
     assert champion_counts(Client('{"cat": "three"}'), "run") is None
     assert champion_counts(Client("[1, 2]"), "run") is None
+
+
+def test_a_class_without_test_images_is_skipped_on_either_side_not_divided_by():
+    """Issue 42: a class absent from the test split (0 of 0) in the challenger or in the champion's record."""
+    champion = {"cat": [9, 10], "dog": [0, 0]}
+    assert class_refusal({"cat": [9, 10], "dog": [0, 0]}, champion, DEFAULTS.max_class_regression, 0.5) is None
+    assert class_refusal({"cat": [9, 10], "dog": [1, 10]}, champion, DEFAULTS.max_class_regression, None) is None
+    assert class_refusal({"cat": [0, 0], "dog": [1, 10]}, {"cat": [9, 10]}, DEFAULTS.max_class_regression,
+                         0.5).startswith("recall on class 'dog' is 0.100")

@@ -2,7 +2,6 @@ import pytest
 
 from transferlab.adversarial.targets import auto_target, target_classes
 from transferlab.core.errors import ParamsError
-from transferlab.core.params import AdversarialParams
 
 PETS = [{"index": 0, "name": "Abyssinian", "species": "cat"}, {"index": 1, "name": "Bengal", "species": "cat"},
         {"index": 2, "name": "beagle", "species": "dog"}]
@@ -20,11 +19,12 @@ def test_targets_resolve_by_species_name_or_class():
         target_classes("zebra", PETS)
 
 
-def test_the_default_target_is_auto_and_fits_any_dataset():
-    assert AdversarialParams().target == "auto"
+def test_auto_fits_any_dataset():
     assert target_classes("auto", CARS) == [0]  # no species: the first class
     assert target_classes("auto", PETS) == [0, 1]  # the seed's dog-to-cat lesson where there are cats and dogs
     assert target_classes("auto", KAGGLE) == [0]
+    capitalized = [{"index": 0, "name": "Dogs", "species": None}, {"index": 1, "name": "Cats", "species": None}]
+    assert target_classes("auto", capitalized) == [1]  # a folder named Cats is the seed's cat, whatever its case
 
 
 def test_auto_falls_back_to_a_class_when_every_class_is_a_cat():
