@@ -319,3 +319,19 @@ def test_special_files_in_a_drift_folder_are_listed_for_the_report_never_opened(
     assert len(paths) == MIN_IMAGES
     assert sorted(entry["error"].split(",")[0] for entry in left_out) == ["a FIFO (named pipe)",
                                                                          "a character device", "a socket"]
+
+
+def test_features_of_random_weights_under_another_seed_are_refused_as_another_embedding(tmp_path):
+    """With `weights: none` the seed makes the network: a cache from seed 42 compared with images embedded under
+    seed 7 would measure the change of network, not of data (issue 42: the seed was not among the checked keys)."""
+    from transferlab.core.errors import DataError
+    from transferlab.core.params_loader import load_params
+    from transferlab.quality.drift_check import check_same_embedding
+
+    (tmp_path / "params.yaml").write_text(_params_text("drift-seed"), encoding="utf-8")
+    params = load_params(tmp_path / "params.yaml")
+    folder = _write_features_cache(tmp_path, params, np.zeros((4, 8), np.float32))
+    meta = json.loads((folder / "meta.json").read_text())
+    check_same_embedding(meta, params, tmp_path, 42)
+    with pytest.raises(DataError, match="computed with init_seed 42, params.yaml now gives 7"):
+        check_same_embedding(meta, params, tmp_path, 7)

@@ -69,3 +69,20 @@ def test_look_alikes_in_the_data_raise_the_threshold_above_them():
     assert calibration.threshold == np.quantile(calibration.distinct_similarities, 0.95, method="higher")
     assert calibration.threshold > np.quantile(calibration.copy_similarities, 0.05)
     assert (calibration.distinct_similarities >= calibration.threshold).mean() <= 0.05
+
+
+def test_leakage_counts_the_test_images_that_have_a_copy_in_train_not_the_pairs():
+    """One test image with two near-duplicates in train is one leaked image (issue 42: pairs were countable too)."""
+    pairs = pd.DataFrame({"a": ["t1", "t1", "v1"], "b": ["x1", "x2", "x3"], "split_a": ["test", "test", "validation"],
+                          "split_b": ["train", "train", "train"], "similarity": [0.99, 0.98, 0.97]})
+    assert leakage(pairs, np.array(["test"] * 4 + ["train"] * 6)) == {"images": 1, "of": 4, "fraction": 0.25}
+
+
+def test_whitening_shrinks_a_near_constant_direction_instead_of_blowing_it_up():
+    """A direction the training images barely vary along (1e-4 of the others' spread) must not decide the cosine:
+    without the shrinkage its difference of 1e-3 would be scaled up ten thousand times."""
+    train = np.random.default_rng(6).normal(size=(400, 6)) * np.array([5.0, 1, 1, 1, 1, 1e-4])
+    whitening = Whitening.fit(train, dimensions=6)
+    a = np.array([[3.0, 1, 1, 0, 0, 0]])
+    b = a + np.array([[0, 0, 0, 0, 0, 1e-3]])
+    assert (whitening.unit(a) @ whitening.unit(b).T).item() > 0.99

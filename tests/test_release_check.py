@@ -3,6 +3,8 @@
 import base64
 import json
 import threading
+import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -35,10 +37,11 @@ def test_an_answer_matches_within_the_tolerance_in_every_class_whatever_the_orde
 @pytest.fixture
 def served():
     """A stand-in for `mlflow models serve`: answers each base64 image with `answer`, or HTTP 500."""
-    state = {"answer": _answer({"cat": 0.7, "dog": 0.3}), "status": 200, "bodies": [], "rows": None}
+    state = {"answer": _answer({"cat": 0.7, "dog": 0.3}), "status": 200, "bodies": [], "rows": None, "delay_s": 0.0}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
+            time.sleep(state["delay_s"])
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state["bodies"].append(body)
             rows = body["dataframe_split"]["data"]
@@ -79,11 +82,13 @@ def test_an_example_answered_with_an_error_or_a_server_error_fails(served):
         check_example(url, example)
 
 
-def test_measure_sends_every_request_and_orders_its_percentiles(served):
+def test_measure_sends_every_request_and_times_each_one_whole(served):
+    """Each request takes at least 20 ms: so does its latency, and 3 at a time make at most 150 a second."""
     url, state = served
+    state["delay_s"] = 0.02
     timing = measure(url, CASE.image, concurrency=3, requests=12)
     assert len(state["bodies"]) == 12 and (timing.requests, timing.concurrency) == (12, 3)
-    assert 0 < timing.p50_ms <= timing.p95_ms and timing.per_second > 0
+    assert timing.p50_ms >= 20 and timing.per_second <= 3 / 0.02
 
 
 @pytest.mark.parametrize(("settings", "message"), [({"concurrency": 0}, "concurrency: 0 must be at least 1"),
@@ -151,3 +156,40 @@ def test_a_server_error_while_measuring_fails_the_release(served):
     state["status"] = 500
     with pytest.raises(ReleaseCheckFailed, match="answered HTTP 500"):
         measure(url, CASE.image, concurrency=2, requests=4)
+
+
+def _check_release(url: str, monkeypatch, **settings):
+    """`release.check` of version 1 against the stand-in, with evaluate's answer for CASE as its one test image."""
+    from transferlab.serving import release
+
+    class Client:
+        def get_model_version(self, name, version):
+            return type("Version", (), {"run_id": "run-1"})
+
+    @contextmanager
+    def stand_in(uri, tracking_uri):
+        yield url
+
+    monkeypatch.setattr(release, "load_cases", lambda client, run_id, folder: [CASE])
+    monkeypatch.setattr(release, "serving_input", lambda uri: None)
+    monkeypatch.setattr(release, "served", stand_in)
+    return release.check(Client(), "transferlab", "1", "sqlite:///unused.db",
+                         release.ReleaseSettings(concurrency=2, requests=4, **settings))
+
+
+def test_a_release_fails_when_the_served_model_answers_beyond_its_tolerance(served, monkeypatch):
+    """A served model 0.5 away from evaluate's answer fails the release at the default tolerance of 0.01."""
+    url, state = served
+    assert _check_release(url, monkeypatch).difference == 0.0
+    state["answer"] = _answer({"cat": 0.2, "dog": 0.8})
+    with pytest.raises(ReleaseCheckFailed, match="answered unlike evaluate"):
+        _check_release(url, monkeypatch)
+
+
+def test_a_release_fails_when_its_p95_latency_is_above_max_p95_ms(served, monkeypatch):
+    """A server that takes at least 50 ms a request is above a 20 ms limit, and within a 5 s one."""
+    url, state = served
+    state["delay_s"] = 0.05
+    assert _check_release(url, monkeypatch, max_p95_ms=5000.0).p95_ms >= 50
+    with pytest.raises(ReleaseCheckFailed, match=r"p95 latency \d+ ms is above max_p95_ms 20"):
+        _check_release(url, monkeypatch, max_p95_ms=20.0)

@@ -164,3 +164,36 @@ def test_a_nul_byte_in_a_file_name_is_a_left_out_row_not_a_crash(tmp_path):
     pd.DataFrame({"file_name": ["a.png", "b\x00.png"], "label": ["x", "y"]}).to_csv(src / "metadata.csv", index=False)
     info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
     assert [(entry["row"], entry["reason"]) for entry in info.left_out] == [("3", "a NUL byte in the file name")]
+
+
+def _classes_of(tmp_path, labels: list[str]) -> dict[str, list[str]]:
+    """Import a table of one image per label; the class each file landed in, by class name."""
+    from transferlab.data.raw_layout import write_source_info
+
+    src = tmp_path / "src"
+    for index in range(len(labels)):
+        _image(src / f"{index}.jpg", index)
+    pd.DataFrame({"file_name": [f"{i}.jpg" for i in range(len(labels))], "label": labels}).to_csv(
+        src / "metadata.csv", index=False)
+    write_source_info(tmp_path / "raw", import_table(TableParams(path=str(src / "metadata.csv")), tmp_path,
+                                                     tmp_path / "raw"))
+    found: dict[str, list[str]] = {}
+    for image in list_raw_images(tmp_path / "raw"):
+        found.setdefault(image.class_name, []).append(image.relative.rsplit("/", 1)[1])
+    return {name: sorted(files) for name, files in found.items()}
+
+
+def test_labels_with_spaces_around_them_are_one_class(tmp_path):
+    """A spreadsheet's ` cat` and `cat ` are the class `cat`, as check_params' table_labels reads them."""
+    assert _classes_of(tmp_path, ["cat", " cat", "cat ", "dog"]) == {"cat": ["0.jpg", "1.jpg", "2.jpg"],
+                                                                     "dog": ["3.jpg"]}
+
+
+def test_class_names_that_differ_only_by_case_stay_two_classes_in_folders_no_file_system_merges(tmp_path):
+    """`Cat` and `cat` are two labels: on a case-insensitive file system (macOS, Windows) two folders named so
+    would be one, and their images one class."""
+    from transferlab.data.raw_layout import class_folder_names
+
+    assert _classes_of(tmp_path, ["Cat", "cat", "Cat"]) == {"Cat": ["0.jpg", "2.jpg"], "cat": ["1.jpg"]}
+    folders = class_folder_names(["Cat", "cat"])
+    assert len({folder.lower() for folder in folders.values()}) == 2
