@@ -63,5 +63,33 @@ def test_train_head_stage_runs_as_a_cluster_and_only_the_chief_writes(tmp_path):
     command = [sys.executable, "-m", "stages.train_head", "--params", str(params), "--no-track"]
     chief, other = run_loopback_cluster([command, command])
     metrics = json.loads((tmp_path / "metrics" / "train_head" / "resnet50.json").read_text())
-    assert metrics["epochs_run"] >= 1 and (tmp_path / "models" / "head" / "resnet50" / "head.keras").is_file()
+    assert metrics["epochs_run"] == SMOKE_PARAMS["head.epochs"]  # patience 20: every epoch runs, on both workers
+    assert (tmp_path / "models" / "head" / "resnet50" / "head.keras").is_file()
     assert "the chief writes the outputs" in other and "the chief writes the outputs" not in chief
+
+
+def test_a_restarted_cluster_resumes_from_the_last_epoch_every_worker_kept(monkeypatch, tmp_path):
+    """Killed between two workers' saves: this worker kept epochs 1 and 2, the other only 1. Both must restore 1
+    (each restoring its own latest would leave the replicas apart)."""
+    from transferlab.modeling import multi_worker
+
+    def with_the_other_worker(strategy, value: float) -> float:
+        # the other worker's part in each question _restore asks: its latest epoch, negated (-1), and whether it
+        # holds the agreed one, negated (-1: it holds epoch 1)
+        return max(value, -1.0)
+
+    restored = []
+
+    class Manager:
+        checkpoints = [str(tmp_path / "ckpt-1"), str(tmp_path / "ckpt-2")]
+
+        class checkpoint:  # noqa: N801 (tf.train.Checkpoint's attribute name)
+            @staticmethod
+            def restore(path):
+                restored.append(path)
+                return type("Status", (), {"assert_existing_objects_matched": lambda self: None})()
+
+    monkeypatch.setattr(multi_worker, "across_workers_max", with_the_other_worker)
+    logged = []
+    assert multi_worker._restore(Manager(), None, logged.append) == 1
+    assert restored == [str(tmp_path / "ckpt-1")] and logged == ["resumed from the checkpoint of epoch 1"]
