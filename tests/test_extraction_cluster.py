@@ -105,6 +105,7 @@ def test_a_killed_cluster_stage_keeps_its_finished_shards_and_redoes_only_the_re
     kept, total = extracted["kept"], len(extracted["one"]["arrays"])
     assert 1 <= kept < total and not extracted["written_after_kill"]
     assert f"extracting {total - kept} shards" in extracted["log"]
+    assert f"the cluster computed {total - kept} shards" in extracted["log"]  # the kept ones were not redone
     assert extracted["cluster"]["meta"]["resumed_shards"] == kept
 
 

@@ -113,17 +113,26 @@ def test_the_head_only_weights_are_kept_when_fine_tuning_never_improves(trained_
         np.testing.assert_array_equal(kept, original)
 
 
-@pytest.mark.parametrize("change, replaced", [(-0.5, True), (0.0, False), (0.5, False)],
-                         ids=["clear gain", "inside the noise", "worse"])
+def _at_the_edge(noise: np.ndarray) -> float:
+    """A change whose mean lies 1.4 standard errors below 0: inside a 95 % interval (1.96), outside a 68 % one."""
+    return -1.4 * noise.std(ddof=1) / np.sqrt(len(noise)) - noise.mean()
+
+
+@pytest.mark.parametrize("change, replaced", [(-0.5, True), (0.0, False), (0.5, False), ("edge", False)],
+                         ids=["clear gain", "inside the noise", "worse", "inside 95 % but not 68 %"])
 def test_fine_tuned_weights_replace_the_start_only_when_better_beyond_the_noise(trained_head, tmp_path, monkeypatch,
                                                                               change, replaced):
     """The per-image validation losses decide: their mean change's 95 % interval must lie below 0. The losses are
     planted, so the epoch itself is too (the tests above train for real): only the decision is under test."""
+    from transferlab.core.intervals import paired_mean_interval
     from transferlab.modeling import fine_tuning
 
     root, _ = trained_head
     start = np.random.default_rng(0).uniform(0.0, 2.0, 40)
     noise = np.random.default_rng(1).normal(0.0, 0.3, 40)
+    if change == "edge":  # a narrower interval than 95 % would call this a gain
+        change = _at_the_edge(noise)
+        assert paired_mean_interval(noise + change, confidence=0.68)[1] < 0 < paired_mean_interval(noise + change)[1]
     losses = iter([start, start + noise + change])
     monkeypatch.setattr(fine_tuning, "per_image_losses", lambda model, dataset, desc="", forward=None: next(losses))
     epoch = {"loss": [0.9], "accuracy": [0.5], "val_loss": [1.0 + change], "val_accuracy": [0.5]}

@@ -48,8 +48,48 @@ def test_the_report_finds_the_leaked_test_image_and_names_every_class(reported):
 
 def test_data_gate_stops_the_pipeline_with_one_line_and_keeps_the_report(reported, capsys):
     root, _ = reported
+    shutil.rmtree(root / "reports" / "data")  # the report must come from this run, not the fixture's
     with pytest.raises(AssertionError, match="data_report exited 1"):
         run_stages(root, {"data.gate": 0.1}, ["data_report"])
     error = capsys.readouterr().err
     assert "data.gate: 1 of 3 test images (33.3%) have a near-duplicate in train, above 10.0%" in error
     assert (root / "reports" / "data" / "report.html").is_file()
+
+
+def _quality_with_leakage(images: int, of: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(leakage={"images": images, "of": of, "fraction": images / of})
+
+
+def test_data_gate_lets_a_leakage_at_its_limit_pass_and_stops_one_above():
+    """`data.gate: 0.25` means "more than a quarter of the test images" (params.yaml): a quarter passes."""
+    from transferlab.core.errors import DataError
+    from transferlab.quality.report import check_gate
+
+    check_gate(_quality_with_leakage(1, 4), 0.25, "report.html")
+    check_gate(_quality_with_leakage(4, 4), None, "report.html")  # null: report only
+    with pytest.raises(DataError, match=r"^data.gate: 2 of 4 test images \(50.0%\) have a near-duplicate"):
+        check_gate(_quality_with_leakage(2, 4), 0.25, "report.html")
+
+
+def test_outliers_are_measured_against_the_training_split_only():
+    """20 test images far from every training image are outliers; centres and spreads taken from every split would
+    have moved towards them and hidden them (issue 42)."""
+    import numpy as np
+
+    from transferlab.quality.neighbours import Calibration, Whitening
+    from transferlab.quality.report import Pooled, analyse
+
+    rng = np.random.default_rng(0)
+    train_labels = np.repeat([0, 1], 30)
+    train = rng.normal(size=(60, 4)) + np.eye(2, 4)[train_labels] * 5
+    far = rng.normal(size=(20, 4)) + 40.0
+    data = Pooled(np.concatenate([train, far]), np.concatenate([train_labels, np.zeros(20, int)]),
+                  np.array([f"img{i:03d}.jpg" for i in range(80)]), np.array(["train"] * 60 + ["test"] * 20))
+    manifest = pd.DataFrame({"path": data.keys, "class_name": np.where(data.labels == 0, "a", "b"),
+                             "split": data.splits, "width": 32, "height": 32})
+    calibration = Calibration(0.99, np.ones(4), np.zeros(4), 0.05)
+    quality = analyse(data, manifest, ["a", "b"], Whitening.fit(train), calibration, None, seed=0)
+    distances = quality.outliers.set_index("file").distance
+    assert (distances[data.keys[60:]] > 2).all() and (distances[data.keys[:60]] < 2).mean() > 0.9
