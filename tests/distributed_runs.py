@@ -44,13 +44,19 @@ def train(strategy, per_replica_batch: int) -> dict:
 
 def fine_tune_stage(params: str, out: str) -> dict:
     """Run the fine_tune stage (untracked); the weights its training reached, before the choice between them and
-    the head-only start (the figures to compare however that choice falls), go to OUT's .npz beside it."""
+    the head-only start (the figures to compare however that choice falls), go to OUT's .npz beside it; OUT records
+    the shard files it read for each epoch."""
     import stages.fine_tune
     import transferlab.modeling.fine_tune_workers as workers
     from transferlab.stage_runner import run_stage
 
-    trained = {}
+    trained = {"read": []}
     fit_across_workers = workers.fit_across_workers
+    file_sharded_batches = workers.file_sharded_batches
+
+    def recording_the_files_read(files, batch_size, seed, *args, **kwargs):
+        trained["read"].append({"seed": seed, "files": [Path(path).name for path in files]})
+        return file_sharded_batches(files, batch_size, seed, *args, **kwargs)
 
     def keeping_the_trained_weights(fitted, *args, **kwargs):
         fit, initial = fit_across_workers(fitted, *args, **kwargs)
@@ -59,6 +65,7 @@ def fine_tune_stage(params: str, out: str) -> dict:
         return fit, initial
 
     workers.fit_across_workers = keeping_the_trained_weights
+    workers.file_sharded_batches = recording_the_files_read  # which shard files this worker read, epoch by epoch
     code = run_stage("fine_tune", stages.fine_tune.run, ["fine_tune"], ["--params", params, "--no-track"])
     return {**trained, "exit_code": code}
 
