@@ -230,8 +230,9 @@ def measure_drift(inputs: DriftInputs, params: Params, root: Path, out_dir: Path
                         f"gives {embedded.features.shape[1]}; run `dvc repro extract_features@{name}` first")
     result = compare(reference, embedded.features, params.base.seed)
     record = {**_record(result, folder, name, embedded, len(paths)), "left_out": inputs.left_out}
-    out_dir = out_dir or default_out_dir(params, root)
-    write_report(out_dir, record, owned=_is_default(out_dir, default_out_dir(params, root)))
+    default = default_out_dir(params, root)
+    out_dir = out_dir or default
+    write_report(out_dir, record, owned=_is_default(out_dir, default))
     return result
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transferlab.core.errors import UserError
+from transferlab.core.redaction import scrub
 from transferlab.serving.release_cases import load_cases
 from transferlab.serving.release_check import ReleaseCheckFailed, Timing, check_cases, check_example, measure
 from transferlab.serving.server import served
@@ -50,12 +51,13 @@ def model_files(client, name: str, version: str, folder: Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    where = client.get_model_version_download_uri(name, version)
+    where = scrub(client.get_model_version_download_uri(name, version))  # the summary becomes a tag and a notice
     try:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(folder)))
     except (MlflowException, OSError) as exc:
+        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         raise ReleaseCheckFailed(f"{name} version {version}: its model files could not be fetched from {where} "
-                                 f"({type(exc).__name__}: {exc})") from None
+                                 f"({type(exc).__name__}: {reason})") from None
     if not (local / MLMODEL).is_file():  # MLflow returns an empty folder for artifacts that are gone
         raise ReleaseCheckFailed(f"{name} version {version}: its model files are missing ({where} holds no "
                                  f"{MLMODEL})")
