@@ -13,20 +13,17 @@ import os
 import sys
 from pathlib import Path
 
-from prefect import flow, get_run_logger, runtime
+from prefect import State, flow, get_run_logger, runtime
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+from prefect.states import Failed
 
 from transferlab.core.errors import UserError
 from transferlab.core.params_loader import load_params
 from transferlab.core.redaction import redacted_output
-from transferlab.serving.release import SUMMARY_TAG, ReleaseSettings, release
+from transferlab.serving.release import ReleaseSettings, notice, release
 from transferlab.serving.release_events import EVENT, resource_id
 
 DEPLOYMENT = "release-on-promotion"
-
-
-class ReleaseFailed(Exception):
-    """The served champion failed a check and was rolled back."""
 
 
 def _client(workspace: str):
@@ -48,7 +45,7 @@ def _notify(flow, flow_run, state) -> None:
     client, _ = _client(parameters.get("workspace", "."))
     version = parameters.get("version")
     tags = client.get_model_version(parameters.get("model", "transferlab"), version).tags if version else {}
-    message = tags.get(SUMMARY_TAG) or f"release flow run {flow_run.name}: {state.name}: {state.message}"
+    message = notice(tags, flow_run.id, f"release flow run {flow_run.name}: {state.name}: {state.message}")
     flow_run_logger(flow_run, flow).info("%s", message)
     if parameters.get("notify_block"):
         Block.load(parameters["notify_block"]).notify(body=message, subject="transferlab release")
@@ -57,7 +54,7 @@ def _notify(flow, flow_run, state) -> None:
 @flow(name="transferlab-release", on_completion=[_notify], on_failure=[_notify])
 def release_flow(model: str = "transferlab", version: str | None = None, workspace: str = ".",
                  concurrency: int = 4, requests: int = 32, tolerance: float = 0.01, max_p95_ms: float | None = None,
-                 notify_block: str | None = None) -> dict:
+                 notify_block: str | None = None) -> dict | State:
     """Release `version` of registered `model` (default: the current champion) from `workspace`'s MLflow."""
     from transferlab.tracking.promotion import champion_version
 
@@ -66,8 +63,8 @@ def release_flow(model: str = "transferlab", version: str | None = None, workspa
     outcome = release(client, model, version, uri, ReleaseSettings(concurrency, requests, tolerance, max_p95_ms),
                       runtime.flow_run.id)
     get_run_logger().info("%s", outcome.summary)
-    if not outcome.passed:
-        raise ReleaseFailed(outcome.summary)
+    if not outcome.passed:  # a failed check is the run's outcome, not a crash: a Failed state, no traceback
+        return Failed(message=outcome.summary)
     return {"version": version, "summary": outcome.summary, **(outcome.timing.metrics() if outcome.timing else {})}
 
 

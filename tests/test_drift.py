@@ -335,3 +335,65 @@ def test_features_of_random_weights_under_another_seed_are_refused_as_another_em
     check_same_embedding(meta, params, tmp_path, 42)
     with pytest.raises(DataError, match="computed with init_seed 42, params.yaml now gives 7"):
         check_same_embedding(meta, params, tmp_path, 7)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("where", ["the images' folder", "a folder holding it", "a user's folder", "."])
+def test_an_out_folder_that_is_not_ours_is_refused_in_one_line_and_left_untouched(drift_workspace, tmp_path,
+                                                                                    monkeypatch, capsys, where):
+    """Issue 42: the report folder was swapped in whole, so `--out` naming the images deleted them and any
+    folder named was emptied; `--out .` was a traceback."""
+    import mlflow
+
+    folder, mine = tmp_path / "new", tmp_path / "mine"
+    _striped_images(folder, 10, seed=5)
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    monkeypatch.chdir(mine)
+    out = {"the images' folder": folder, "a folder holding it": tmp_path, "a user's folder": mine,
+           ".": Path(".")}[where]
+    before = _tree(tmp_path)
+    assert _drift(folder, drift_workspace, "--out", str(out)) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"transferlab drift: error: --out {out}: ")
+    assert _tree(tmp_path) == before
+    assert mlflow.search_runs(experiment_names=["drift-test"], filter_string="attributes.run_name = 'drift'",
+                              output_format="list") == []  # refused before the run
+
+
+def test_out_is_written_into_when_new_empty_or_an_earlier_reports_and_nothing_else_in_it_is_touched(
+        drift_workspace, tmp_path, monkeypatch, capsys):
+    """`--out .` in an empty folder writes the report there; a second run overwrites only the report's files."""
+    from transferlab.core.output_folder import MARKER
+
+    folder = tmp_path / "new"
+    _smooth_images(folder, 10, seed=8)
+    here = tmp_path / "reports-here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert _drift(folder, drift_workspace, "--out", ".") == 0
+    first = json.loads((here / "drift.json").read_text())
+    assert first["verdict"] == capsys.readouterr().out.strip()
+    assert sorted(_tree(here)) == sorted([MARKER, "drift.json", "report.md"])
+    (here / "mine.txt").write_text("added by the user since")
+    _striped_images(folder, 10, seed=9)  # the folder changed: the second report differs
+    assert _drift(folder, drift_workspace, "--out", str(here)) == 0
+    assert json.loads((here / "drift.json").read_text())["counts"]["new"] == 20
+    assert (here / "mine.txt").read_text() == "added by the user since"
+
+
+def test_the_projects_report_folder_from_before_the_marker_is_still_written(drift_workspace, tmp_path):
+    """<paths.reports>/drift is the project's: a report an earlier version left there (no marker) is replaced."""
+    from transferlab.core.output_folder import MARKER
+    from transferlab.core.params_loader import load_params
+    from transferlab.quality.drift_check import default_out_dir, report_dir
+
+    params = load_params(drift_workspace / "params.yaml")
+    default = default_out_dir(params, drift_workspace)
+    default.mkdir(parents=True, exist_ok=True)
+    (default / MARKER).unlink(missing_ok=True)
+    (default / "drift.json").write_text("{}")
+    assert report_dir(None, tmp_path / "new", params, drift_workspace) == default

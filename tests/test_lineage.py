@@ -33,19 +33,48 @@ def test_pipeline_outputs_do_not_make_the_tree_dirty_but_an_edit_does(tmp_path):
     assert git_commit(tmp_path, generated)["git.dirty"] == "true"
 
 
-def test_a_lock_that_no_longer_describes_the_folder_names_no_data(tmp_path, caplog):
+def _locked_folder(tmp_path) -> dict:
+    """data/prepared added by DVC itself, and a dvc.lock recording DVC's entry for it: md5, size, nfiles."""
     folder = tmp_path / "data" / "prepared"
-    folder.mkdir(parents=True)
+    (folder / "shards").mkdir(parents=True)
     (folder / "a.bin").write_bytes(b"12345")
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess": {"outs": [
-        {"path": "data/prepared", "hash": "md5", "md5": "abc.dir", "size": 5, "nfiles": 1}]}}}))
+    (folder / "shards" / "b.bin").write_bytes(b"\r\nbytes")
+    run_tool(tmp_path, "git", "init", "-q")
+    run_tool(tmp_path, "dvc", "init", "-q")
+    run_tool(tmp_path, "dvc", "add", "-q", "data/prepared")
+    [entry] = yaml.safe_load((tmp_path / "data" / "prepared.dvc").read_text())["outs"]
+    entry["path"] = "data/prepared"  # relative to the .dvc file there, to the project in dvc.lock
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"preprocess": {"outs": [entry]}}}))
+    return entry
+
+
+def test_a_lock_that_no_longer_describes_the_folder_names_no_data(tmp_path, caplog):
+    entry = _locked_folder(tmp_path)
     outputs = locked_outputs(tmp_path)
-    assert verified_md5(tmp_path, "data/prepared", outputs) == "abc.dir"
-    (folder / "b.bin").write_bytes(b"6")  # written outside dvc repro: the lock's md5 is no longer this folder's
+    assert verified_md5(tmp_path, "data/prepared", outputs) == entry["md5"]
+    (tmp_path / "data" / "prepared" / "c.bin").write_bytes(b"6")  # written outside dvc repro
     with caplog.at_level(logging.WARNING, "transferlab.lineage"):
         assert verified_md5(tmp_path, "data/prepared", outputs) is None
         assert verified_md5(tmp_path, "data/features/x", outputs) is None
     assert "differs from what dvc.lock records" in caplog.text and "records no output data/features/x" in caplog.text
+
+
+def test_a_hand_edited_md5_in_dvc_lock_is_not_copied_into_the_versions_tags(tmp_path, caplog):
+    """Issue 42: the md5 was copied without a check against the files; the same count and size passed."""
+    from transferlab.tracking.lineage import lineage_tags
+    from transferlab.tracking.tracker import Tracker
+
+    entry = _locked_folder(tmp_path)
+    (tmp_path / "params.yaml").write_text("base: {seed: 1}\n")
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())
+    edited = hashlib.md5(b"some other data").hexdigest() + ".dir"
+    lock["stages"]["preprocess"]["outs"][0]["md5"] = edited
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    with caplog.at_level(logging.WARNING, "transferlab.lineage"):
+        tags = lineage_tags(Tracker(), tmp_path, tmp_path / "params.yaml", {"data.prepared.md5": "data/prepared"})
+    assert "data.prepared.md5" not in tags and tags["params.sha256"] == file_sha256(tmp_path / "params.yaml")
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith(f"lineage: data/prepared hashes to {entry['md5']}, dvc.lock records {edited} ")
 
 
 def _champion(path):

@@ -215,3 +215,73 @@ def test_the_same_weights_are_not_registered_twice_and_the_version_is_named(tmp_
     assert decision.reason == "the same weights as version 1 (champion): not registered again"
     assert gate(_model(1))[0] == "2"
     assert len(mlflow.MlflowClient().search_model_versions("name = 'pets'")) == 2
+
+
+def _logged(tmp_path, model) -> str:
+    with stage_run("evaluate", "registry-test", tmp_path, {}) as tracker:
+        return tracker.log_keras_model(model, "model", np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_two_gates_at_once_keep_both_versions_and_the_second_judges_against_the_firsts_outcome(tmp_path,
+                                                                                                monkeypatch):
+    """Issue 42: one gate's clean-up of "interrupted" registrations deleted the other's pending version, which
+    then failed with "version not found". The first gate is held just after registering its version while the
+    second runs until it finishes or waits for its turn; then both go on."""
+    import threading
+
+    from transferlab.tracking import gate_turn
+
+    first_uri, second_uri = _logged(tmp_path, _model(0)), _logged(tmp_path, _model(1))
+    tags = {"classes": '["cat", "dog"]'}
+    results, failures, second_stopped = {}, [], threading.Event()
+    real_register, real_pause = mlflow.register_model, gate_turn._pause
+
+    def second_gate():
+        try:
+            results["second"] = register_and_gate(second_uri, "pets", 0.95, RULES, tags, 100)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+        finally:
+            second_stopped.set()
+
+    def register_then_let_the_second_in(*args, **kwargs):
+        version = real_register(*args, **kwargs)
+        if threading.current_thread() is threading.main_thread():
+            second = threading.Thread(target=second_gate)
+            second.start()
+            second_stopped.wait()  # set when the second gate ends, or pauses because it waits for this one
+            results["thread"] = second
+        return version
+
+    def pause():
+        second_stopped.set()
+        real_pause()
+
+    monkeypatch.setattr(mlflow, "register_model", register_then_let_the_second_in)
+    monkeypatch.setattr(gate_turn, "_pause", pause)
+    results["first"] = register_and_gate(first_uri, "pets", 0.90, RULES, tags, 100)
+    results["thread"].join()
+    assert failures == []
+    (first, first_decision), (second, second_decision) = results["first"], results["second"]
+    assert (first, first_decision.alias, first_decision.previous) == ("1", "champion", None)
+    assert (second, second_decision.alias, second_decision.previous) == ("2", "champion", "1")
+    client = mlflow.MlflowClient()
+    versions = {str(v.version): v.tags for v in client.search_model_versions("name = 'pets'")}
+    assert sorted(versions) == ["1", "2"] and {tags["gate.status"] for tags in versions.values()} == {"done"}
+    assert str(client.get_model_version_by_alias("pets", "champion").version) == "2"
+
+
+def test_only_the_pending_versions_whose_gate_process_is_gone_are_deleted(tmp_path):
+    import subprocess
+    import sys
+
+    from transferlab.tracking.gate_turn import GATE_STATUS, OWNER_TAG, PENDING, discard_interrupted
+    from transferlab.tracking.processes import process_identity
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    uri = _logged(tmp_path, _model(0))
+    owners = {"1": process_identity(int(ended.stdout)), "2": process_identity(), "3": "another-host:1:1"}
+    for owner in owners.values():
+        mlflow.register_model(uri, "pets", tags={GATE_STATUS: PENDING, OWNER_TAG: owner})
+    assert discard_interrupted(mlflow.MlflowClient(), "pets") == ["1"]
+    assert sorted(str(v.version) for v in mlflow.MlflowClient().search_model_versions("name = 'pets'")) == ["2", "3"]

@@ -78,7 +78,7 @@ def _drift(args: argparse.Namespace) -> int:
 
     params, root, folder = load_params(args.params), args.params.resolve().parent, Path(args.folder)
     inputs = drift_check.checked_inputs(folder, params, root)  # a bad argument: one line, no MLflow run
-    out = args.out or drift_check.default_out_dir(params, root)
+    out = drift_check.report_dir(args.out, folder, params, root)  # never the images' folder, nor a user's
     logged = {"folder": str(folder), "backbone": params.backbone.name}
     with stage_run("drift", params.mlflow.experiment, root, logged,
                    pipeline_name=f"drift {folder.name} {params.backbone.name}") as tracker:

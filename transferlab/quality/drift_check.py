@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.core.atomic import atomic_dir
 from transferlab.core.errors import DataError
+from transferlab.core.output_folder import check_output_folder, write_outputs
 from transferlab.core.params import Params
 from transferlab.core.progress import with_progress
 from transferlab.quality.drift import DriftResult, compare
@@ -163,10 +163,10 @@ def _markdown(record: dict[str, Any]) -> str:
     return to_markdown("Drift report", [("Verdict", [("text", record["verdict"]), ("table", table), ("list", facts)])])
 
 
-def write_report(out_dir: Path, record: dict[str, Any]) -> None:
-    with atomic_dir(out_dir) as temp:
-        (temp / DRIFT_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (temp / REPORT_MD).write_text(_markdown(record), encoding="utf-8")
+def write_report(out_dir: Path, record: dict[str, Any], owned: bool = False) -> None:
+    """drift.json and report.md into `out_dir`, which is written into, never replaced (it may be the user's)."""
+    write_outputs(out_dir, {DRIFT_JSON: json.dumps(record, indent=2) + "\n", REPORT_MD: _markdown(record)},
+                  "transferlab drift", owned)
 
 
 def _warn_undecodable(embedded: Embedded, files: int) -> None:
@@ -178,6 +178,19 @@ def _warn_undecodable(embedded: Embedded, files: int) -> None:
 
 def default_out_dir(params: Params, root: Path) -> Path:
     return root / params.paths.reports / "drift"
+
+
+def report_dir(out: Path | None, folder: Path, params: Params, root: Path) -> Path:
+    """Where the report goes, checked before any work: `out` when it is new, empty or an earlier report's, else
+    `<paths.reports>/drift` (the project's own folder); never the images' folder or one that holds it."""
+    default = default_out_dir(params, root)
+    chosen = out or default
+    check_output_folder(chosen, [folder], owned=_is_default(chosen, default))
+    return chosen
+
+
+def _is_default(out: Path, default: Path) -> bool:
+    return Path(out).resolve() == default.resolve()
 
 
 def tracked_metrics(result: DriftResult) -> dict[str, float]:
@@ -217,11 +230,14 @@ def measure_drift(inputs: DriftInputs, params: Params, root: Path, out_dir: Path
                         f"gives {embedded.features.shape[1]}; run `dvc repro extract_features@{name}` first")
     result = compare(reference, embedded.features, params.base.seed)
     record = {**_record(result, folder, name, embedded, len(paths)), "left_out": inputs.left_out}
-    write_report(out_dir or default_out_dir(params, root), record)
+    default = default_out_dir(params, root)
+    out_dir = out_dir or default
+    write_report(out_dir, record, owned=_is_default(out_dir, default))
     return result
 
 
 def run_drift(folder: Path, params: Params, root: Path, out_dir: Path | None = None) -> DriftResult:
     """The whole check without MLflow, which is the caller's (`transferlab drift`: this package sits below
     `tracking`)."""
-    return measure_drift(checked_inputs(folder, params, root), params, root, out_dir)
+    inputs = checked_inputs(folder, params, root)
+    return measure_drift(inputs, params, root, report_dir(out_dir, folder, params, root))

@@ -9,13 +9,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transferlab.core.errors import UserError
+from transferlab.core.redaction import scrub
 from transferlab.serving.release_cases import load_cases
 from transferlab.serving.release_check import ReleaseCheckFailed, Timing, check_cases, check_example, measure
 from transferlab.serving.server import served
 from transferlab.tracking.promotion import roll_back
 
 STATUS_TAG, SUMMARY_TAG = "release.status", "release.summary"
+FLOW_RUN_TAG = "release.flow_run"  # the flow run whose release the summary tells: a notice tells no other's
 PASSED, ROLLED_BACK = "passed", "rolled_back"
+MLMODEL = "MLmodel"
 
 
 @dataclass(frozen=True)
@@ -43,21 +46,37 @@ class Outcome:
     champion: str | None  # the version champion points at afterwards
 
 
-def serving_input(model_uri: str) -> str:
-    """The registered input example as MLflow's server takes it (serving_input_example.json)."""
+def model_files(client, name: str, version: str, folder: Path) -> Path:
+    """The version's model downloaded into `folder`; ReleaseCheckFailed (one line) when its files are missing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    where = scrub(client.get_model_version_download_uri(name, version))  # the summary becomes a tag and a notice
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(folder)))
+    except (MlflowException, OSError) as exc:
+        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        raise ReleaseCheckFailed(f"{name} version {version}: its model files could not be fetched from {where} "
+                                 f"({type(exc).__name__}: {reason})") from None
+    if not (local / MLMODEL).is_file():  # MLflow returns an empty folder for artifacts that are gone
+        raise ReleaseCheckFailed(f"{name} version {version}: its model files are missing ({where} holds no "
+                                 f"{MLMODEL})")
+    return local
+
+
+def serving_input(local: Path) -> str | None:
+    """The registered input example of a downloaded model as MLflow's server takes it (serving_input_example.json)."""
     import mlflow
 
-    with tempfile.TemporaryDirectory() as folder:
-        local = mlflow.artifacts.download_artifacts(model_uri, dst_path=folder)
-        return mlflow.models.Model.load(local).get_serving_input(local)
+    return mlflow.models.Model.load(str(local)).get_serving_input(str(local))
 
 
 def check(client, name: str, version: str, tracking_uri: str, settings: ReleaseSettings) -> Timing:
     """Serve `version` and run every check; ReleaseCheckFailed or UserError (one line) at the first that fails."""
     uri = f"models:/{name}/{version}"
     with tempfile.TemporaryDirectory() as folder:
+        example = serving_input(model_files(client, name, version, Path(folder, "model")))
         cases = load_cases(client, client.get_model_version(name, version).run_id, Path(folder))
-        example = serving_input(uri)
         with served(uri, tracking_uri) as url:
             if example is not None:
                 check_example(url, example)
@@ -110,6 +129,7 @@ def record(client, name: str, outcome: Outcome, flow_run: str | None) -> None:
             mlflow.log_params({"concurrency": outcome.timing.concurrency, "requests": outcome.timing.requests})
             mlflow.log_metrics(outcome.timing.metrics())
     tags = {STATUS_TAG: _status(outcome), SUMMARY_TAG: outcome.summary, "release.run_id": run.info.run_id,
+            **({FLOW_RUN_TAG: flow_run} if flow_run else {}),
             **{f"release.{key}": f"{value:.4g}" for key, value in (outcome.timing.metrics() if outcome.timing
                                                                     else {}).items()}}
     for key, value in tags.items():
@@ -118,3 +138,11 @@ def record(client, name: str, outcome: Outcome, flow_run: str | None) -> None:
 
 def _status(outcome: Outcome) -> str:
     return PASSED if outcome.passed else ROLLED_BACK
+
+
+def notice(tags: dict[str, str], flow_run: str, otherwise: str) -> str:
+    """What a notification of `flow_run` says: the summary it recorded on the version, else `otherwise` (the run
+    ended before recording one: the summary there is an earlier release's)."""
+    if tags.get(FLOW_RUN_TAG) == str(flow_run) and tags.get(SUMMARY_TAG):
+        return tags[SUMMARY_TAG]
+    return otherwise

@@ -71,8 +71,9 @@ def locked_outputs(root: Path) -> dict[str, dict]:
 
 
 def verified_md5(root: Path, relative: str, outputs: Mapping[str, dict]) -> str | None:
-    """The output's md5 from dvc.lock, if dvc.lock still describes the folder on disk (same file count and
-    bytes: a cheap check; DVC's own would need its lock, which `dvc repro` holds while a stage runs)."""
+    """The output's md5 from dvc.lock, if it is DVC's hash of the folder on disk now. A count and size that
+    differ say so at once; else the files are hashed as DVC hashes them (dvc_data: the `.dir` md5 of their
+    listing). DVC's own `dvc status` would need the repo lock, which `dvc repro` holds while a stage runs."""
     entry = outputs.get(relative.rstrip("/"))
     folder = root / relative
     if entry is None or not folder.is_dir():
@@ -84,4 +85,24 @@ def verified_md5(root: Path, relative: str, outputs: Mapping[str, dict]) -> str 
         log.warning("lineage: %s differs from what dvc.lock records for it (changed since, or written outside "
                     "`dvc repro`); the model's tags will not name its data", relative)
         return None
+    if entry.get("hash") != "md5":  # DVC 2's md5-dos2unix: this project's DVC 3 writes none
+        log.warning("lineage: dvc.lock records %s with DVC 2's hash; the model's tags will not name its data "
+                    "(run `dvc repro` with DVC 3)", relative)
+        return None
+    if (found := dvc_md5(folder)) != entry["md5"]:
+        log.warning("lineage: %s hashes to %s, dvc.lock records %s (dvc.lock edited, or the files changed "
+                    "outside `dvc repro`); the model's tags will not name its data", relative, found, entry["md5"])
+        return None
     return str(entry["md5"])
+
+
+def dvc_md5(folder: Path) -> str:
+    """DVC's md5 of a folder output, from its files: `<md5 of the listing of each file's md5>.dir`."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+    from dvc_objects.fs.memory import MemoryFileSystem
+
+    staging = HashFileDB(MemoryFileSystem(), "memory://transferlab-lineage")  # dry run: nothing is stored
+    _, _, tree = build(staging, str(folder), LocalFileSystem(), "md5", dry_run=True)
+    return str(tree.hash_info.value)

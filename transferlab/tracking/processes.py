@@ -60,7 +60,8 @@ def process_identity(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{stat[1] if stat else ''}"
 
 
-def _is_alive(identity: str) -> bool:
+def is_alive(identity: str) -> bool:
+    """Whether the process `identity` names still runs; another host's process counts as alive (not ours to judge)."""
     host, _, rest = identity.partition(":")
     pid_text, _, started = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -78,7 +79,7 @@ def end_abandoned_runs(client, experiment_id: str) -> list[str]:
     ended = []
     for run in running:
         identity = run.data.tags.get(PROCESS_TAG)
-        if identity and not _is_alive(identity):
+        if identity and not is_alive(identity):
             client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
             log.info("MLflow run %s (%s) was left RUNNING by a process that no longer exists; marked KILLED",

@@ -11,7 +11,8 @@ from mlflow.exceptions import MlflowException
 
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import difference_interval
-from transferlab.tracking import class_gate
+from transferlab.tracking import class_gate, gate_turn
+from transferlab.tracking.gate_turn import DONE, GATE_STATUS, PENDING
 from transferlab.tracking.tracker import Tracker
 
 log = logging.getLogger("transferlab.registry")
@@ -20,7 +21,6 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 ACCURACY_TAG = "test_accuracy"
 COUNT_TAG = "test_images"
 TEST_DATA_TAG = "data.prepared.md5"  # the prepared dataset (test split included) the accuracy was measured on
-GATE_STATUS, PENDING, DONE = "gate.status", "pending", "done"
 PREVIOUS_TAG = "gate.previous_champion"  # the version a release rollback returns `champion` to
 WEIGHTS_TAG = "model.weights_sha256"  # a version with these weights exists: it is named, not registered again
 
@@ -87,11 +87,22 @@ def _short(names: list[str]) -> str:
 
 
 def same_weights(client, name: str, digest: str | None):
-    """The newest version registered with these weights, if any."""
+    """The newest version registered and gated with these weights, if any (a pending one is another gate's)."""
     if not digest:
         return None
-    found = client.search_model_versions(f"name = '{name}' and tags.`{WEIGHTS_TAG}` = '{digest}'")
+    found = [version for version in client.search_model_versions(f"name = '{name}' and tags.`{WEIGHTS_TAG}` = "
+                                                                 f"'{digest}'")
+             if version.tags.get(GATE_STATUS) != PENDING]
     return max(found, key=lambda version: int(version.version)) if found else None
+
+
+def _named(client, name: str, digest: str | None) -> tuple[str, Decision] | None:
+    """The version that already holds these weights, named instead of registering them again."""
+    if same := same_weights(client, name, digest):
+        alias = same.tags.get("gate.alias", "no alias")
+        return str(same.version), Decision(alias, f"the same weights as version {same.version} ({alias}): not "
+                                                  f"registered again", new=False)
+    return None
 
 
 def alias_problem(client, name: str, alias: str) -> str | None:
@@ -139,14 +150,40 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRul
                       counts: dict[str, list[int]] | None = None) -> tuple[str, Decision]:
     """Register the model as a new version, then point `champion` or `challenger` at it; the reason says whether
     the difference from the champion is more than the noise of `test_images` test images. `counts` ([right, test
-    images] per class) is logged to the active run for the next gate and checked against the champion's."""
+    images] per class) is logged to the active run for the next gate and checked against the champion's.
+
+    Gates of one registered model take turns (gate_turn): the version is registered pending first, and judged
+    once every gate registered before it has finished, against the champion that gate left."""
     client = mlflow.MlflowClient()
     check_same_classes(client, name, json.loads(tags["classes"]))
-    discard_interrupted(client, name)
-    if same := same_weights(client, name, tags.get(WEIGHTS_TAG)):
-        alias = same.tags.get("gate.alias", "no alias")
-        return str(same.version), Decision(alias, f"the same weights as version {same.version} ({alias}): not "
-                                                  f"registered again", new=False)
+    gate_turn.discard_interrupted(client, name)
+    if named := _named(client, name, tags.get(WEIGHTS_TAG)):
+        return named
+    if counts is not None:
+        mlflow.log_dict(counts, class_gate.ARTIFACT)
+    measured = {ACCURACY_TAG: str(accuracy), **({COUNT_TAG: str(test_images)} if test_images else {})}
+    version = gate_turn.register_pending(model_uri, name, {**tags, **measured})
+    try:
+        gate_turn.wait_for_turn(client, name, version)
+        check_same_classes(client, name, json.loads(tags["classes"]))
+        if named := _named(client, name, tags.get(WEIGHTS_TAG)):  # a gate before ours registered them
+            client.delete_model_version(name, version.version)
+            return named
+        decision = _judge(client, name, accuracy, rules, tags, test_images, counts)
+        for key, value in {"gate.reason": decision.reason, "gate.alias": decision.alias,
+                           **({PREVIOUS_TAG: decision.previous} if decision.previous else {})}.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        client.set_registered_model_alias(name, decision.alias, version.version)
+    except BaseException:  # before the alias moved: nothing refers to the version yet
+        _withdraw(client, name, version.version)
+        raise
+    client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
+    return str(version.version), decision
+
+
+def _judge(client, name: str, accuracy: float, rules: GateRules, tags: dict[str, str], test_images: int | None,
+           counts: dict[str, list[int]] | None) -> Decision:
+    """The decision against the champion now: overall, then per class, with the version it would replace."""
     previous = champion_version(client, name)
     champion = dict(previous.tags) if previous else {}
     current = float(champion[ACCURACY_TAG]) if ACCURACY_TAG in champion else None
@@ -154,19 +191,19 @@ def register_and_gate(model_uri: str, name: str, accuracy: float, rules: GateRul
                                                                       rules.max_regression)
     decision = Decision(decision.alias, decision.reason + noise_note(accuracy, test_images, tags, champion))
     if counts is not None:
-        mlflow.log_dict(counts, class_gate.ARTIFACT)
         decision = _per_class(decision, counts, client, previous, rules)
-    # Tags are part of the creation (one request), so no version exists without them; `gate.status` says
-    # whether the alias was set after it, which a kill in between would leave undone.
     if previous and decision.alias == CHAMPION:
         decision = replace(decision, previous=str(previous.version))
-    all_tags = {**tags, ACCURACY_TAG: str(accuracy), "gate.reason": decision.reason, "gate.alias": decision.alias,
-                GATE_STATUS: PENDING, **({COUNT_TAG: str(test_images)} if test_images else {}),
-                **({PREVIOUS_TAG: decision.previous} if decision.previous else {})}
-    version = mlflow.register_model(model_uri, name, tags=all_tags)
-    client.set_registered_model_alias(name, decision.alias, version.version)
-    client.set_model_version_tag(name, version.version, GATE_STATUS, DONE)
-    return str(version.version), decision
+    return decision
+
+
+def _withdraw(client, name: str, version: str) -> None:
+    """Delete this gate's pending version after a failure, so that no later gate waits for it."""
+    try:
+        client.delete_model_version(name, version)
+    except MlflowException as exc:  # the store stopped answering: its owner's end lets the next gate delete it
+        log.warning("registered model %s version %s: its gate failed and the version could not be deleted (%s)",
+                    name, version, exc)
 
 
 def _per_class(decision: Decision, counts, client, previous, rules: GateRules) -> Decision:
@@ -181,21 +218,6 @@ def _per_class(decision: Decision, counts, client, previous, rules: GateRules) -
         return Decision(CHAMPION, f"{decision.reason}; the champion's per-class recall is not recorded: classes "
                                   "not compared")
     return decision
-
-
-def discard_interrupted(client, name: str) -> list[str]:
-    """Delete the versions whose registration was interrupted before the gate set their alias.
-
-    Only versions this gate created (tagged `gate.status=pending`) are touched; the logged model stays in its run."""
-    try:
-        pending = client.search_model_versions(f"name = '{name}' and tags.`{GATE_STATUS}` = '{PENDING}'")
-    except MlflowException:
-        return []
-    for version in pending:
-        client.delete_model_version(name, version.version)
-        log.warning("registered model %s version %s: its registration was interrupted before the gate finished; "
-                    "deleted (the model itself stays logged in run %s)", name, version.version, version.run_id)
-    return [str(version.version) for version in pending]
 
 
 def promote(tracker: Tracker, model_uri: str | None, accuracy: float, test_images: int, classes: list[str], cfg,
