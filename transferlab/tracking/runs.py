@@ -104,7 +104,7 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
     One that stops answering later costs the run, not the stage's outputs: see `MlflowTracker.tolerant`."""
     uri = tracking_uri(project_root)
-    check_tracking_store(project_root)
+    check_tracking_store(project_root, experiment)
     mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
     experiment_id = experiment_id_for(experiment, local_artifact_root(uri))
     client = mlflow.MlflowClient()
