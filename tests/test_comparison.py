@@ -78,3 +78,22 @@ def test_compare_names_an_experiment_without_pipeline_runs(store, capsys):
     assert main(["compare", "--params", str(root / "params.yaml"), "--tracking-uri", uri,
                  "--experiment", "birds"]) != 0
     assert "experiment 'birds': no pipeline runs" in capsys.readouterr().err
+
+
+def test_compare_refuses_more_runs_than_mlflow_returns_in_one_line(store, capsys):
+    """Issue 42: `--last 99999999999999999999` was MLflow's traceback."""
+    root, uri, _ = store
+    assert main(["compare", "--params", str(root / "params.yaml"), "--tracking-uri", uri,
+                 "--last", "99999999999999999999"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == ("transferlab compare: error: --last 99999999999999999999: MLflow returns at most 50000 runs "
+                     "from one search; ask for that many or fewer")
+
+
+@pytest.mark.parametrize("uri", ["http://[::1", "http://127.0.0.1:notaport", "foo://x"])
+def test_compare_with_a_tracking_uri_mlflow_cannot_use_is_one_line(uri, tmp_path, capsys):
+    """Issue 42: the first two were ValueError tracebacks."""
+    shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert main(["compare", "--params", str(tmp_path / "params.yaml"), "--tracking-uri", uri]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"transferlab compare: error: MLFLOW_TRACKING_URI {uri}: ") and "\n" not in error

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from tests.conftest import closed_port
-from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.endpoints import redact, require_server, unreachable_reason
+from transferlab.core.errors import UserError
 
 
 @pytest.mark.parametrize(("uri", "shown"), [
@@ -61,3 +62,22 @@ def test_an_answering_server_and_local_backends_are_fine():
     finally:
         server.shutdown()
     assert unreachable_reason("sqlite:///mlflow.db") is None and unreachable_reason("file:///tmp/mlruns") is None
+
+
+MALFORMED = {"http://[::1": "not a valid URL (Invalid IPv6 URL)",
+             "http://alice:hunter2-Pa55@127.0.0.1:notaport": "not a valid URL (Port could not be cast",
+             "foo://x": "MLflow cannot track into a 'foo' URI"}
+
+
+@pytest.mark.parametrize("uri", MALFORMED)
+def test_a_tracking_uri_mlflow_cannot_use_is_one_line_without_its_password(uri):
+    """Issue 42: `http://[::1` and `http://127.0.0.1:notaport` were ValueError tracebacks (serve, predict, doctor,
+    compare), `foo://x` an MLflow traceback in serve and predict."""
+    with pytest.raises(UserError) as refused:
+        require_server(uri, otherwise="give --model a local model.keras")
+    message = str(refused.value)
+    assert message.startswith("MLFLOW_TRACKING_URI ") and MALFORMED[uri] in message
+    assert "hunter2" not in message and "\n" not in message
+    assert "hunter2" not in redact(uri)
+    if uri != "foo://x":  # the doctor and the flow's Prefect check get the reason, not a ValueError
+        assert unreachable_reason(uri).startswith("not a valid URL (")

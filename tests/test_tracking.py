@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import closed_port, run_stages
+from tests.mlflow_servers import kill_group, mlflow_server
 from transferlab.stage_runner import run_stage
 from transferlab.tracking.runs import environment_tags
 from transferlab.tracking.store import tracking_home
@@ -39,40 +40,6 @@ def test_queued_experiments_track_into_the_repo_that_queued_them(tmp_path, monke
     assert environment_tags()["dvc.experiment"] == "raspy-wire"
 
 
-def _mlflow_server(tmp_path):
-    """A real MLflow tracking server on a free loopback port; returns (process, port)."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    port = closed_port()
-    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                                "--default-artifact-root", str(tmp_path / "server-artifacts"), "--workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process, port
-        except OSError:
-            time.sleep(0.5)
-    _kill_group(process)
-    raise RuntimeError("mlflow server did not start")
-
-
-def _kill_group(process) -> None:
-    """The server and its workers (uvicorn's children would go on serving)."""
-    import contextlib
-    import os
-    import signal
-
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 @pytest.mark.slow  # a real MLflow server, killed mid-stage
 def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_nothing(tmp_path, monkeypatch, capfd,
                                                                                       caplog):
@@ -80,13 +47,13 @@ def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_no
     import os
 
     password = "hunter2-Pa55"
-    process, port = _mlflow_server(tmp_path)
+    process, port = mlflow_server(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{password}@127.0.0.1:{port}")
     (tmp_path / "params.yaml").write_text("{}\n")
     output = tmp_path / "result.txt"
     def body(context):
         context.tracker.set_tags({"before": "the server dies"})
-        _kill_group(process)
+        kill_group(process)
         context.tracker.log_history({"loss": [1.0, 0.5]})
         context.tracker.set_tags({"after": "it died"})  # skipped: tracking was given up once
         assert context.tracker.lost and not context.tracker.active
@@ -96,7 +63,7 @@ def test_a_server_that_dies_mid_stage_costs_the_run_not_the_outputs_and_leaks_no
     try:
         code = run_stage("train_head", body, [], ["--params", str(tmp_path / "params.yaml")])
     finally:
-        _kill_group(process)
+        kill_group(process)
     captured = capfd.readouterr()
     printed = captured.out + captured.err + caplog.text
     assert code == 0 and output.read_text() == "the stage's work"
@@ -220,3 +187,23 @@ def test_epoch_metrics_reach_mlflow_while_training_runs(tmp_path):
         model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=3, verbose=0,
                   callbacks=[*tracker.epoch_callbacks(), Probe()])
     assert seen == [[1], [1, 2], [1, 2, 3]]
+
+
+def test_a_password_in_a_param_or_a_tag_reaches_no_mlflow_run(tmp_path):
+    """Issue 42: `extract.cluster_address: ray://alice:PW@host` was stored in two MLflow params (the stage's and the
+    pipeline's); every param and tag now passes through the redaction the log lines get."""
+    import mlflow
+
+    from transferlab.tracking.runs import stage_run
+
+    password = "hunter2-Pa55"
+    extract = {"extract": {"cluster_address": f"ray://alice:{password}@10.0.0.7:10001", "workers": 2}}
+    with stage_run("extract_features", "secrets", tmp_path, extract, pipeline_params=extract) as tracker:
+        tracker.set_tags({"cluster": f"ray://alice:{password}@10.0.0.7:10001"})
+    experiment = mlflow.get_experiment_by_name("secrets")
+    runs = mlflow.MlflowClient().search_runs([experiment.experiment_id])
+    assert len(runs) == 2  # the pipeline's run and the stage's
+    assert all(run.data.params["extract.cluster_address"] == "ray://***@10.0.0.7:10001" for run in runs)
+    assert all(password not in value for run in runs for value in [*run.data.params.values(),
+                                                                    *run.data.tags.values()])
+    assert [run.data.tags["cluster"] for run in runs if "cluster" in run.data.tags] == ["ray://***@10.0.0.7:10001"]

@@ -76,7 +76,8 @@ def create_workspace(dest: Path, overrides: Mapping[str, Any] | None = None, sou
         elif path.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / name)
-    (dest / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.cache/\n/dvc_plots/\n__pycache__/\n", encoding="utf-8")
+    ignored = ("/mlflow.db", "/mlflow.db.lock", "/mlartifacts/", "/.cache/", "/dvc_plots/", "__pycache__/")
+    (dest / ".gitignore").write_text("".join(f"{line}\n" for line in ignored), encoding="utf-8")
     if overrides:
         set_params(dest / "params.yaml", overrides)
     run_tool(dest, "git", "init", "-q")

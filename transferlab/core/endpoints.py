@@ -2,22 +2,66 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from transferlab.core.redaction import MASK, URL_WITH_USER, scrub
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # A tracking server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
                         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# What MLflow's tracking and registry stores accept (a bare path is a local file store).
+TRACKING_SCHEMES = {"", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                    "databricks-uc", "uc"}
+SQLITE = "sqlite:///"
+# A request only a client MLflow's server lets in can make: a server with `--app-name basic-auth` answers 401 to it
+# without valid credentials (its /health answers anyone).
+AUTHENTICATED_PROBE = "/api/2.0/mlflow/experiments/search"
+CREDENTIALS_FIX = {401: "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to an "
+                        "account of that server",
+                   403: "ask the server's admin for permission to read and edit its experiments"}
 
 
 def redact(uri: str) -> str:
-    """The URI without user name or password, for logs, tags and artifacts."""
-    parts = urlsplit(uri)
-    if not (parts.username or parts.password):
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    """The URI without user name or password, for logs, tags and artifacts (a malformed one too)."""
+    try:
+        parts = urlsplit(uri)
+        if not (parts.username or parts.password):
+            return uri
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # `http://[::1`, a port that is not a number: still never its user information
+        return URL_WITH_USER.sub(rf"\1{MASK}@", uri)
     return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, parts.fragment))
+
+
+def malformed_reason(uri: str) -> str | None:
+    """Why `uri` is not a URL a client can connect to (None: it is, or it names no network host)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - parsing the port is what raises for `host:notaport`
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme in DEFAULT_PORTS and not parts.hostname:
+        return "not a valid URL (no host)"
+    return None
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow cannot track into `uri` as it stands, said before MLflow tries: a malformed URL, a scheme it has no
+    store for, a sqlite database in a folder that does not exist (MLflow would create the folders, so a typo would
+    start an empty store somewhere unexpected)."""
+    if reason := malformed_reason(uri):
+        return reason
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        return (f"MLflow cannot track into a {scheme!r} URI; use http(s)://host:port for a server, sqlite:///path.db, "
+                f"or unset it for sqlite:///mlflow.db")
+    folder = Path(uri.removeprefix(SQLITE)).parent
+    if uri.startswith(SQLITE) and not folder.is_dir():
+        return f"the folder {folder} does not exist; create it, or correct the path (MLflow would create it silently)"
+    return None
 
 
 def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
@@ -28,6 +72,8 @@ def unreachable_reason(uri: str, timeout_s: float = 3.0) -> str | None:
     socket nobody reads) would otherwise pass here and then hang the stage in MLflow's own minutes-long retries."""
     import http.client
 
+    if reason := malformed_reason(uri):
+        return reason
     parts = urlsplit(uri)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
@@ -50,10 +96,10 @@ def unanswered_port(address: str, default_port: int, timeout_s: float = 5.0) -> 
     does, or when the address names no host (Ray's `auto`, `local`)."""
     import socket
 
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
         host, port = parts.hostname, parts.port or default_port
-    except ValueError as exc:  # a port that is not a number
+    except ValueError as exc:  # a port that is not a number, an unclosed `[`
         return str(exc)
     if not host or host in ("auto", "local"):
         return None
@@ -66,16 +112,44 @@ def unanswered_port(address: str, default_port: int, timeout_s: float = 5.0) -> 
         return exc.strerror or exc.__class__.__name__
 
 
+def refused_reason(uri: str, timeout_s: float = 15.0) -> str | None:
+    """Why an answering MLflow server does not serve an authenticated request from this process, with the fix
+    (401: no or wrong credentials, 403: an account without permission, 404: not an MLflow tracking server); None
+    when it does. MLflow's own request function sends it, with what every later call of this process sends:
+    MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN, the URL's user information, an auth plugin, the TLS settings."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), AUTHENTICATED_PROBE, "GET", params={"max_results": 1},
+                                max_retries=0, timeout=timeout_s, raise_on_status=False)
+    except MlflowException as exc:  # its message holds the request's URL, credentials included
+        return f"MLflow's request to it failed ({scrub(str(exc).splitlines()[0])[:300]}); check the URI"
+    if response.ok:
+        return None
+    fix = CREDENTIALS_FIX.get(response.status_code, f"check that it names an MLflow tracking server (GET "
+                                                    f"{AUTHENTICATED_PROBE} failed)")
+    return f"the server refuses this client (HTTP {response.status_code} {response.reason}); {fix}"
+
+
 def require_server(uri: str, otherwise: str = "run the stage with --no-track") -> None:
-    """Stop in seconds, before any work, when an http(s) MLflow tracking server does not answer; bound MLflow's
-    own retries for the rest of the process (unless the user set them)."""
+    """Stop in seconds, before any work, when MLflow cannot track into `uri`: not a tracking URI it takes (see
+    `tracking_uri_problem`), an http(s) server that does not answer, or one that refuses this process's credentials
+    (it would fail the first call after the stage's outputs are gone). Bounds MLflow's own retries for the rest of
+    the process (unless the user set them)."""
     import os
 
     from transferlab.core.errors import UserError
 
+    if problem := tracking_uri_problem(uri):
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: {problem}")
+    if urlsplit(uri).scheme not in DEFAULT_PORTS:
+        return
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    reason = unreachable_reason(uri)
-    if reason:
+    if reason := unreachable_reason(uri):
         raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: no MLflow server answers ({reason}); start it, "
                         f"unset MLFLOW_TRACKING_URI to use sqlite:///mlflow.db, or {otherwise}")
+    if refused := refused_reason(uri):
+        raise UserError(f"MLFLOW_TRACKING_URI {redact(uri)}: {refused}, or {otherwise}")

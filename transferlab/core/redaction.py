@@ -44,6 +44,12 @@ def scrub(text: str, secrets: list[str] | None = None) -> str:
     return text
 
 
+def scrubbed(values: Mapping[str, object]) -> dict[str, str]:
+    """Each value as text with every credential replaced by ***: for MLflow params and tags, which outlive logs."""
+    secrets = secrets_in(os.environ)
+    return {key: scrub(str(value), secrets) for key, value in values.items()}
+
+
 class RedactingStream:
     """A text stream that scrubs what is written to it and passes everything else to the stream it wraps."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from transferlab.core.errors import UserError
 from transferlab.tracking.tags import PARENT_TAG, PIPELINE_ROLE, ROLE_TAG
 
 REGISTRY_TAGS = ("registry.version", "registry.alias")
@@ -58,6 +59,11 @@ def _figure(value: float | None) -> str:
 
 def pipeline_runs(client, experiment_id: str, limit: int) -> list[PipelineRun]:
     """The newest `limit` pipeline runs of the experiment, each with the registry tags of its stage runs."""
+    from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
+
+    if limit > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise UserError(f"--last {limit}: MLflow returns at most {SEARCH_MAX_RESULTS_THRESHOLD} runs from one search; "
+                        f"ask for that many or fewer")
     found = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = '{PIPELINE_ROLE}'", max_results=limit,
                                order_by=["attributes.start_time DESC"])
     return [PipelineRun(run.info.run_id, run.data.tags.get("mlflow.runName", ""), run.info.start_time,

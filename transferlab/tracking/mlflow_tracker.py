@@ -15,7 +15,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from transferlab.core.redaction import scrub
+from transferlab.core.redaction import scrub, scrubbed
 from transferlab.tracking.tags import MODEL_URI_TAG
 from transferlab.tracking.tracker import Tracker
 
@@ -70,7 +70,7 @@ class MlflowTracker(Tracker):
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self.active:
             with self.tolerant("setting tags"):
-                mlflow.set_tags(dict(tags))
+                mlflow.set_tags(scrubbed(tags))
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.active and metrics:

@@ -14,6 +14,7 @@ import mlflow
 from mlflow.entities import Param
 
 from transferlab.core.digest import file_sha256
+from transferlab.core.redaction import scrub, scrubbed
 from transferlab.tracking.lineage import git_commit
 from transferlab.tracking.mlflow_tracker import MlflowTracker
 from transferlab.tracking.processes import end_abandoned_runs, pipeline_id, process_identity
@@ -51,10 +52,10 @@ def _parent_run_id(client, experiment_id: str, pid: str, name: str, tags: Mappin
         client.update_run(parent, status="RUNNING")
         client.set_tag(parent, PROCESS_TAG, process_identity())  # a SIGKILLed stage leaves it to the sweep
         return parent
-    run = client.create_run(experiment_id, run_name=name,
-                            tags={PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE, PROCESS_TAG: process_identity(), **tags})
+    run = client.create_run(experiment_id, run_name=name, tags=scrubbed(
+        {PIPELINE_TAG: pid, ROLE_TAG: PIPELINE_ROLE, PROCESS_TAG: process_identity(), **tags}))
     # the whole params.yaml, once: one pipeline execution reads one snapshot of it, so runs compare in the UI
-    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in flatten(params).items()])
+    client.log_batch(run.info.run_id, params=[Param(key, value) for key, value in scrubbed(flatten(params)).items()])
     return run.info.run_id
 
 
@@ -103,22 +104,22 @@ def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[s
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
     One that stops answering later costs the run, not the stage's outputs: see `MlflowTracker.tolerant`."""
     uri = tracking_uri(project_root)
-    check_tracking_store(project_root)
+    check_tracking_store(project_root, experiment)
     mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
     experiment_id = experiment_id_for(experiment, local_artifact_root(uri))
     client = mlflow.MlflowClient()
     end_abandoned_runs(client, experiment_id)
     pid = pipeline_id()
     code = git_commit(project_root, generated)
-    parent = _parent_run_id(client, experiment_id, pid, pipeline_name or f"pipeline {pid}",
+    parent = _parent_run_id(client, experiment_id, pid, scrub(pipeline_name) or f"pipeline {pid}",
                             {**code, **environment_tags()}, pipeline_params or params)
     tags = {PARENT_TAG: parent, PIPELINE_TAG: pid, STAGE_TAG: stage, PROCESS_TAG: process_identity(),
             **code, **environment_tags()}
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=scrubbed(tags))
     tracker = MlflowTracker(run.info.run_id, parent, code)
     status = "FAILED"
     try:
-        mlflow.log_params(flatten(params))
+        mlflow.log_params(scrubbed(flatten(params)))  # a password in a param is a credential all the same
         yield tracker
         status = "FINISHED"
     except KeyboardInterrupt:
