@@ -12,6 +12,7 @@ import pandas as pd
 
 from transferlab.core.atomic import atomic_dir, atomic_write_text
 from transferlab.core.report_pages import to_html, to_markdown
+from transferlab.core.wording import plural
 from transferlab.data.prepared import DATA_REPORT, MANIFEST, SPLITS, first_images, images_by_key
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.features import embedder, load_splits, read_meta
@@ -54,7 +55,8 @@ def run(context: StageContext) -> dict:
             quality.label_issues.to_csv(target / "label_issues.csv", index=False)
     atomic_write_text(context.path(paths.data_metrics), json.dumps(metrics, indent=2))
     context.tracker.log_artifacts(out, "data_report")
-    log.info("data report: %s (threshold calibrated on %d copies)", metrics, len(calibration.copy_similarities))
+    log.info("data report: %s (threshold calibrated on %s)", metrics,
+             plural(len(calibration.copy_similarities), "copy"))
     check_gate(quality, params.data.gate, f"{paths.data_report}/report.html")
     return {key: float(value) for key, value in metrics.items() if value is not None}
 

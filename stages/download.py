@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from transferlab.core.atomic import atomic_dir
+from transferlab.core.wording import plural
 from transferlab.data.raw_layout import list_raw_images, write_source_info
 from transferlab.data.sources import fetch_source
 from transferlab.stage_runner import StageContext, main_for
@@ -17,7 +18,7 @@ def run(context: StageContext) -> dict:
         info = fetch_source(context.params.data, context.params.base.seed, context.root, target)
         write_source_info(target, info)
         count = len(list_raw_images(target))
-    log.info("%s: %d files", info.description, count)
+    log.info("%s: %s", info.description, plural(count, "file"))
     return {"raw_files": count, "left_out": len(info.left_out)}
 
 

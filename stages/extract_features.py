@@ -7,6 +7,7 @@ import time
 from functools import partial
 
 from transferlab.core.atomic import atomic_dir
+from transferlab.core.wording import plural
 from transferlab.modeling.devices import configure_devices
 from transferlab.modeling.extraction_cluster import extract_on_cluster, uses_cluster
 from transferlab.modeling.features import extract_features
@@ -30,8 +31,8 @@ def run(context: StageContext) -> dict:
                                 extract_todo=on_cluster if uses_cluster(params.extract) else None)
     seconds = time.perf_counter() - started
     context.tracker.set_tags({"features.cache_key": meta["cache_key"]})
-    log.info("%s features for %s images (%d shards reused) in %.1f s", context.backbone, meta["counts"],
-             meta["resumed_shards"], seconds)
+    log.info("%s features for %s images (%s reused) in %.1f s", context.backbone, meta["counts"],
+             plural(meta["resumed_shards"], "shard"), seconds)
     return {**{f"features_{split}": n for split, n in meta["counts"].items()},
             "feature_width": meta["feature_width"], "resumed_shards": meta["resumed_shards"],
             "images_per_second": sum(meta["counts"].values()) / seconds if seconds else 0.0}

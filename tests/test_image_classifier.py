@@ -43,10 +43,10 @@ def _images() -> list[bytes]:
     return [_encoded(wide, "PNG"), _encoded(tall, "JPEG")]
 
 
-def _logged(tmp_path, model, classes, resize="squash", top_k=3) -> str:
+def _logged(tmp_path, model, classes, resize="squash", top_k=3, **settings) -> str:
     model.save(tmp_path / "model.keras")
     with stage_run("evaluate", "serving-test", tmp_path, {}) as tracker:
-        return log_image_model(tracker, tmp_path / "model.keras", classes, resize, top_k)
+        return log_image_model(tracker, tmp_path / "model.keras", classes, resize, top_k, **settings)
 
 
 SCRIPT = """
@@ -106,3 +106,46 @@ def test_predict_uses_the_registered_image_models_keras_model_classes_and_resize
     assert (loaded.classes, loaded.resize, loaded.image_size) == (CLASSES, "center_crop", 32)
     pixels = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded.model.predict(pixels, verbose=0), model.predict(pixels, verbose=0), rtol=1e-6)
+
+
+def _forms(images: list[bytes]) -> dict[str, dict]:
+    """The JSON bodies MLflow's scoring server takes for a column `image`, as a client writes them."""
+    import base64
+
+    encoded = [base64.b64encode(data).decode() for data in images]
+    return {"dataframe_split": {"dataframe_split": {"columns": ["image"], "data": [[text] for text in encoded]}},
+            "dataframe_records": {"dataframe_records": [{"image": text} for text in encoded]},
+            "instances": {"instances": [{"image": text} for text in encoded]},
+            "instances, bare": {"instances": encoded},
+            "inputs": {"inputs": {"image": encoded}},
+            "inputs, records": {"inputs": [{"image": text} for text in encoded]}}
+
+
+def test_every_json_form_of_mlflows_server_is_answered_as_dataframe_split(tmp_path):
+    """Issue 42: `instances` and `inputs` reached the model as base64 text and were answered "not an image"."""
+    import mlflow
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    served = mlflow.pyfunc.load_model(_logged(tmp_path, _model(3, "softmax"), CLASSES))
+    schema = served.metadata.get_input_schema()
+    answers = {form: served.predict(infer_and_parse_data(body, schema)).to_dict("records")
+               for form, body in _forms(_images()).items()}  # parsed as the server parses a request's body
+    expected = answers.pop("dataframe_split")
+    assert [row["error"] for row in expected] == [None, None]
+    for form, rows in answers.items():
+        assert rows == expected, form
+
+
+def test_the_served_model_refuses_images_over_its_logged_max_image_scale(tmp_path):
+    """Issue 42: a 35-byte GIF declaring 16000x16000 grew the server by 4.4 GB a request. The limit is
+    data.max_image_scale, logged with the model: here 2, so a 32 px model takes at most 64 x 64 = 4096 pixels."""
+    import mlflow
+
+    from tests.test_images import _gif_canvas
+
+    served = mlflow.pyfunc.load_model(_logged(tmp_path, _model(3, "softmax"), CLASSES, max_image_scale=2))
+    wide, tall = _images()  # 120 x 40 = 4800 pixels, 30 x 90 = 2700
+    rows = served.predict(pd.DataFrame({"image": [wide, tall, _gif_canvas(16000, 16000)]})).to_dict("records")
+    assert rows[0]["error"].startswith("too large: 120x40 pixels is over the limit of 0.0041 megapixels")
+    assert rows[1]["error"] is None and rows[1]["class"] in CLASSES
+    assert rows[2]["error"].startswith("too large: 16000x16000 pixels")

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 
 
-def _save_model(path):
+def _model():
     import keras
 
     from transferlab.modeling.assembly import pixel_scaling
@@ -18,7 +18,11 @@ def _save_model(path):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(pixel_scaling("mobilenet_v2", inputs)))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def _save_model(path):
+    model = _model()
     path.mkdir()
     model.save(path / "model.keras")
     (path / "classes.json").write_text(json.dumps([{"name": n} for n in ("cat", "dog", "fox")]))
@@ -58,21 +62,48 @@ def test_missing_model_is_a_one_line_error(tmp_path):
 
 def test_a_decompression_bomb_is_one_line_and_the_other_files_go_on(tmp_path):
     """Issue 14, finding 6: a 437 KB PNG of 60000x60000 pixels once took 18.4 GB in predict."""
-    from tests.test_images import _png_header_only
+    from tests.test_images import _gif_canvas, _png_header_only
 
     _save_model(tmp_path / "model")
-    bomb, fine = tmp_path / "bomb.png", tmp_path / "fine.png"
+    bomb, canvas, fine = tmp_path / "bomb.png", tmp_path / "canvas.gif", tmp_path / "fine.png"
     bomb.write_bytes(_png_header_only(60000, 60000))
+    canvas.write_bytes(_gif_canvas(16000, 16000))  # issue 42: 35 bytes, 5.5 GB, and a class for an answer
     from PIL import Image
 
     Image.new("RGB", (40, 30), (10, 200, 30)).save(fine)
-    result = subprocess.run([sys.executable, "-m", "transferlab", "predict", str(bomb), str(fine),
+    result = subprocess.run([sys.executable, "-m", "transferlab", "predict", str(bomb), str(canvas), str(fine),
                              "--model", str(tmp_path / "model")],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if ": error:" in line]
-    assert errors == [line for line in errors if line.startswith(f"{bomb}: error: too large")] and len(errors) == 1
+    assert len(errors) == 2 and errors[0].startswith(f"{bomb}: error: too large")  # Pillow's own guard, first
+    assert errors[1] == (f"{canvas}: error: too large: 16000x16000 pixels is over the limit of 0.262 megapixels for "
+                         f"this model's input size (data.max_image_scale; a decompression bomb, or far more pixels than"
+                         f" the model can use: shrink it first)")
     assert result.stdout.startswith(f"{fine}: ")
+
+
+def test_predict_reads_a_huge_file_only_as_far_as_its_header(tmp_path, monkeypatch):
+    """Issue 42: a 4 GB file was read whole (5.2 GB) before "not an image"."""
+    from pathlib import Path
+
+    from tests.test_images import CountingFile
+    from transferlab.evaluation.predict import LoadedModel, predict_probabilities
+
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as file:
+        file.truncate(300 * 2**20)  # sparse: no disk taken
+    opened: list[CountingFile] = []
+
+    def counted_open(path, mode="r", *args, **kwargs):
+        opened.append(CountingFile(path, mode))
+        return opened[-1]
+
+    monkeypatch.setattr(Path, "open", counted_open)
+    model = _model()
+    _, errors = predict_probabilities(LoadedModel(model, ["cat", "dog", "fox"], 32), [huge])
+    assert errors == {0: "not an image (unrecognised format)"}
+    assert len(opened) == 1 and opened[0].read_bytes < 2**20 and opened[0].closed
 
 
 def test_a_registered_model_with_the_server_down_fails_in_seconds_without_the_password(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import prepare_with
+from tests.conftest import prepare_with, run_stages
 from tests.corrupt_files import bad_files, good_files, write_corrupt_folder
 from transferlab.data.prepared import image_dataset, shard_files
 
@@ -45,12 +45,35 @@ def test_shards_hold_the_manifest_with_resized_images(tmp_path):
     assert manifest["sha256"].str.len().eq(64).all()
 
 
-def test_preprocess_is_deterministic(tmp_path):
-    overrides = {"data.source": "synthetic", "data.synthetic.images_per_class": 6, "data.image_size": 32}
-    first = prepare_with(tmp_path / "a", overrides)
-    second = prepare_with(tmp_path / "b", overrides)
-    for path in sorted(first.iterdir()):
-        assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+def test_a_rerun_in_another_process_writes_the_same_bytes(tmp_path):
+    """Issue 42: every rerun's shards differed byte for byte (protobuf wrote the features map in an order hashed
+    per process), so DVC re-ran everything downstream and the data gate saw other data. A second preprocess of
+    the same raw data, in a fresh process, must write the same files by md5, each record in canonical form."""
+    import hashlib
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    from tests.conftest import PROJECT_ROOT
+
+    first = prepare_with(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 6,
+                                    "data.image_size": 32})
+    second = tmp_path / "again"
+    second.mkdir()
+    script = ("import sys; from pathlib import Path; from transferlab.core.params_loader import load_params; "
+              "from transferlab.data.preprocess import prepare_dataset; params = load_params(Path(sys.argv[1])); "
+              "prepare_dataset(Path(sys.argv[2]), Path(sys.argv[3]), params.data, params.base.seed, progress=False)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "params.yaml"), str(tmp_path / "data" / "raw"),
+                    str(second)], cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=300)
+
+    def md5s(folder):
+        return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+    assert len(shard_files(first, "train")) > 0 and md5s(first) == md5s(second)
+    for record in tf.data.TFRecordDataset([str(path) for path in sorted(first.glob("*.tfrecord"))]):
+        data = record.numpy()
+        assert data == tf.train.Example.FromString(data).SerializeToString(deterministic=True)
 
 
 def test_folder_without_images_fails_clearly(tmp_path, capsys):
@@ -73,9 +96,9 @@ def test_awkward_folder_names_sizes_and_a_one_image_class(tmp_path):
         (images / name).mkdir(parents=True)
         for i in range(count):
             (images / name / f"{i}.jpg").write_bytes(good_files()["plain.jpg"])
-    for name, fmt in (("huge.jpg", "JPEG"), ("huge.png", "PNG")):  # 12000 x 12000: 144 megapixels
+    for name, fmt in (("huge.jpg", "JPEG"), ("huge.png", "PNG")):  # 12 megapixels, for a 32 px model
         buffer = io.BytesIO()
-        Image.new("RGB", (12000, 12000), (200, 30, 30)).save(buffer, fmt)
+        Image.new("RGB", (4000, 3000), (200, 30, 30)).save(buffer, fmt)
         (images / "with space" / name).write_bytes(buffer.getvalue())
     for name in ("tiny.png", "sixteen_bit.png", "exif_rotated.jpg"):
         (images / "a..b" / name).write_bytes(good_files()[name])
@@ -84,9 +107,12 @@ def test_awkward_folder_names_sizes_and_a_one_image_class(tmp_path):
     names = [c["name"] for c in json.loads((prepared / "classes.json").read_text())]
     assert sorted(names) == sorted(classes)
     report = json.loads((prepared / "data_report.json").read_text())
-    assert report["num_skipped"] == 0 and report["num_images"] == sum(classes.values()) + 5
+    # the JPEG decodes at an eighth of its size; the PNG has no reduced decode and is 46 times what the model can use
+    assert [entry["file"] for entry in report["skipped"]] == ["all/with space/huge.png"]
+    assert report["skipped"][0]["reason"].startswith("too large: 4000x3000 pixels is over the limit of 0.262")
+    assert report["num_images"] == sum(classes.values()) + 4
     manifest = pd.read_csv(prepared / "manifest.csv")
-    assert (manifest["path"].str.endswith("huge.png")).sum() == 1 and (manifest["path"].str.endswith("huge.jpg")).sum() == 1
+    assert (manifest["path"].str.endswith("huge.jpg")).sum() == 1
     single = manifest[manifest["label"] == names.index("single")]
     assert list(single["split"]) == ["train"]  # one image: it trains; validation and test cannot hold it
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
@@ -132,3 +158,17 @@ def test_augmented_batches_are_the_same_on_every_run(tmp_path):
     assert len(runs[0]) == 30
     for other in runs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))
+
+
+def test_preprocess_refuses_images_of_a_single_class_as_the_data_s_fault(tmp_path, capsys):
+    """Issue 42: one class was refused by a message about the adversarial target."""
+    images = tmp_path / "images" / "cats"
+    images.mkdir(parents=True)
+    for index in range(4):
+        (images / f"{index}.jpg").write_bytes(good_files()["plain.jpg"])
+    with pytest.raises(AssertionError, match="preprocess exited 1"):
+        run_stages(tmp_path, {"data.source": "folder", "data.folder.root": str(tmp_path / "images")},
+                   stages=["download", "preprocess"])
+    error = capsys.readouterr().err
+    assert "the images are of 1 class ['cats']; a classifier needs at least two" in error
+    assert "adversarial" not in error and not (tmp_path / "data" / "prepared").exists()

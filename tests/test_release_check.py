@@ -147,7 +147,7 @@ def test_a_server_that_answers_fewer_rows_than_it_was_sent_fails(served):
     """Issue 31: zip() compared only the rows that came back, so 1 answer for 2 images passed."""
     url, state = served
     state["rows"] = 1  # the stand-in answers this many rows whatever it was sent
-    with pytest.raises(ReleaseCheckFailed, match="answered 1 rows for 2 test images"):
+    with pytest.raises(ReleaseCheckFailed, match="answered 1 row for 2 test images"):
         check_cases(url, [CASE, CASE], 0.01)
 
 

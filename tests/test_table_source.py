@@ -32,6 +32,10 @@ def kaggle_folder(root, per_class: int = 4) -> None:
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
 
 
+def _left_out(info) -> list[dict]:
+    return info.left_out.to_dict("records")
+
+
 def kaggle_params(root) -> TableParams:
     return TableParams(path=str(root / "labels.csv"), images=str(root / "train"), file_column="id",
                        label_column="breed", suffix=".jpg")
@@ -44,7 +48,7 @@ def test_kaggle_labels_csv_keeps_every_class_name_as_written(tmp_path):
 
     write_source_info(tmp_path / "raw", info)
     images = list_raw_images(tmp_path / "raw")
-    assert len(images) == 12 and info.left_out == []
+    assert len(images) == 12 and info.left_out.empty
     assert sorted({image.class_name for image in images}) == sorted(NAMES)
     assert {image.source_split for image in images} == {"all"}
     # "/" cannot be a folder name: the class keeps its name through source.json's class_folders
@@ -59,7 +63,7 @@ def test_missing_unlabeled_outside_and_conflicting_rows_are_reported_with_their_
     pd.DataFrame({"file_name": ["a.png", "gone.png", "b.png", "../elsewhere.png", "c.png", "c.png", "a.png", None],
                   "label": ["x", "x", None, "y", "y", "x", "x", "y"]}).to_csv(src / "metadata.csv", index=False)
     info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
-    reasons = {(entry["row"], entry["file"]): entry["reason"] for entry in info.left_out}
+    reasons = {(entry["row"], entry["file"]): entry["reason"] for entry in _left_out(info)}
     assert reasons.pop(("3", "gone.png")).startswith("file not found")
     assert reasons.pop(("4", "b.png")) == "no label"
     assert reasons.pop(("5", "../elsewhere.png")).startswith("outside the images folder")
@@ -86,7 +90,7 @@ def test_fastai_is_valid_and_named_splits_choose_the_split(tmp_path):
     info = import_table(TableParams(path=str(src / "named.csv"), split_column="split"), tmp_path, tmp_path / "raw2")
     splits = {p.name: p.relative_to(tmp_path / "raw2" / "images").parts[0] for p in (tmp_path / "raw2").rglob("*.jpg")}
     assert splits == {"0.jpg": "validation", "2.jpg": "validation", "3.jpg": "test"}
-    assert info.left_out[0]["reason"] == "split 'holdout' is not a split (train, validation, test) or a boolean"
+    assert _left_out(info)[0]["reason"] == "split 'holdout' is not a split (train, validation, test) or a boolean"
 
 
 def test_a_missing_column_or_unreadable_table_is_one_line_naming_it(tmp_path):
@@ -138,7 +142,7 @@ def test_a_row_naming_a_fifo_or_a_device_is_left_out_with_its_kind(tmp_path):
     pd.DataFrame({"file_name": ["a.png", "pipe.png", "zero.png"], "label": ["x", "x", "y"]}).to_csv(
         src / "metadata.csv", index=False)
     info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
-    reasons = {entry["file"]: entry["reason"] for entry in info.left_out}
+    reasons = {entry["file"]: entry["reason"] for entry in _left_out(info)}
     assert reasons.pop("pipe.png") == "a FIFO (named pipe), not an image file; not opened"
     assert reasons.pop("zero.png").startswith("outside the images folder")  # the link resolves to /dev/zero
     assert reasons == {}
@@ -152,7 +156,7 @@ def test_an_absolute_path_in_the_file_column_is_outside_the_images_folder(tmp_pa
     pd.DataFrame({"file_name": ["a.png", str(tmp_path / "elsewhere" / "b.png")], "label": ["x", "y"]}).to_csv(
         src / "metadata.csv", index=False)
     info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
-    [entry] = info.left_out
+    [entry] = _left_out(info)
     assert entry["reason"].startswith("outside the images folder") and entry["file"].endswith("b.png")
     assert [p.name for p in (tmp_path / "raw").rglob("*.png")] == ["a.png"]
 
@@ -163,7 +167,83 @@ def test_a_nul_byte_in_a_file_name_is_a_left_out_row_not_a_crash(tmp_path):
     _image(src / "a.png", 1)
     pd.DataFrame({"file_name": ["a.png", "b\x00.png"], "label": ["x", "y"]}).to_csv(src / "metadata.csv", index=False)
     info = import_table(TableParams(path=str(src / "metadata.csv")), tmp_path, tmp_path / "raw")
-    assert [(entry["row"], entry["reason"]) for entry in info.left_out] == [("3", "a NUL byte in the file name")]
+    assert [(entry["row"], entry["reason"]) for entry in _left_out(info)] == [("3", "a NUL byte in the file name")]
+
+
+def test_a_label_column_of_lists_is_refused_by_check_params_in_one_line(tmp_path, capsys):
+    """Issue 42: check_params passed a Parquet label column of lists, and download raised a traceback."""
+    _image(tmp_path / "a.png", 1)
+    _image(tmp_path / "b.png", 2)
+    pd.DataFrame({"file_name": ["a.png", "b.png"], "label": [["cat"], ["dog", "pet"]]}).to_parquet(
+        tmp_path / "labels.parquet")
+    with pytest.raises(DataError, match=r"labels.parquet: column 'label' \(data.table.label_column\) holds list "
+                                        r"values, not one value a row \(row 2: \['cat'\]\)"):
+        table_labels(TableParams(path=str(tmp_path / "labels.parquet")), tmp_path)
+    with pytest.raises(AssertionError, match="check_params exited 1"):
+        run_stages(tmp_path, {"data.source": "table", "data.table.path": str(tmp_path / "labels.parquet")},
+                   stages=["check_params"])
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert line.startswith("check_params: error: ") and "holds list values" in line
+
+
+def test_a_header_only_table_and_a_file_column_of_bytes_say_why_in_the_table_s_words(tmp_path):
+    """Issue 42: both ended in a message naming download's temporary folder (`.raw.tmp-*/images: No such file`)."""
+    (tmp_path / "empty.csv").write_text("file_name,label\n")
+    with pytest.raises(DataError, match="empty.csv: no rows, only the names of its columns"):
+        table_labels(TableParams(path=str(tmp_path / "empty.csv")), tmp_path)
+    for name in ("a.png", "b.png"):
+        _image(tmp_path / name, len(name))
+    pd.DataFrame({"file_name": [b"a.png", b"b.png"], "label": ["cat", "dog"]}).to_parquet(tmp_path / "bytes.parquet")
+    with pytest.raises(DataError) as refused:
+        import_table(TableParams(path=str(tmp_path / "bytes.parquet")), tmp_path, tmp_path / "raw")
+    assert str(refused.value) == (f"{tmp_path / 'bytes.parquet'}: none of its 2 rows can be used (2 rows: a bytes "
+                                  f"value, not a file name; the first: row 2, file \"b'a.png'\")")
+
+
+def test_check_params_refuses_a_single_class_as_the_data_s_fault(tmp_path, capsys):
+    """Issue 42: one class was refused by a message about the adversarial target ("the data has 1 class; a
+    targeted attack needs two"), and a header-only table by one about "0 class"."""
+    _image(tmp_path / "a.png", 1)
+    pd.DataFrame({"file_name": ["a.png"], "label": ["cat"]}).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(AssertionError, match="check_params exited 1"):
+        run_stages(tmp_path, {"data.source": "table", "data.table.path": str(tmp_path / "labels.csv")},
+                   stages=["check_params"])
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert line == ("check_params: error: data.source table: the data has 1 class ['cat']; a classifier needs at "
+                    "least two")
+
+
+def test_a_table_s_left_out_and_skipped_files_are_counted_by_reason_and_listed_whole_in_csv(tmp_path, caplog):
+    """Issue 42: a 1,000,000-row table took 188 s without a word and wrote 118 MB of source.json and data_report.json
+    (every left-out row in each). The reports now count by reason and show the first 20; the CSVs hold every one."""
+    import logging
+
+    from transferlab.data.raw_layout import SHOWN
+
+    src = tmp_path / "src"
+    rows = []
+    for number in range(4):
+        _image(src / f"{number}.png", number)
+        rows += [{"file_name": f"{number}.png", "label": "cat" if number % 2 else "dog"}] * 9  # 8 times too many
+    for number in range(22):
+        (src / f"text_{number}.png").write_text("not an image")
+        rows.append({"file_name": f"text_{number}.png", "label": "cat"})
+    pd.DataFrame(rows).to_csv(src / "metadata.csv", index=False)
+    caplog.set_level(logging.INFO, "transferlab.progress")
+    run_stages(tmp_path, {"data.source": "table", "data.table.path": str(src / "metadata.csv"), "data.image_size": 32})
+    assert "download: looking up the table's files: 26 to do" in caplog.text  # 26 names in 58 rows: each once
+    raw, prepared = tmp_path / "data" / "raw", tmp_path / "data" / "prepared"
+    source = json.loads((raw / "source.json").read_text())
+    report = json.loads((prepared / "data_report.json").read_text())
+    for record in (source, report):
+        assert record["num_left_out"] == 32 and record["left_out_by_reason"] == {"listed twice": 32}
+        assert len(record["left_out"]) == SHOWN and record["left_out"][0] == {"file": "0.png", "row": "3",
+                                                                              "reason": "listed twice (row 2)"}
+    for csv in (raw / "left_out.csv", prepared / "left_out.csv"):
+        assert len(pd.read_csv(csv)) == 32
+    assert report["num_skipped"] == 22 and report["skipped_by_reason"] == {"not an image (unrecognised format)": 22}
+    assert len(report["skipped"]) == SHOWN and len(pd.read_csv(prepared / "skipped.csv")) == 22
+    assert report["num_images"] == 4
 
 
 def _classes_of(tmp_path, labels: list[str]) -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transferlab.core.errors import UserError
 from transferlab.core.params_loader import load_params
+from transferlab.core.wording import plural
 from transferlab.evaluation.run_headline import read_run_figures, run_block
 from transferlab.execution_record import experiment_name, record_execution
 from transferlab.tracking.runs import stage_tags
@@ -54,7 +55,8 @@ def record_run(pid: str, command: str, dvc_experiment: str | None = None) -> Non
               file=sys.stderr)
         return
     if restored:
-        print(f"{command}: {len(restored)} stages were up to date (DVC restored or kept their outputs): "
+        print(f"{command}: {plural(len(restored), 'stage')} {'was' if len(restored) == 1 else 'were'} up to date (DVC "
+              f"restored or kept their outputs): "
               f"recorded on the pipeline run as restored", file=sys.stderr)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from transferlab.adversarial.attacks import class_mask, pgd, probabilities, unbounded_steps
 from transferlab.core.progress import Heartbeat, with_progress
+from transferlab.core.wording import plural
 
 
 @dataclass
@@ -58,7 +59,7 @@ def epsilon_sweep(forward, images: np.ndarray, labels: np.ndarray, targets: list
     source = correct & ~mask[labels]
     broken, succeeded = np.zeros(len(images), bool), np.zeros(len(images), bool)
     rows, examples = [], {}
-    desc = f"adversarial_report: epsilon sweep ({len(images)} images)"
+    desc = f"adversarial_report: epsilon sweep ({plural(len(images), 'image')})"
     beat = Heartbeat(desc)
     for epsilon in with_progress(sorted(epsilons), desc=desc):
         step = step_factor * epsilon / steps

@@ -5,7 +5,8 @@ any training, with the same rule the adversarial report applies."""
 
 from __future__ import annotations
 
-from transferlab.core.errors import ParamsError
+from transferlab.core.errors import DataError, ParamsError
+from transferlab.core.wording import plural
 
 AUTO = "auto"
 CAT_NAMES = {"cat", "cats"}
@@ -19,8 +20,9 @@ def auto_target(classes: list[dict]) -> str:
 
 def target_classes(target: str, classes: list[dict]) -> list[int]:
     """`auto`; `species:<s>` (or a bare `cat`) for every class of that species; otherwise a class name."""
-    if len(classes) < 2:
-        raise ParamsError(f"adversarial.target: the data has {len(classes)} class; a targeted attack needs two")
+    if len(classes) < 2:  # the data's fault, not the target's (check_params and preprocess refuse it first)
+        raise DataError(f"the data has {plural(len(classes), 'class')}; a classifier, and a targeted attack, needs "
+                        f"at least two")
     if target == AUTO:
         target = auto_target(classes)
     names = [c["name"] for c in classes]

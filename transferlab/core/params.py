@@ -64,6 +64,10 @@ class DataParams(Section):
     synthetic: SyntheticParams = SyntheticParams()
     image_size: int = Field(224, ge=32, le=1024)
     resize: Literal["squash", "center_crop"] = "squash"
+    # an image may decode to at most (max_image_scale x image_size)^2 pixels (JPEGs after their reduced-scale
+    # decode); a larger one (a decompression bomb, a huge scan) is left out with its reason, and refused by the
+    # served model. The same default as transferlab/data/images.py's DEFAULT_MAX_SCALE
+    max_image_scale: int = Field(16, ge=2, le=64)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     shard_size: int = Field(512, ge=1, le=100_000)

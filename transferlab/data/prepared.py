@@ -3,7 +3,10 @@
     <prepared>/<split>-<index>.tfrecord   re-encoded JPEGs with label and key (the raw file's relative path)
     <prepared>/manifest.csv               one row per image: path, label, class_name, split, sha256, size, shard
     <prepared>/classes.json               [{index, name, species}] in label order
-    <prepared>/data_report.json           counts per split and class, skipped files and why
+    <prepared>/data_report.json           counts per split and class; files skipped or left out, counted by reason
+                                          (the first few listed)
+    <prepared>/skipped.csv                every raw file that could not be decoded, with its reason
+    <prepared>/left_out.csv               every file or table row the source left out, with its reason
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from transferlab.data.splits import SPLITS
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"
 DATA_REPORT = "data_report.json"
+SKIPPED = "skipped.csv"
+LEFT_OUT = "left_out.csv"
 SHARD_PATTERN = "{split}-{index:05d}.tfrecord"
 
-__all__ = ["CLASSES", "DATA_REPORT", "MANIFEST", "SPLITS", "ShardWriter", "decoded_keys", "first_images",
+__all__ = ["CLASSES", "DATA_REPORT", "LEFT_OUT", "MANIFEST", "SKIPPED", "SPLITS", "ShardWriter", "decoded_keys",
+           "first_images",
            "image_batches", "file_sharded_batches", "first_encoded", "image_dataset", "images_by_key", "read_classes", "shard_files", "shard_sizes", "split_of",
            "tagged_image_batches"]
 
@@ -54,7 +60,9 @@ class ShardWriter:
             "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
             "key": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode("utf-8")])),
         }))
-        self._writer.write(example.SerializeToString())
+        # deterministic: the map of features in protobuf order, not in a per-process hash order (which made every
+        # rerun's shards differ byte for byte, so DVC and the data gate saw other data)
+        self._writer.write(example.SerializeToString(deterministic=True))
         self._in_shard += 1
         return self.current_file
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ import pandas as pd
 
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
+from transferlab.core.wording import plural
 from transferlab.data.images import UndecodableImage, decode_for, encode_jpeg, resize
 from transferlab.core.params import DataParams
-from transferlab.data.raw_layout import NOT_UTF8_FILE, RawImage, list_raw_images, printable_name, read_source_info
-from transferlab.data.prepared import CLASSES, DATA_REPORT, MANIFEST, ShardWriter
+from transferlab.data.raw_layout import (LEFT_OUT_FILE, NOT_UTF8_FILE, SHOWN, RawImage, SourceInfo, list_raw_images,
+                                         printable_name, read_source_info)
+from transferlab.data.prepared import CLASSES, DATA_REPORT, LEFT_OUT, MANIFEST, SKIPPED, ShardWriter
 from transferlab.data.splits import SPLITS, assign_splits
 
 
@@ -33,14 +36,16 @@ class Decoded:
     height: int = 0
 
 
-def process_file(path: str, size: int, mode: str, quality: int) -> Decoded:
-    """Hash, decode, resize and re-encode one file (runs in worker processes)."""
-    data = Path(path).read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        image = decode_for(data, size)
-    except UndecodableImage as exc:
-        return Decoded(sha, None, str(exc))
+def process_file(path: str, size: int, mode: str, quality: int, max_scale: int) -> Decoded:
+    """Decode, resize, re-encode and hash one file (runs in worker processes). The file is read from disk as
+    the decoder needs it, so a huge or bogus file is answered from its header, never held in memory whole."""
+    with open(path, "rb") as file:
+        try:
+            image = decode_for(file, size, max_scale)
+        except UndecodableImage as exc:
+            return Decoded("", None, str(exc))
+        file.seek(0)
+        sha = hashlib.file_digest(file, "sha256").hexdigest()
     width, height = image.size
     return Decoded(sha, encode_jpeg(resize(image, size, mode), quality), None, width, height)
 
@@ -51,7 +56,7 @@ def _process_star(args: tuple) -> Decoded:
 
 def _decoded_stream(items: list[RawImage], cfg: DataParams):
     """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers."""
-    jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality) for item in items]
+    jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality, cfg.max_image_scale) for item in items]
     workers = cfg.num_workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) < 32:
         yield from map(_process_star, jobs)
@@ -73,6 +78,9 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, pr
         raise DataError(f"{raw_dir}: no image files found (check data.source and its settings)")
     source = read_source_info(raw_dir)
     class_names = sorted({item.class_name for item in items})
+    if len(class_names) < 2:
+        raise DataError(f"{source.description}: the images are of {plural(len(class_names), 'class')} "
+                        f"{class_names}; a classifier needs at least two")
     label_of = {name: index for index, name in enumerate(class_names)}
     split_of = assign_splits(items, cfg.val_fraction, cfg.test_fraction, seed)
     writers = {split: ShardWriter(out_dir, split, cfg.shard_size) for split in SPLITS}
@@ -97,18 +105,22 @@ def prepare_dataset(raw_dir: Path, out_dir: Path, cfg: DataParams, seed: int, pr
         for writer in writers.values():
             writer.close()
     if not rows:
-        raise DataError(f"{raw_dir}: none of the {len(items)} files could be decoded as an image")
+        raise DataError(f"{raw_dir}: none of the {plural(len(items), 'file')} could be decoded as an image")
     manifest = pd.DataFrame(rows).sort_values("path", kind="stable").reset_index(drop=True)
     manifest.to_csv(out_dir / MANIFEST, index=False)
     classes = [{"index": label_of[name], "name": name, "species": source.species.get(name)} for name in class_names]
     (out_dir / CLASSES).write_text(json.dumps(classes, indent=2), encoding="utf-8")
-    report = build_report(manifest, skipped, source.left_out, class_names, cfg, source.description)
+    pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out_dir / SKIPPED, index=False)
+    shutil.copyfile(raw_dir / LEFT_OUT_FILE, out_dir / LEFT_OUT)
+    report = build_report(manifest, skipped, source, class_names, cfg)
     (out_dir / DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return report
 
 
-def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dict], class_names: list[str],
-                 cfg: DataParams, description: str) -> dict:
+def build_report(manifest: pd.DataFrame, skipped: list[dict], source: SourceInfo, class_names: list[str],
+                 cfg: DataParams) -> dict:
+    """The data report; its lists of skipped and left-out files are counted by reason and show the first SHOWN
+    (skipped.csv and left_out.csv hold every one)."""
     counts = {split: {name: 0 for name in class_names} for split in SPLITS}
     for (split, name), count in manifest.groupby(["split", "class_name"]).size().items():
         counts[split][name] = int(count)
@@ -118,10 +130,11 @@ def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dic
     for kind in ("across_classes", "across_splits"):
         if duplicates[kind]:
             where = "classes (conflicting labels)" if kind == "across_classes" else "splits (test images seen in training)"
-            warnings.append(f"{len(duplicates[kind])} images appear byte for byte in two {where}, e.g. "
-                            f"{' = '.join(duplicates[kind][0])}; see duplicates in data_report.json")
+            found = len(duplicates[kind])
+            warnings.append(f"{plural(found, 'image')} {'appears' if found == 1 else 'appear'} byte for byte in two "
+                            f"{where}, e.g. {' = '.join(duplicates[kind][0])}; see duplicates in data_report.json")
     return {
-        "source": description,
+        "source": source.description,
         "image_size": cfg.image_size,
         "num_classes": len(class_names),
         "classes": class_names,
@@ -130,9 +143,10 @@ def build_report(manifest: pd.DataFrame, skipped: list[dict], left_out: list[dic
         "num_images": int(len(manifest)),
         "num_skipped": len(skipped),
         "skipped_by_reason": dict(Counter(_reason_kind(entry["reason"]) for entry in skipped)),
-        "skipped": skipped,
-        "num_left_out": len(left_out),
-        "left_out": left_out,
+        "skipped": skipped[:SHOWN],
+        "num_left_out": source.num_left_out,
+        "left_out_by_reason": source.left_out_by_reason,
+        "left_out": list(source.left_out),
         "duplicates": duplicates,
         "warnings": warnings,
     }

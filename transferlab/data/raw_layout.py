@@ -1,8 +1,10 @@
 """The canonical layout every download source writes and preprocess reads.
 
     <raw>/images/<split>/<class>/<file>     split: train | validation | test | all
-    <raw>/source.json                       where the data came from, species per class, files left out, and
-                                            the class of each class folder whose name is not the class itself
+    <raw>/source.json                       where the data came from, species per class, the files left out
+                                            (counted by reason, the first few listed), and the class of each
+                                            class folder whose name is not the class itself
+    <raw>/left_out.csv                      every file (or table row) left out, with its reason
 
 Sources keep their official splits (`train`, `validation`, `test`); a source without splits uses `all`.
 File bytes are copied unchanged, so every decoding decision is made, and reported, by preprocess.
@@ -11,11 +13,18 @@ File bytes are copied unchanged, so every decoding decision is made, and reporte
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 UNSPLIT = "all"
 SOURCE_FILE = "source.json"
+LEFT_OUT_FILE = "left_out.csv"
+LEFT_OUT_COLUMNS = ["file", "row", "reason"]  # row: a table's, as a spreadsheet numbers it; empty for a folder
+SHOWN = 20  # entries a report lists of a left-out or skipped list; every one is in its CSV
 IMAGES_DIR = "images"
 # Names users' tools leave beside images; never data.
 IGNORED_NAMES = {"Thumbs.db", "desktop.ini"}
@@ -26,10 +35,14 @@ class SourceInfo:
     source: str
     description: str
     species: dict[str, str] = field(default_factory=dict)
-    left_out: list[dict[str, str]] = field(default_factory=list)
+    # every entry ({file, reason}, a table's with its row) as a source gives them (a table's as a frame: a
+    # million rows as dicts would take gigabytes); read back from source.json, the first SHOWN of them
+    left_out: Sequence[dict[str, str]] | pd.DataFrame = field(default_factory=list)
     # folder name -> class name, where a class name cannot be a folder name as it is ("a/b", ".hidden", "Cat"
     # beside "cat" on a case-insensitive disk); folders not listed are named after their class
     class_folders: dict[str, str] = field(default_factory=dict)
+    num_left_out: int = 0  # as read back from source.json
+    left_out_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,11 +58,33 @@ def is_data_file(path: Path) -> bool:
 
 
 def write_source_info(raw_dir: Path, info: SourceInfo) -> None:
-    (raw_dir / SOURCE_FILE).write_text(json.dumps(asdict(info), indent=2, sort_keys=True), encoding="utf-8")
+    """source.json, with the left-out entries counted by reason and the first SHOWN of them, and left_out.csv
+    with every one: a table of a million bad rows gives a small JSON file, not a 100 MB one."""
+    left_out = pd.DataFrame(info.left_out).reindex(columns=LEFT_OUT_COLUMNS).fillna("")
+    left_out.to_csv(raw_dir / LEFT_OUT_FILE, index=False)
+    record = {"source": info.source, "description": info.description, "species": info.species,
+              "class_folders": info.class_folders, "num_left_out": len(left_out),
+              "left_out_by_reason": counts_by_reason(left_out["reason"]), "left_out": shown(left_out)}
+    (raw_dir / SOURCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def read_source_info(raw_dir: Path) -> SourceInfo:
     return SourceInfo(**json.loads((raw_dir / SOURCE_FILE).read_text(encoding="utf-8")))
+
+
+def shown(entries: pd.DataFrame) -> list[dict[str, str]]:
+    """The first SHOWN entries, without the columns they all leave empty."""
+    head = entries.head(SHOWN)
+    return head.loc[:, [column for column in head.columns if (head[column] != "").any()]].to_dict("records")
+
+
+def counts_by_reason(reasons: pd.Series) -> dict[str, int]:
+    """How many entries give each kind of reason, most first: the reason without its particulars (a row
+    number, a path in parentheses, a quoted value), so that a million rows count into a few kinds."""
+    exact = reasons.astype(str).value_counts()  # a million rows give few distinct reasons: edit only those
+    kinds = exact.index.str.replace(r"\s*\([^()]*\)", "", regex=True).str.replace(r"'[^']*'", "'…'", regex=True)
+    counts = exact.groupby(kinds).sum()
+    return {str(kind): int(count) for kind, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))}
 
 
 def class_folder_names(class_names: list[str]) -> dict[str, str]:

@@ -19,8 +19,9 @@ from transferlab.core.file_kinds import not_opened, special_kind
 from transferlab.core.progress import with_progress
 from transferlab.core.redaction import scrub
 from transferlab.core.paths import CLASSES_FILE, MODEL_FILE
+from transferlab.core.wording import plural
 from transferlab.modeling.outputs import class_probabilities
-from transferlab.data.images import ResizeMode, UndecodableImage, model_pixels
+from transferlab.data.images import DEFAULT_MAX_SCALE, ResizeMode, UndecodableImage, model_pixels
 
 BATCH_SIZE = 32
 
@@ -31,6 +32,7 @@ class LoadedModel:
     classes: list[str]
     image_size: int
     resize: ResizeMode = "squash"  # how the training images were resized (a registered model records it)
+    max_image_scale: int = DEFAULT_MAX_SCALE  # data.max_image_scale (a registered image model records it)
 
 
 def load_model(reference: str) -> LoadedModel:
@@ -60,7 +62,8 @@ def _checked(classes: list[str] | None, model, source: str) -> list[str]:
     if classes is None:
         return [str(i) for i in range(_num_classes(model))]
     if len(classes) != _num_classes(model):
-        raise UserError(f"{source}: names {len(classes)} classes but the model predicts {_num_classes(model)}; "
+        raise UserError(f"{source}: names {plural(len(classes), 'class')} but the model predicts "
+                        f"{_num_classes(model)}; "
                         f"the model and its class list do not belong together")
     return classes
 
@@ -81,14 +84,14 @@ def _load_registered(uri: str) -> LoadedModel:
             name, _, number = name.partition("/")
             version = client.get_model_version(name, number)
         if "keras" in mlflow.models.get_model_info(uri).flavors:
-            model, resize = mlflow.keras.load_model(uri), "squash"
+            model, resize, max_scale = mlflow.keras.load_model(uri), "squash", DEFAULT_MAX_SCALE
         else:
             served = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-            model, resize = served.model, served.resize
+            model, resize, max_scale = served.model, served.resize, served.max_image_scale
     except MlflowException as exc:
         raise UserError(f"--model: cannot load {uri}: {scrub(str(exc).splitlines()[0])}") from None
     classes = _checked(json.loads(version.tags.get("classes", "null")), model, f"{uri} (tag 'classes')")
-    return LoadedModel(model, classes, model.input_shape[1], resize)
+    return LoadedModel(model, classes, model.input_shape[1], resize, max_scale)
 
 
 def image_suffixes() -> set[str]:
@@ -150,14 +153,16 @@ def _walk(folder: Path, suffixes: set[str], missing: list[dict[str, str]]) -> li
 
 
 def decoded_batches(paths: list[Path], image_size: int, resize: ResizeMode, batch_size: int,
-                    errors: dict[int, str]):
+                    errors: dict[int, str], max_image_scale: int = DEFAULT_MAX_SCALE):
     """A tf.data stream of float32 pixel batches, decoded in parallel threads while the model runs (PIL frees
-    the GIL as it decodes). An unreadable file becomes zeros and its reason lands in `errors[index]`."""
+    the GIL as it decodes). An unreadable file becomes zeros and its reason lands in `errors[index]`. Each file
+    is decoded from disk as far as needed: a 4 GB file is answered from its header, never read whole."""
     import tensorflow as tf
 
     def decode(index) -> np.ndarray:
         try:
-            return model_pixels(paths[int(index)].read_bytes(), image_size, resize)
+            with paths[int(index)].open("rb") as file:
+                return model_pixels(file, image_size, resize, max_image_scale)
         except (OSError, UndecodableImage) as exc:
             errors[int(index)] = str(exc)
             return np.zeros((image_size, image_size, 3), np.uint8)
@@ -174,10 +179,10 @@ def predict_probabilities(loaded: LoadedModel, paths: list[Path], batch_size: in
                           ) -> tuple[np.ndarray, dict[int, str]]:
     """Per-class probabilities for every file (rows of unreadable files are meaningless) and the errors."""
     errors: dict[int, str] = {}
-    batches = decoded_batches(paths, loaded.image_size, loaded.resize, batch_size, errors)
+    batches = decoded_batches(paths, loaded.image_size, loaded.resize, batch_size, errors, loaded.max_image_scale)
     total = math.ceil(len(paths) / batch_size)
-    outputs = [loaded.model.predict_on_batch(batch)
-               for batch in with_progress(batches, total, f"predict: {len(paths)} images in batches of {batch_size}")]
+    desc = f"predict: {plural(len(paths), 'image')} in batches of {batch_size}"
+    outputs = [loaded.model.predict_on_batch(batch) for batch in with_progress(batches, total, desc)]
     if not outputs:
         return np.zeros((0, len(loaded.classes))), errors
     return class_probabilities(np.concatenate(outputs)), errors

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from transferlab.core.wording import plural
+
 OVERFIT_GAP = 0.1  # train accuracy above validation accuracy by more than this: the head memorizes
 WIDE_INTERVAL = 0.1  # half-width of the test accuracy's interval above which the test split is too small to tell
 WEAKEST_SHOWN = 3
@@ -124,7 +126,7 @@ def _data_tips(data: Mapping[str, Any]) -> list[str]:
     """What the data report found that caps accuracy: likely label errors, classes of very different sizes."""
     tips = []
     if data.get("likely_label_errors"):
-        tips.append(f"the data report flags {data['likely_label_errors']} images as likely label errors "
+        tips.append(f"the data report flags {plural(data['likely_label_errors'], 'image')} as likely label errors "
                     "(label_issues.csv): wrong labels cap the accuracy any model reaches; check and fix them first")
     if (data.get("class_imbalance") or 0) > IMBALANCED:
         tips.append(f"the largest class has {data['class_imbalance']:g} times the images of the smallest: the small "

@@ -18,6 +18,7 @@ from pathlib import Path
 from transferlab.core.endpoints import redact, unanswered_port
 from transferlab.core.errors import DataError, UserError
 from transferlab.core.params import BackboneParams, ExtractParams
+from transferlab.core.wording import plural
 from transferlab.modeling.features import ExtractionPlan, shard_features, traced_backbone, write_shards
 
 RAY_ADDRESS = "RAY_ADDRESS"
@@ -102,8 +103,9 @@ def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: in
     groups = shard_groups(plan.todo, settings.shards_per_task)
     address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
     check_cluster_answers(settings)
-    log(f"extracting {len(plan.todo)} shards in {len(groups)} tasks on "
-        f"{'the Ray cluster at ' + redact(address) if address else f'a local Ray cluster of {settings.workers} workers'}")
+    cluster = f"the Ray cluster at {redact(address)}" if address else \
+        f"a local Ray cluster of {plural(settings.workers, 'worker')}"
+    log(f"extracting {plural(len(plan.todo), 'shard')} in {plural(len(groups), 'task')} on {cluster}")
     group_task = task(extract_group, name="extract-shard-group", cache_policy=NONE)
     with prefect_api() as api_url:
         runner = RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(settings, api_url))
@@ -117,7 +119,7 @@ def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: in
                 shards = future.result()
                 write_shards(plan, shards)
                 computed += len(shards)
-                log(f"{len(plan.shards) - len(plan.todo)} of {len(plan.shards)} shards done")
+                log(f"{len(plan.shards) - len(plan.todo)} of {plural(len(plan.shards), 'shard')} done")
             return computed
 
         # what the tasks computed, not what the folder holds: a kept shard computed again would show here

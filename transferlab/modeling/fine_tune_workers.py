@@ -14,6 +14,7 @@ import numpy as np
 
 from transferlab.core.errors import ParamsError
 from transferlab.core.params import FineTuneParams
+from transferlab.core.wording import plural
 from transferlab.data.prepared import file_sharded_batches, image_batches, shard_files, shard_sizes
 from transferlab.modeling.multi_worker import WorkerFit, WorkerPlan, fit_multi_worker, validation_evaluator
 
@@ -24,7 +25,8 @@ def steps_per_epoch(sizes: list[int], workers: int, per_worker_batch: int) -> in
     """Whole batches every worker can take in any epoch: each is dealt at least F // W of the F shard files, and
     at worst the smallest ones."""
     if len(sizes) < workers:
-        raise ParamsError(f"data.shard_size: the training split has {len(sizes)} shard files for {workers} workers "
+        raise ParamsError(f"data.shard_size: the training split has {plural(len(sizes), 'shard file')} for "
+                          f"{plural(workers, 'worker')} "
                           f"(each worker reads its own files); lower data.shard_size to make at least {workers}")
     fewest = sum(sorted(sizes)[:len(sizes) // workers])
     if fewest < per_worker_batch:

@@ -16,6 +16,7 @@ from transferlab.core.errors import DataError
 from transferlab.core.output_folder import check_output_folder, write_outputs
 from transferlab.core.params import Params
 from transferlab.core.progress import with_progress
+from transferlab.core.wording import plural
 from transferlab.quality.drift import DriftResult, compare
 
 log = logging.getLogger("transferlab.drift")
@@ -74,7 +75,7 @@ def embed_files(paths: list[Path], params: Params, root: Path, seed: int, backbo
     cfg = params.backbone_named(backbone or params.backbone.name)
     size = params.data.image_size
     errors: dict[int, str] = {}
-    batches = decoded_batches(paths, size, params.data.resize, cfg.batch_size, errors)
+    batches = decoded_batches(paths, size, params.data.resize, cfg.batch_size, errors, params.data.max_image_scale)
     if stored_as_prepared:
         batches = _stored_as_prepared(batches, params.data.jpeg_quality, size)
     extractor = feature_extractor(cfg, size, root, seed)
@@ -82,7 +83,7 @@ def embed_files(paths: list[Path], params: Params, root: Path, seed: int, backbo
     forward = tf.function(lambda images: extractor(images, training=False),
                           input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
     total = math.ceil(len(paths) / cfg.batch_size)
-    parts = [forward(batch).numpy() for batch in with_progress(batches, total, f"drift: {len(paths)} images")]
+    parts = [forward(batch).numpy() for batch in with_progress(batches, total, f"drift: {plural(len(paths), 'image')}")]
     features = np.concatenate(parts) if parts else np.zeros((0, extractor.output_shape[-1]), np.float32)
     # the cache holds features rounded to backbone.dtype: round alike, so rounding is no difference between sets
     features = features.astype(cfg.dtype).astype(np.float32)
@@ -158,7 +159,8 @@ def _markdown(record: dict[str, Any]) -> str:
     ])
     counts = record["counts"]
     facts = [f"folder: {record['folder']}", f"backbone: {record['backbone']}",
-             f"images: {counts['new']} new (of {counts['image_files']} files, {counts['undecodable']} undecodable) "
+             f"images: {counts['new']} new (of {plural(counts['image_files'], 'file')}, {counts['undecodable']} "
+             f"undecodable) "
              f"vs {counts['training']} training", f"MMD²: {record['mmd']:.4g}"]
     return to_markdown("Drift report", [("Verdict", [("text", record["verdict"]), ("table", table), ("list", facts)])])
 

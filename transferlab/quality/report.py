@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.core.errors import DataError
+from transferlab.core.wording import plural
 from transferlab.quality.copies import copies_of
 from transferlab.quality.figures import plot_gallery, plot_pairs
 from transferlab.quality.label_issues import out_of_fold_probabilities, rank_label_issues
@@ -132,9 +133,10 @@ def sections(quality: DataQuality, pixels_of: Callable[[set[str]], dict[str, np.
 def _overview(quality: DataQuality, preprocess_report: dict) -> tuple:
     skipped, left_out = preprocess_report.get("num_skipped", 0), preprocess_report.get("num_left_out", 0)
     return ("Classes and images", [
-        ("text", f"{quality.balance.drop(columns='share').select_dtypes('number').values.sum()} images in "
-                 f"{len(quality.balance)} classes; {skipped} files could not be decoded and {left_out} were left "
-                 f"out by the source (each with its reason in data/prepared/data_report.json)."),
+        ("text", f"{plural(int(quality.balance.drop(columns='share').select_dtypes('number').values.sum()), 'image')}"
+                 f" in {plural(len(quality.balance), 'class')}; {plural(skipped, 'file')} could not be decoded and "
+                 f"{left_out} left out by the source (each with its reason in data/prepared/skipped.csv and "
+                 f"left_out.csv)."),
         ("table", quality.balance), ("table", quality.sizes)])
 
 

@@ -45,7 +45,7 @@ def requirements() -> list[str]:
 
 
 def log_image_model(tracker: Tracker, keras_file: Path, classes: list[str], resize: ResizeMode, top_k: int,
-                    name: str = "model") -> str | None:
+                    name: str = "model", max_image_scale: int = images.DEFAULT_MAX_SCALE) -> str | None:
     """Log the pyfunc image model to the stage's run; its URI (models:/<id>), or None when not tracked."""
     if not tracker.active:
         return None
@@ -54,7 +54,8 @@ def log_image_model(tracker: Tracker, keras_file: Path, classes: list[str], resi
 
     # MLflow loads the model back to check the input example; its download bars would be noise in the log
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    config = {"classes": list(classes), "resize": resize, "top_k": min(top_k, len(classes))}
+    config = {"classes": list(classes), "resize": resize, "top_k": min(top_k, len(classes)),
+              "max_image_scale": max_image_scale}  # the served model refuses images as preprocess did
     with tracker.tolerant(f"logging the {name} model"):
         info = mlflow.pyfunc.log_model(
             name=name, python_model=str(MODEL_CODE), model_config=config,

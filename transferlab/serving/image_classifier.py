@@ -40,9 +40,17 @@ def per_class(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _as_bytes(value) -> bytes:
-    """Bytes as given; a str is taken as base64 (what a client that skips MLflow's decoding sends)."""
+    """The encoded file's bytes. A str is taken as base64 (what a client that skips MLflow's decoding sends),
+    and so are bytes that are nothing but base64: MLflow's server decodes the base64 of a binary column for
+    `dataframe_split` and `dataframe_records` but hands `instances` and `inputs` over as the base64 text. No
+    image format begins with only base64 characters (PNG's, JPEG's, GIF's ... first bytes are not), so the two
+    cannot be confused."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
+        value = bytes(value)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return value
     if isinstance(value, str):
         try:
             return base64.b64decode(value, validate=False)
@@ -61,12 +69,15 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         self.classes = list(config["classes"])
         self.resize = config.get("resize", "squash")
         self.top_k = int(config.get("top_k", 3))
+        # data.max_image_scale when it was logged (a model logged before it existed: the decoder's default)
+        self.max_image_scale = int(config.get("max_image_scale", self.decoder.DEFAULT_MAX_SCALE))
         self.image_size = int(self.model.input_shape[1])
 
     def _pixels(self, value):
         """The image's pixels, or the reason it cannot be read (one bad file does not fail the others)."""
         try:
-            return self.decoder.model_pixels(_as_bytes(value), self.image_size, self.resize), None
+            return self.decoder.model_pixels(_as_bytes(value), self.image_size, self.resize,
+                                             self.max_image_scale), None
         except (ValueError, self.decoder.UndecodableImage) as exc:
             return None, str(exc)
 

@@ -45,7 +45,7 @@ def register(tracker: Tracker, params: Params, root: Path, params_file: Path, mo
     tracker.set_tags(lineage)
     keras_uri = tracker.log_keras_model(model, "keras_model", np.zeros((1, size, size, 3), np.float32))
     image_uri = log_image_model(tracker, root / paths.fine_tuned_model, classes, params.data.resize,
-                                params.evaluate.top_k)
+                                params.evaluate.top_k, max_image_scale=params.data.max_image_scale)
     extra = {**lineage, WEIGHTS_TAG: weights_digest(model), **({"keras_model_uri": keras_uri} if keras_uri else {})}
     promoted = promote(tracker, image_uri, accuracy, test_images, classes, params.evaluate, size, extra,
                        class_counts(classes, confusion))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from transferlab.core.wording import plural
 from transferlab.serving.release_cases import Case
 
 REQUEST_TIMEOUT_S = 120
@@ -89,7 +90,8 @@ def check_cases(url: str, cases: Sequence[Case], tolerance: float) -> float | No
     body = {**image_body([case.image for case in cases]), "params": {"top_k": len(cases[0].probabilities)}}
     answers = post(url, body)
     if len(answers) != len(cases):  # zip would compare only the rows that came back
-        raise ReleaseCheckFailed(f"the served model answered {len(answers)} rows for {len(cases)} test images")
+        raise ReleaseCheckFailed(f"the served model answered {plural(len(answers), 'row')} for "
+                                 f"{plural(len(cases), 'test image')}")
     found = mismatches(cases, answers, tolerance)
     if found:
         raise ReleaseCheckFailed(f"{len(found)} of {len(cases)} test images answered unlike evaluate: {found[0]}")

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 
 from transferlab.core.errors import ParamsError
 from transferlab.core.intervals import difference_interval
+from transferlab.core.wording import plural
 from transferlab.tracking import class_gate, gate_turn
 from transferlab.tracking.gate_turn import DONE, GATE_STATUS, PENDING
 from transferlab.tracking.tracker import Tracker
@@ -78,7 +79,7 @@ def check_same_classes(client, name: str, classes: list[str]) -> None:
     theirs = json.loads(champion.tags.get("classes", "null"))
     if theirs is not None and theirs != classes:
         raise ParamsError(f"evaluate.registered_model: the champion of {name!r} (version {champion.version}) "
-                          f"classifies {len(theirs)} classes {_short(theirs)}, this model {len(classes)} "
+                          f"classifies {plural(len(theirs), 'class')} {_short(theirs)}, this model {len(classes)} "
                           f"{_short(classes)}; their accuracies are not comparable: register under a new name")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferlab.core.errors import DataError
 from transferlab.core.params import DataParams
+from transferlab.core.wording import plural
 from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
 
 
@@ -17,7 +19,8 @@ def fetch_source(data: DataParams, seed: int, root: Path, target: Path) -> Sourc
         cfg = data.synthetic
         write_synthetic_folder(target / IMAGES_DIR / UNSPLIT, cfg.num_classes, cfg.images_per_class, cfg.image_size,
                                seed)
-        return SourceInfo("synthetic", f"synthetic: {cfg.num_classes} classes x {cfg.images_per_class} images")
+        return SourceInfo("synthetic",
+                          f"synthetic: {plural(cfg.num_classes, 'class')} x {plural(cfg.images_per_class, 'image')}")
     if data.source == "folder":
         from transferlab.data.sources.folder import import_folder
 
@@ -33,7 +36,8 @@ def fetch_source(data: DataParams, seed: int, root: Path, target: Path) -> Sourc
 
 def known_classes(data: DataParams, root: Path) -> list[dict]:
     """The classes ({index, name, species}) the source will give, numbered as preprocess numbers them, known
-    before anything is downloaded or copied: check_params refuses an adversarial target none of them matches."""
+    before anything is downloaded or copied: check_params refuses data of fewer than two classes, and an
+    adversarial target none of them matches."""
     if data.source == "synthetic":
         from transferlab.data.sources.synthetic import class_names
 
@@ -50,4 +54,7 @@ def known_classes(data: DataParams, root: Path) -> list[dict]:
         from transferlab.data.sources.tfds_source import tfds_species
 
         species = tfds_species(data.tfds.name)
+    if len(species) < 2:
+        raise DataError(f"data.source {data.source}: the data has {plural(len(species), 'class')} "
+                        f"{sorted(species)[:1]}; a classifier needs at least two")
     return [{"index": index, "name": name, "species": species[name]} for index, name in enumerate(sorted(species))]
