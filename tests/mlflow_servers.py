@@ -15,6 +15,11 @@ from pathlib import Path
 from tests.conftest import closed_port
 
 
+# MLflow 3's server starts a job runner and seven huey consumers by default; no test uses MLflow's jobs, and on a
+# two-core machine they take the cores the test is measuring
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def mlflow_server(folder: Path, app_name: str | None = None,
                   env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     """The server (its own process group) with its store in `folder`; returns (process, port) once it answers."""
@@ -24,7 +29,7 @@ def mlflow_server(folder: Path, app_name: str | None = None,
                                 "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
                                 "--default-artifact-root", str(folder / "server-artifacts"), "--workers", "1", *app],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env={**os.environ, **(env or {})})
+                               env={**os.environ, **NO_JOB_RUNNER, **(env or {})})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
