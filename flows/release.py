@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
 from transferlab.core.errors import UserError
+from transferlab.core.interrupts import stop_on_interrupts
 from transferlab.core.params_loader import load_params
 from transferlab.core.redaction import redacted_output
 from transferlab.serving.release import SUMMARY_TAG, ReleaseSettings, release
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", help="run: the version to release (default: the current champion)")
     parser.add_argument("--notify-block", help="a saved Prefect notification block, e.g. custom-webhook/team")
     args = parser.parse_args(argv)
+    stop_on_interrupts()  # Ctrl-C and SIGTERM whatever this process inherited (Prefect's runner takes SIGTERM over)
     workspace = str(Path(args.workspace).resolve())
     with redacted_output():
         try:

@@ -222,11 +222,13 @@ def _set_tracking_uri(given: str | None, home: Path = Path()) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transferlab.core.interrupts import stop_on_interrupts
     from transferlab.core.native_logs import quiet_tensorflow
     from transferlab.core.utf8_mode import ensure_utf8_mode
 
     if argv is None:  # a command line, not a call from Python: its process may start again in UTF-8 mode
         ensure_utf8_mode()
+        stop_on_interrupts()  # Ctrl-C and SIGTERM, even when started in the background with SIGINT ignored
     quiet_tensorflow()  # the `transferlab` script enters here, not through __main__ (TRANSFERLAB_TF_LOGS=1 shows it)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
