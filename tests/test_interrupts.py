@@ -72,7 +72,8 @@ def test_a_fork_pool_terminated_at_work_ends_without_a_traceback(tmp_path):
 
 # The tests of the suite that send a signal to a child process, cheap enough to run again here.
 SIGNAL_TESTS = ["tests/test_interrupts.py::test_a_command_stops_on_ctrl_c_and_sigterm_even_when_it_inherited_sigint_"
-                "ignored", "tests/test_stage_runner.py::test_ctrl_c_and_sigterm_end_in_one_line_and_exit_130"]
+                "ignored", "tests/test_stage_runner.py::test_ctrl_c_and_sigterm_end_in_one_line_and_exit_130",
+                "tests/test_child_processes.py"]
 
 
 def test_the_signal_tests_pass_when_pytest_itself_runs_with_sigint_ignored(tmp_path):

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from transferlab.core.child_processes import ending_with_this_process, stop_group
 from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
 from transferlab.core.redaction import scrub
@@ -75,7 +76,6 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
     """`mlflow models serve` for `uri` on a free loopback port, until the block ends: its base URL. A server that
     exits or does not answer /ping in time is UserError with the end of its output."""
     import os
-    import signal
     import subprocess
     import tempfile
     import time
@@ -83,9 +83,10 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
 
     port = free_loopback_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    with tempfile.TemporaryFile("w+") as output:
+    with tempfile.TemporaryFile("w+") as output:  # a group of its own to stop, and an end if this process dies
         server = subprocess.Popen(serve_command(uri, "127.0.0.1", port), env=env, stdout=output,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=ending_with_this_process())
         try:
             deadline, url = time.monotonic() + start_timeout_s, f"http://127.0.0.1:{port}"
             while True:
@@ -102,6 +103,4 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
                     time.sleep(0.5)
             yield url
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=60)
+            stop_group(server, grace_s=60)
