@@ -71,3 +71,31 @@ def test_stopping_a_group_ends_its_leader_and_the_processes_the_leader_started()
     assert leader.returncode == -signal.SIGTERM
     assert _all_end([grandchild]) == []
 
+
+@pytest.mark.parametrize("parent_killed", [True, False], ids=["parent-killed", "block-ended"])
+def test_a_child_a_library_started_ends_if_the_process_dies_inside_the_watched_block(parent_killed):
+    """Prefect's temporary server (started by Prefect: no `preexec_fn` to pass) outlived a SIGKILLed stage."""
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''
+        import subprocess, sys, time
+        from transferlab.core.child_processes import ending_with_this_process_while
+
+        child = subprocess.Popen({SLEEPER!r})
+        with ending_with_this_process_while(child.pid):
+            print(child.pid, flush=True)
+            sys.stdin.readline()  # the test says when the block ends
+        print("block ended", flush=True)
+        time.sleep(120)
+    ''')], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    child = psutil.Process(int(parent.stdout.readline()))
+    watcher = [process for process in psutil.Process(parent.pid).children() if process.pid != child.pid]
+    if parent_killed:
+        parent.kill()
+        assert _all_end([child, *watcher]) == []
+    else:
+        parent.stdin.write("end\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "block ended"
+        assert _all_end(watcher) == [] and child.is_running()  # the block's end is not a death: the child stays
+        parent.kill()
+        child.kill()
+    parent.wait(timeout=30)

@@ -1,5 +1,5 @@
 """Child processes that end with the process that started them, a SIGKILL of it included (Linux's parent-death
-signal), and the stop of a child's whole process group."""
+signal for our own children, a watcher process for a library's), and the stop of a child's whole process group."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import functools
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 
 from transferlab.core.interrupts import default_dispositions
 
@@ -60,3 +61,30 @@ def kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
+
+# The watcher's whole program: wait for the pipe from the watched-over process to close; if that process is gone
+# (its end closes when it dies, SIGKILL included), end the child it named.
+WATCHER = """import contextlib, os, signal, sys
+parent, child = int(sys.argv[1]), int(sys.argv[2])
+sys.stdin.buffer.read()
+if os.getppid() != parent:
+    with contextlib.suppress(ProcessLookupError):  # it ended with its parent already
+        os.kill(child, signal.SIGTERM)
+"""
+
+
+def _ignoring_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def ending_with_this_process_while(child: int) -> Iterator[None]:
+    """For the block: SIGTERM to `child`, a process that a library started (no `preexec_fn` to pass), if this
+    process dies, SIGKILL included. A small watcher process does it; it leaves at the block's end."""
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(child)], stdin=subprocess.PIPE,
+                               preexec_fn=_ignoring_ctrl_c)  # a terminal's Ctrl-C is for this process to handle
+    try:
+        yield
+    finally:
+        watcher.stdin.close()
+        watcher.wait()

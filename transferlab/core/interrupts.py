@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _forks_reset = False
 
@@ -32,3 +33,15 @@ def stop_on_interrupts() -> None:
         os.register_at_fork(after_in_child=default_dispositions)
         _forks_reset = True
 
+
+def current_handlers() -> dict[int, object]:
+    return {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
+def put_back(handlers: dict[int, object]) -> None:
+    """From the main thread: the handlers that `current_handlers` returned, over those a library set since (ray.init
+    sets SIGTERM to sys.exit, and its core worker adds absl's lines: a SIGTERM became a Prefect crash and exit -6)."""
+    if threading.current_thread() is threading.main_thread():
+        for number, handler in handlers.items():
+            if handler is not None:  # None: a handler set outside Python, which cannot be put back
+                signal.signal(number, handler)
