@@ -17,8 +17,14 @@ from transferlab.core.redaction import scrub
 
 
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        if probe.connect_ex((host, port)) == 0:
+    """--host names an address of this machine's resolver and nothing answers on --port there yet."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:  # `bad..host`: the resolver's error, or IDNA's for a label
+        raise UserError(f"--host: {host!r} is not an address or a host name this machine resolves ({exc}); give "
+                        f"an IP address such as 127.0.0.1 or 0.0.0.0") from None
+    with socket.socket(family, kind, protocol) as probe:
+        if probe.connect_ex(address) == 0:
             raise UserError(f"--port: {port} on {host} is taken (another server?); stop it or pass another --port")
 
 
