@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from transferlab.core.endpoints import redact, unreachable_reason
+from transferlab.core.interrupts import stop_on_interrupts
 from transferlab.core.redaction import redacted_output
 from flows.orchestration import (CACHED, PARAMS_ERROR_EXIT, RAN, StageResult, failure_message,
                                  flat_metrics, outcomes, override_arguments, pipeline_stages, run_streaming,
@@ -148,6 +149,7 @@ def prefect_api_problem() -> str | None:
 
 
 if __name__ == "__main__":
+    stop_on_interrupts()  # Ctrl-C and SIGTERM whatever this process inherited
     # The ephemeral server takes 10-20 s to start on a small machine; Prefect's default wait is tight.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     with redacted_output():

@@ -18,6 +18,7 @@ from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.states import Failed
 
 from transferlab.core.errors import UserError
+from transferlab.core.interrupts import stop_on_interrupts
 from transferlab.core.params_loader import load_params
 from transferlab.core.redaction import redacted_output
 from transferlab.serving.release import ReleaseSettings, notice, release
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", help="run: the version to release (default: the current champion)")
     parser.add_argument("--notify-block", help="a saved Prefect notification block, e.g. custom-webhook/team")
     args = parser.parse_args(argv)
+    stop_on_interrupts()  # Ctrl-C and SIGTERM whatever this process inherited (Prefect's runner takes SIGTERM over)
     workspace = str(Path(args.workspace).resolve())
     with redacted_output():
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect.schedules import Cron
 
 from flows.pipeline import pipeline
+from transferlab.core.interrupts import stop_on_interrupts
 
 DEPLOYMENT = "weekly-retrain"
 DEFAULT_CRON, DEFAULT_TIMEZONE = "0 3 * * 1", "UTC"  # Mondays 03:00, in an explicit timezone
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workspace", default=str(Path.cwd()))
     parser.add_argument("--name", default=DEPLOYMENT)
     args = parser.parse_args(argv)
+    stop_on_interrupts()  # a background `make serve` inherits SIGINT ignored: asyncio and Prefect would never see it
     try:  # Prefect's runner takes the first Ctrl-C itself and returns once its deployments are paused
         pipeline.serve(name=args.name, schedules=[Cron(args.cron, timezone=args.timezone)],
                        parameters={"workspace": args.workspace}, tags=["transferlab"],

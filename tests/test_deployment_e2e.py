@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from tests.conftest import PROJECT_ROOT, registered_deployment
+from tests.process_trees import marked, survivors
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +23,12 @@ def test_scheduled_deployment_is_served_and_runs(prefect_server, workspace_copy)
 
     workspace, _ = workspace_copy  # built: the served run reports every stage cached
     log = tempfile.TemporaryFile("w+")  # not a pipe: the served run's log would fill it and block the process
+    env = marked(prefect_server)
+    # `make serve &` from a script: SIGINT inherited ignored (issue 42: Ctrl-C was then ignored for good)
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--workspace", str(workspace),
                               "--cron", "30 4 * * 1", "--timezone", "Europe/Berlin"],
-                             cwd=PROJECT_ROOT, env=prefect_server, stdout=subprocess.DEVNULL, stderr=log,
-                             start_new_session=True)
+                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
             deployment = registered_deployment("transferlab-pipeline/weekly-retrain", serve)
@@ -40,3 +43,4 @@ def test_scheduled_deployment_is_served_and_runs(prefect_server, workspace_copy)
         errors = log.read()
     # issue 32: one line, not ~20 lines of Prefect's and asyncio's tracebacks
     assert "Traceback" not in errors and "flows.serve: stopped serving weekly-retrain" in errors, errors[-3000:]
+    assert survivors(env) == []

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT, run_stages
+from tests.process_trees import marked, survivors
 from transferlab.core.params import BackboneParams, ExtractParams
 from transferlab.modeling.extraction_cluster import ray_init_kwargs, shard_groups, uses_cluster
 from transferlab.workspace import SMOKE_PARAMS, set_params
@@ -58,9 +60,24 @@ def _stage(params: Path) -> list[str]:
     return [sys.executable, "-m", "stages.extract_features", "--params", str(params), "--no-track"]
 
 
+def _stopped_at(params: Path, env: dict, resume: Path, shards: int, sent: signal.Signals) -> dict:
+    """The cluster stage, sent `sent` (to it alone, as `kill` does) once the resume folder holds more than `shards`
+    feature files: its exit code, its output and the processes of its tree still running after."""
+    output = tempfile.TemporaryFile("w+")
+    stage = subprocess.Popen(_stage(params), cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    while len(list(resume.glob("*.npz"))) <= shards:  # a stage that hangs instead is failed by the pytest timeout
+        assert stage.poll() is None
+        time.sleep(0.01)
+    stage.send_signal(sent)
+    stage.wait()
+    output.seek(0)
+    return {"code": stage.returncode, "output": output.read(), "left": survivors(env)}
+
+
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
-    """One process's features, and a 2-worker cluster's: killed once its first shard was kept, then run again."""
+    """One process's features, and a 2-worker cluster's: stopped by SIGTERM once its first shard was kept, killed
+    by SIGKILL once it kept another, then run again."""
     root = tmp_path_factory.mktemp("cluster") / "one"
     run_stages(root, MANY_SHARDS, ("download", "preprocess", "extract_features"))
     cluster = root.parent / "cluster"
@@ -69,20 +86,15 @@ def extracted(tmp_path_factory):
     set_params(cluster / "params.yaml", {"extract.workers": 2})
     resume = cluster / ".cache" / "transferlab" / "features" / _features(root)["meta"]["cache_key"]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    stage = subprocess.Popen(_stage(cluster / "params.yaml"), cwd=PROJECT_ROOT, env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not list(resume.glob("*.npz")):  # a stage that hangs instead is failed by the tests' pytest timeout
-        assert stage.poll() is None
-        time.sleep(0.01)
-    os.killpg(stage.pid, signal.SIGKILL)  # the stage, its Ray cluster and its Prefect server
-    stage.wait()
+    stopped = _stopped_at(cluster / "params.yaml", marked(env), resume, 0, signal.SIGTERM)
+    killed = _stopped_at(cluster / "params.yaml", marked(env), resume, len(list(resume.glob("*.npz"))), signal.SIGKILL)
     kept = len(list(resume.glob("*.npz")))
     written_after_kill = (cluster / "data" / "features" / "mobilenet_v2").exists()
     done = subprocess.run(_stage(cluster / "params.yaml"), cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return {"one": _features(root), "cluster": _features(cluster), "log": done.stderr + done.stdout, "kept": kept,
-            "written_after_kill": written_after_kill}
+            "written_after_kill": written_after_kill, "stopped": stopped, "killed": killed}
 
 
 @pytest.mark.slow
@@ -168,3 +180,16 @@ def test_a_named_cluster_that_does_not_answer_is_one_line_before_ray_starts(monk
         check_cluster_answers(ExtractParams())
     monkeypatch.setenv("RAY_ADDRESS", "auto")  # Ray finds the cluster itself: nothing to check here
     check_cluster_answers(ExtractParams())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # the fixture waits on the cluster: a hang fails, setup included
+def test_a_stopped_or_killed_cluster_stage_leaves_no_ray_or_prefect_process_behind(extracted):
+    """Issue 42: a killed stage left Prefect's temporary server (the next run's "database is locked" tracebacks) and
+    Ray's agents; ray.init's own SIGTERM handler turned a stop into a Prefect crash, absl's lines and exit -6."""
+    stopped, killed = extracted["stopped"], extracted["killed"]
+    assert stopped["code"] == 130, stopped["output"][-3000:]
+    assert stopped["output"].strip().splitlines()[-1].startswith("extract_features: interrupted;")
+    assert "Traceback" not in stopped["output"] and "SIGTERM received" not in stopped["output"], stopped["output"]
+    assert stopped["left"] == [] and killed["left"] == [] and killed["code"] == -signal.SIGKILL
+    assert "database is locked" not in extracted["log"]

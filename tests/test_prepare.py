@@ -1,6 +1,7 @@
 """preprocess on generated data: corrupt files are reported, shards hold exactly the manifest."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -172,3 +173,36 @@ def test_preprocess_refuses_images_of_a_single_class_as_the_data_s_fault(tmp_pat
     error = capsys.readouterr().err
     assert "the images are of 1 class ['cats']; a classifier needs at least two" in error
     assert "adversarial" not in error and not (tmp_path / "data" / "prepared").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["ctrl-c", "SIGTERM", "SIGKILL"])
+def test_a_stopped_preprocess_leaves_none_of_its_decode_workers(tmp_path, stop):
+    """Issue 42: a killed preprocess left its spawn pool's workers waiting for work forever; at Ctrl-C each worker
+    printed a KeyboardInterrupt traceback. Two workers, the defaults' images (params.yaml's num_workers is one per
+    core: this machine may have one)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_ROOT, run_stages
+    from tests.process_trees import commands, marked, survivors
+
+    params = run_stages(tmp_path, {"data.source": "synthetic", "data.num_workers": 2}, ("download",))
+    env = marked(os.environ)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.preprocess", "--params", str(params), "--no-track"],
+                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    while sum("spawn_main" in command for command in commands(env)) < 2:
+        assert stage.poll() is None, stage.stdout.read()  # the workers decode for seconds: the stage is still there
+        time.sleep(0.05)
+    if stop == "ctrl-c":
+        os.killpg(stage.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole foreground group
+    else:
+        stage.send_signal(getattr(signal, stop))
+    output, _ = stage.communicate(timeout=60)
+    if stop != "SIGKILL":
+        assert stage.returncode == 130 and output.strip().splitlines()[-1].startswith("preprocess: interrupted;")
+        assert "Traceback" not in output, output
+    assert survivors(env) == []

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import closed_port, run_without_transferlab
+from tests.process_trees import marked, survivors
 from transferlab.workspace import tool_env
 
 pytestmark = pytest.mark.slow
@@ -50,13 +51,19 @@ def _expected(workspace, photo: bytes) -> np.ndarray:
     return model.predict(model_pixels(photo, 32)[None].astype(np.float32), verbose=0)[0]
 
 
+def _serve(workspace, env: dict, port: int) -> subprocess.Popen:
+    """`transferlab serve` as a background job of a script starts it: SIGINT ignored (issue 42: it exited 0 without
+    its stopped line); it must stop on Ctrl-C anyway."""
+    return subprocess.Popen([sys.executable, "-m", "transferlab", "serve", "--port", str(port)], cwd=workspace,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
+
 def test_mlflow_serves_the_champion_to_a_posted_photo(built_workspace, assets):
     path, _, env = built_workspace
     photo = (assets / PHOTO).read_bytes()
-    port = closed_port()
-    server = subprocess.Popen([sys.executable, "-m", "transferlab", "serve", "--port", str(port)], cwd=path,
-                              env=tool_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    port, env = closed_port(), marked(tool_env(env))
+    server = _serve(path, env, port)
     try:
         _wait_for(f"http://127.0.0.1:{port}/ping", server)
         body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(photo).decode()]]},
@@ -68,12 +75,31 @@ def test_mlflow_serves_the_champion_to_a_posted_photo(built_workspace, assets):
     # issue 32: Ctrl-C stops the server with one line of ours, not a traceback
     assert server.returncode == 130 and "transferlab serve: stopped" in output and "Traceback" not in output, output
     assert "absl::InitializeLog" not in output and "cuInit" not in output, output  # the served model's TF start-up
+    assert survivors(env) == []  # MLflow's CLI and the uvicorn it runs
     classes = ["class_0", "class_1", "class_2"]
     assert answer["error"] is None and sorted(answer["top_classes"]) == classes
     assert abs(sum(answer["top_probabilities"]) - 1) < 1e-5 and answer["class"] == answer["top_classes"][0]
     expected = _expected(path, photo)
     by_class = dict(zip(answer["top_classes"], answer["top_probabilities"]))
     np.testing.assert_allclose([by_class[name] for name in classes], expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_serve_that_is_killed_leaves_no_model_server_answering(built_workspace, sent):
+    """Issue 42: SIGTERM to `transferlab serve` (kill, a supervisor) left MLflow's scoring server running and
+    answering; a SIGKILL, too."""
+    path, _, env = built_workspace
+    port, env = closed_port(), marked(tool_env(env))
+    server = _serve(path, env, port)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", server)
+    finally:
+        server.send_signal(sent)  # to the command alone: its server must not need the signal too
+        output, _ = server.communicate(timeout=60)
+    if sent == signal.SIGTERM:
+        assert server.returncode == 130 and output.endswith("transferlab serve: stopped\n"), output[-3000:]
+        assert "Traceback" not in output, output
+    assert survivors(env) == []
 
 
 def test_pyfunc_loads_the_champion_where_transferlab_cannot_be_imported(built_workspace, assets):

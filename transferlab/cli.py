@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     import subprocess
     import threading
 
+    from transferlab.core.child_processes import ending_with_this_process, stop_group
     from transferlab.core.native_logs import copy_without_noise
     from transferlab.serving.server import check_port_free, check_servable, is_loopback, serve_command
     from transferlab.workspace import tool_env
@@ -54,15 +55,18 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"transferlab serve: {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)",
           file=sys.stderr)
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TF_CPP_MIN_LOG_LEVEL": "1"}  # unless the user set them
+    # A process group of its own (MLflow's CLI and the uvicorn it execs), stopped here at Ctrl-C or SIGTERM, and a
+    # parent-death signal for a SIGKILL of this process: the model server never outlives the command.
     server = subprocess.Popen(serve_command(uri, args.host, args.port), stderr=subprocess.PIPE, text=True,
-                              env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}))
+                              env=tool_env({name: os.environ.get(name, value) for name, value in quiet.items()}),
+                              process_group=0, preexec_fn=ending_with_this_process())
     relay = threading.Thread(target=copy_without_noise, args=(server.stderr, sys.stderr), daemon=True)
     relay.start()
     try:
         code = server.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached the server too (same process group): let it finish stopping
-        server.wait()
-        relay.join(timeout=5)
+    except KeyboardInterrupt:
+        stop_group(server)
+        relay.join(timeout=30)  # its output ends when the last of the group (uvicorn) has gone
         print("transferlab serve: stopped", file=sys.stderr)
         return 130
     relay.join(timeout=5)  # the server's last lines (why it stopped) before our exit
@@ -222,11 +226,13 @@ def _set_tracking_uri(given: str | None, home: Path = Path()) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transferlab.core.interrupts import stop_on_interrupts
     from transferlab.core.native_logs import quiet_tensorflow
     from transferlab.core.utf8_mode import ensure_utf8_mode
 
     if argv is None:  # a command line, not a call from Python: its process may start again in UTF-8 mode
         ensure_utf8_mode()
+        stop_on_interrupts()  # Ctrl-C and SIGTERM, even when started in the background with SIGINT ignored
     quiet_tensorflow()  # the `transferlab` script enters here, not through __main__ (TRANSFERLAB_TF_LOGS=1 shows it)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -113,18 +113,12 @@ def data_description(data) -> str:
     return "synthetic"
 
 
-def _terminate_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (Prefect cancelling, a scheduler) ends like Ctrl-C: runs closed, one line
-
-
 def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: bool = True) -> None:
-    import signal
-
+    from transferlab.core.interrupts import stop_on_interrupts
     from transferlab.core.utf8_mode import ensure_utf8_mode
 
     ensure_utf8_mode()
-
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    stop_on_interrupts()  # Ctrl-C and SIGTERM (Prefect cancelling, a scheduler): runs closed, one line, exit 130
     # For the whole process, so a bug's traceback printed at exit is scrubbed too.
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     exit_without_teardown(run_stage(stage, body, param_sections, track=track))

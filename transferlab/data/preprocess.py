@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from transferlab.core.child_processes import end_with
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
 from transferlab.core.wording import plural
@@ -55,13 +56,14 @@ def _process_star(args: tuple) -> Decoded:
 
 
 def _decoded_stream(items: list[RawImage], cfg: DataParams):
-    """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers."""
+    """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers. They end with this process
+    however it ends (after a SIGKILL they waited for work forever) and die quietly at Ctrl-C, which it reports."""
     jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality, cfg.max_image_scale) for item in items]
     workers = cfg.num_workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) < 32:
         yield from map(_process_star, jobs)
         return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, end_with, (os.getpid(),)) as pool:
         yield from pool.imap(_process_star, jobs, chunksize=8)
 
 

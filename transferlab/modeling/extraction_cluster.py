@@ -15,8 +15,10 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from transferlab.core.child_processes import ending_with_this_process_while
 from transferlab.core.endpoints import redact, unanswered_port
 from transferlab.core.errors import DataError, UserError
+from transferlab.core.interrupts import current_handlers, put_back
 from transferlab.core.params import BackboneParams, ExtractParams
 from transferlab.core.wording import plural
 from transferlab.modeling.features import ExtractionPlan, shard_features, traced_backbone, write_shards
@@ -66,8 +68,9 @@ def prefect_api() -> Iterator[str]:
 
     server = SubprocessASGIServer()
     server.start()
-    try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
+    try:  # stopped at the end, or by a watcher if this process is killed (it would hold Prefect's database)
+        with ending_with_this_process_while(server.server_process.pid), \
+                temporary_settings({PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
         server.stop()
@@ -107,11 +110,13 @@ def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: in
         f"a local Ray cluster of {plural(settings.workers, 'worker')}"
     log(f"extracting {plural(len(plan.todo), 'shard')} in {plural(len(groups), 'task')} on {cluster}")
     group_task = task(extract_group, name="extract-shard-group", cache_policy=NONE)
+    handlers = current_handlers()
     with prefect_api() as api_url:
         runner = RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(settings, api_url))
 
         @flow(name="extract-features", task_runner=runner, validate_parameters=False)
         def extract_features_on_ray() -> int:
+            put_back(handlers)  # the runner's ray.init replaced SIGTERM's: a stop is one line and Ray's shutdown
             futures = [group_task.submit([str(path) for path in group], plan.sizes, cfg, image_size, str(root), seed,
                                          plan.frozen) for group in groups]
             computed = 0

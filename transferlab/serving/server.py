@@ -10,14 +10,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from transferlab.core.child_processes import ending_with_this_process, stop_group
 from transferlab.core.endpoints import require_server
 from transferlab.core.errors import UserError
 from transferlab.core.redaction import scrub
 
 
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        if probe.connect_ex((host, port)) == 0:
+    """--host names an address of this machine's resolver and nothing answers on --port there yet."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:  # `bad..host`: the resolver's error, or IDNA's for a label
+        raise UserError(f"--host: {host!r} is not an address or a host name this machine resolves ({exc}); give "
+                        f"an IP address such as 127.0.0.1 or 0.0.0.0") from None
+    with socket.socket(family, kind, protocol) as probe:
+        if probe.connect_ex(address) == 0:
             raise UserError(f"--port: {port} on {host} is taken (another server?); stop it or pass another --port")
 
 
@@ -75,7 +82,6 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
     """`mlflow models serve` for `uri` on a free loopback port, until the block ends: its base URL. A server that
     exits or does not answer /ping in time is UserError with the end of its output."""
     import os
-    import signal
     import subprocess
     import tempfile
     import time
@@ -83,9 +89,10 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
 
     port = free_loopback_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    with tempfile.TemporaryFile("w+") as output:
+    with tempfile.TemporaryFile("w+") as output:  # a group of its own to stop, and an end if this process dies
         server = subprocess.Popen(serve_command(uri, "127.0.0.1", port), env=env, stdout=output,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=ending_with_this_process())
         try:
             deadline, url = time.monotonic() + start_timeout_s, f"http://127.0.0.1:{port}"
             while True:
@@ -102,6 +109,4 @@ def served(uri: str, tracking_uri: str, start_timeout_s: float = 240) -> Iterato
                     time.sleep(0.5)
             yield url
         finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=60)
+            stop_group(server, grace_s=60)

@@ -1,0 +1,101 @@
+"""Children end with the process that started them, a SIGKILL of it included; a stopped group leaves nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from transferlab.core.child_processes import stop_group
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def _all_end(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running once each has had a generous while to end (a process that hangs instead
+    is what the tests look for, not a slow one)."""
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    for process in alive:
+        process.kill()
+    return alive
+
+
+@pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGTERM])
+def test_a_child_started_to_end_with_this_process_ends_when_it_is_killed(sent):
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''
+        import subprocess, time
+        from transferlab.core.child_processes import ending_with_this_process
+
+        child = subprocess.Popen({SLEEPER!r}, preexec_fn=ending_with_this_process())
+        print(child.pid, flush=True)
+        time.sleep(120)
+    ''')], stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    child = psutil.Process(int(parent.stdout.readline()))
+    parent.send_signal(sent)
+    parent.wait(timeout=30)
+    assert _all_end([child]) == []
+
+
+def test_a_pool_worker_started_with_end_with_ends_when_the_process_that_started_it_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent('''
+        import multiprocessing, os, time
+        from transferlab.core.child_processes import end_with
+
+        if __name__ == "__main__":
+            pool = multiprocessing.get_context("spawn").Pool(2, end_with, (os.getpid(),))
+            time.sleep(120)
+    ''')], env={"PYTHONPATH": str(PROJECT_ROOT)})
+    started = psutil.Process(parent.pid)
+    while len(workers := [child for child in started.children() if "spawn_main" in " ".join(child.cmdline())]) < 2:
+        assert parent.poll() is None
+    everything = started.children(recursive=True)  # the workers and multiprocessing's resource tracker
+    parent.kill()
+    parent.wait(timeout=30)
+    assert len(workers) == 2 and _all_end(everything) == []
+
+
+def test_stopping_a_group_ends_its_leader_and_the_processes_the_leader_started():
+    leader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''
+        import subprocess, time
+        child = subprocess.Popen({SLEEPER!r})
+        print(child.pid, flush=True)
+        time.sleep(120)
+    ''')], stdout=subprocess.PIPE, text=True, process_group=0)
+    grandchild = psutil.Process(int(leader.stdout.readline()))
+    stop_group(leader)
+    assert leader.returncode == -signal.SIGTERM
+    assert _all_end([grandchild]) == []
+
+
+@pytest.mark.parametrize("parent_killed", [True, False], ids=["parent-killed", "block-ended"])
+def test_a_child_a_library_started_ends_if_the_process_dies_inside_the_watched_block(parent_killed):
+    """Prefect's temporary server (started by Prefect: no `preexec_fn` to pass) outlived a SIGKILLed stage."""
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''
+        import subprocess, sys, time
+        from transferlab.core.child_processes import ending_with_this_process_while
+
+        child = subprocess.Popen({SLEEPER!r})
+        with ending_with_this_process_while(child.pid):
+            print(child.pid, flush=True)
+            sys.stdin.readline()  # the test says when the block ends
+        print("block ended", flush=True)
+        time.sleep(120)
+    ''')], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    child = psutil.Process(int(parent.stdout.readline()))
+    watcher = [process for process in psutil.Process(parent.pid).children() if process.pid != child.pid]
+    if parent_killed:
+        parent.kill()
+        assert _all_end([child, *watcher]) == []
+    else:
+        parent.stdin.write("end\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "block ended"
+        assert _all_end(watcher) == [] and child.is_running()  # the block's end is not a death: the child stays
+        parent.kill()
+        child.kill()
+    parent.wait(timeout=30)

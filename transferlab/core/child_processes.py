@@ -1,0 +1,90 @@
+"""Child processes that end with the process that started them, a SIGKILL of it included (Linux's parent-death
+signal for our own children, a watcher process for a library's), and the stop of a child's whole process group."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+from transferlab.core.interrupts import default_dispositions
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up before any fork (nothing is loaded between a fork and its exec); None off Linux."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+
+def end_with(parent: int) -> None:
+    """In a child of `parent`: SIGTERM when `parent` ends, however it ends; SIGINT and SIGTERM at their defaults.
+    A pool's initializer (with `initargs=(os.getpid(),)`), or the child's half of `ending_with_this_process`."""
+    default_dispositions()
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent ended before the call above: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def ending_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` for `subprocess.Popen`: the child gets SIGTERM when this process ends. The signal comes when
+    the thread that started the child ends: start it from the thread that outlives it (the main one)."""
+    _prctl()
+    return functools.partial(end_with, os.getpid())
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM to the process group that `process` leads (started with `process_group=0` or a session of its own),
+    then SIGKILL to what is left after `grace_s`, or at once at another Ctrl-C (which is raised again)."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+    except KeyboardInterrupt:
+        kill_group(process)
+        raise
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL to the process group that `process` leads; returns once its leader is gone."""
+    with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+# The watcher's whole program: wait for the pipe from the watched-over process to close; if that process is gone
+# (its end closes when it dies, SIGKILL included), end the child it named.
+WATCHER = """import contextlib, os, signal, sys
+parent, child = int(sys.argv[1]), int(sys.argv[2])
+sys.stdin.buffer.read()
+if os.getppid() != parent:
+    with contextlib.suppress(ProcessLookupError):  # it ended with its parent already
+        os.kill(child, signal.SIGTERM)
+"""
+
+
+def _ignoring_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def ending_with_this_process_while(child: int) -> Iterator[None]:
+    """For the block: SIGTERM to `child`, a process that a library started (no `preexec_fn` to pass), if this
+    process dies, SIGKILL included. A small watcher process does it; it leaves at the block's end."""
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(child)], stdin=subprocess.PIPE,
+                               preexec_fn=_ignoring_ctrl_c)  # a terminal's Ctrl-C is for this process to handle
+    try:
+        yield
+    finally:
+        watcher.stdin.close()
+        watcher.wait()
