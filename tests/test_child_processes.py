@@ -48,15 +48,16 @@ def test_a_pool_worker_started_with_end_with_ends_when_the_process_that_started_
 
         if __name__ == "__main__":
             pool = multiprocessing.get_context("spawn").Pool(2, end_with, (os.getpid(),))
+            pool.map(time.sleep, [1, 1], chunksize=1)  # a task each: both workers ran the initializer
+            print("at work", flush=True)
             time.sleep(120)
-    ''')], env={"PYTHONPATH": str(PROJECT_ROOT)})
-    started = psutil.Process(parent.pid)
-    while len(workers := [child for child in started.children() if "spawn_main" in " ".join(child.cmdline())]) < 2:
-        assert parent.poll() is None
-    everything = started.children(recursive=True)  # the workers and multiprocessing's resource tracker
+    ''')], stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    assert parent.stdout.readline().strip() == "at work"
+    everything = psutil.Process(parent.pid).children(recursive=True)  # the workers, multiprocessing's tracker
+    workers = sum("spawn_main" in " ".join(child.cmdline()) for child in everything)
     parent.kill()
     parent.wait(timeout=30)
-    assert len(workers) == 2 and _all_end(everything) == []
+    assert workers == 2 and _all_end(everything) == []
 
 
 def test_stopping_a_group_ends_its_leader_and_the_processes_the_leader_started():
