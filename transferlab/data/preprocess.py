@@ -18,7 +18,7 @@ from transferlab.core.child_processes import end_with
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
 from transferlab.core.wording import plural
-from transferlab.data.images import UndecodableImage, decode_for, encode_jpeg, resize
+from transferlab.data.images import DEFAULT_MAX_SCALE, UndecodableImage, decode_for, encode_jpeg, resize
 from transferlab.core.params import DataParams
 from transferlab.data.raw_layout import (LEFT_OUT_FILE, NOT_UTF8_FILE, SHOWN, RawImage, SourceInfo, list_raw_images,
                                          printable_name, read_source_info)
@@ -37,7 +37,7 @@ class Decoded:
     height: int = 0
 
 
-def process_file(path: str, size: int, mode: str, quality: int, max_scale: int) -> Decoded:
+def process_file(path: str, size: int, mode: str, quality: int, max_scale: int = DEFAULT_MAX_SCALE) -> Decoded:
     """Decode, resize, re-encode and hash one file (runs in worker processes). The file is read from disk as
     the decoder needs it, so a huge or bogus file is answered from its header, never held in memory whole."""
     with open(path, "rb") as file:
