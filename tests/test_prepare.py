@@ -132,3 +132,31 @@ def test_augmented_batches_are_the_same_on_every_run(tmp_path):
     assert len(runs[0]) == 30
     for other in runs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(runs[0], other))
+
+
+def test_decode_workers_are_no_more_than_the_cores_and_memory_there_are(tmp_path, monkeypatch, caplog):
+    """Issue 42: `data.num_workers: 64` on 36 images spawned 64 decode processes, 9.7 GB on a 2-core machine. The
+    counts are this test's (2 cores, 22 GB free), not the machine's."""
+    import logging
+    import multiprocessing
+
+    from transferlab.core import resources
+
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
+    monkeypatch.setattr(resources, "available_memory", lambda: 22 * 10**9)
+    pools, get_context = [], multiprocessing.get_context
+
+    class Recording:
+        def __init__(self, method):
+            self.context = get_context(method)
+
+        def Pool(self, processes):  # noqa: N802 - multiprocessing's name
+            pools.append(processes)
+            return self.context.Pool(processes)
+
+    monkeypatch.setattr(multiprocessing, "get_context", Recording)
+    with caplog.at_level(logging.WARNING, "transferlab.resources"):
+        prepared = prepare_with(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 12,
+                                           "data.image_size": 32, "data.num_workers": 64})
+    assert pools == [2] and len(pd.read_csv(prepared / "manifest.csv")) == 36
+    assert "data.num_workers: 64 lowered to 2 (2 cores, 22 GB free" in caplog.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
+from transferlab.core.resources import capped_workers
 from transferlab.data.images import UndecodableImage, decode_for, encode_jpeg, resize
 from transferlab.core.params import DataParams
 from transferlab.data.raw_layout import NOT_UTF8_FILE, RawImage, list_raw_images, printable_name, read_source_info
@@ -49,15 +49,24 @@ def _process_star(args: tuple) -> Decoded:
     return process_file(*args)
 
 
+CHUNK = 8  # files a decode worker takes at a time: more workers than chunks would start idle
+# A spawned decode worker's peak: about 0.1 GB of interpreter, NumPy, pandas and Pillow, plus one photo at the
+# decode guard's size (JPEGs decode at a reduced scale; a 50-megapixel PNG is 0.15 GB of RGB).
+DECODE_WORKER_BYTES = 0.3e9
+
+
 def _decoded_stream(items: list[RawImage], cfg: DataParams):
     """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers."""
     jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality) for item in items]
-    workers = cfg.num_workers or os.cpu_count() or 1
-    if workers == 1 or len(jobs) < 32:
+    if len(jobs) < 32:
+        yield from map(_process_star, jobs)
+        return
+    workers = min(capped_workers(cfg.num_workers, "data.num_workers", DECODE_WORKER_BYTES), -(-len(jobs) // CHUNK))
+    if workers == 1:
         yield from map(_process_star, jobs)
         return
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_process_star, jobs, chunksize=8)
+        yield from pool.imap(_process_star, jobs, chunksize=CHUNK)
 
 
 def _write_order(items: list[RawImage], seed: int) -> list[RawImage]:
