@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -72,3 +75,130 @@ def test_a_cluster_member_is_told_that_tensorflow_listens_on_every_interface():
     message = exposure_warning(env)
     assert "worker 1 listens on all interfaces (*:23457), not only 127.0.0.1:23457" in message
     assert "firewall" in message
+
+
+@pytest.mark.parametrize("cluster", [{"worker": "127.0.0.1:1"}, {"worker": ["127.0.0.1"]}, {"worker": [1]}, []])
+def test_a_cluster_not_given_as_address_lists_is_a_one_line_user_error(cluster):
+    """Issue 42: the worker list given as a string was a TensorFlow traceback, and the exposure warning read
+    `*:1, not only 1` (the string's first character taken as worker 0's address)."""
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
+    with pytest.raises(UserError, match=r'^TF_CONFIG: cluster(\.worker must be a list of "host:port" strings| must '
+                                        r'map job names)'):
+        cluster_task(env)
+
+
+WAITING_STAGE = """
+from transferlab.modeling.distribution import choose_strategy
+from transferlab.stage_runner import main_for
+
+main_for("train_head", lambda context: choose_strategy(), [])
+"""
+
+
+@pytest.fixture
+def cluster_member(tmp_path):
+    """Start worker 0 of a two-worker TF_CONFIG (as a stage process) whose worker 1 is at `peer_port`; gives the
+    process and worker 0's port. Every process started is killed at the end, whatever the test saw."""
+    from tests.conftest import _free_ports
+
+    (tmp_path / "params.yaml").write_text("{}\n")
+    started = []
+
+    def start(peer_port: int, wait_s: str) -> tuple[subprocess.Popen, int]:
+        own_port = _free_ports(1)[0]
+        workers = [f"127.0.0.1:{own_port}", f"127.0.0.1:{peer_port}"]
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config), "TRANSFERLAB_PEER_WAIT_S": wait_s,
+               "PYTHONPATH": str(PROJECT_ROOT)}
+        started.append(subprocess.Popen([sys.executable, "-c", WAITING_STAGE, "--no-track"], cwd=tmp_path, env=env,
+                                        text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL))
+        return started[-1], own_port
+
+    yield start
+    for process in started:
+        process.kill()
+        process.communicate()
+
+
+def _read_until(process: subprocess.Popen, text: str) -> None:
+    for line in process.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"the process ended (exit {process.wait()}) before saying {text!r}")
+
+
+def test_a_peer_that_never_answers_is_named_once_the_wait_is_over(cluster_member):
+    """Issue 42: with a dead peer in TF_CONFIG, train_head sat silent in TensorFlow's set-up for 150 s and more."""
+    from tests.conftest import closed_port
+
+    dead = closed_port()
+    process, _ = cluster_member(dead, "3")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert f"TF_CONFIG: waiting up to 3 s for worker 1 at 127.0.0.1:{dead} to answer" in err  # at once, not after
+    assert err.strip().splitlines()[-1] == (
+        f"train_head: error: TF_CONFIG: no answer within 3 s from worker 1 at 127.0.0.1:{dead} (Connection refused); "
+        f"start it or correct TF_CONFIG's cluster (the wait is TRANSFERLAB_PEER_WAIT_S)")
+
+
+def test_sigterm_ends_a_member_waiting_for_its_peers_in_one_line(cluster_member):
+    from tests.conftest import closed_port
+
+    process, _ = cluster_member(closed_port(), "600")
+    _read_until(process, "waiting up to 600 s for worker 1")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("train_head: interrupted;")
+
+
+@pytest.fixture
+def silent_peer():
+    """A port that accepts connections and never answers them (some other program's, or a hung one)."""
+    import socket
+
+    with socket.socket() as not_tensorflow:
+        not_tensorflow.bind(("127.0.0.1", 0))
+        not_tensorflow.listen()
+        yield not_tensorflow.getsockname()[1]
+
+
+def test_a_peer_that_accepts_connections_but_never_answers_is_named_once_the_wait_is_over(cluster_member,
+                                                                                         silent_peer):
+    """Issue 42: TensorFlow waited on such a port for ever, holding the GIL (SIGTERM went unheard): a task is
+    a peer once it answers gRPC, as TensorFlow's server or the stand-in of a task still waiting does."""
+    process, _ = cluster_member(silent_peer, "3")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"train_head: error: TF_CONFIG: no answer within 3 s from worker 1 at 127.0.0.1:{silent_peer} (it accepts "
+        f"connections but gives no gRPC answer within 1 s); start it or correct TF_CONFIG's cluster (the wait is "
+        f"TRANSFERLAB_PEER_WAIT_S)")
+
+
+@pytest.fixture
+def grpc_peer():
+    """A gRPC server that is no TensorFlow task: it passes the peers' check, so TensorFlow's own wait begins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+def test_ctrl_c_ends_a_member_inside_tensorflows_own_wait(cluster_member, grpc_peer):
+    """TensorFlow waits in C++ holding the GIL, where no Python handler runs; Ctrl-C still ends the process, by its
+    default action."""
+    from transferlab.core.endpoints import unanswered_port
+
+    process, own_port = cluster_member(grpc_peer, "600")
+    _read_until(process, "every task answers; forming the cluster")  # its own port closed, then TensorFlow's ...
+    while unanswered_port(f"127.0.0.1:{own_port}", 0):  # ... server opens it, inside TensorFlow's call
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGINT

@@ -38,7 +38,7 @@ def test_shard_groups_cover_every_shard_once_in_order():
 
 def test_ray_workers_report_to_the_same_prefect_api_and_a_local_cluster_has_the_workers_asked_for(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    local = ray_init_kwargs(ExtractParams(workers=3), "http://127.0.0.1:4200/api")
+    local = ray_init_kwargs(ExtractParams(workers=3), "http://127.0.0.1:4200/api", 3)
     assert local["num_cpus"] == 3 and local["runtime_env"]["env_vars"]["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
     joined = ray_init_kwargs(ExtractParams(cluster_address="ray://head:10001"), "http://x/api")
     assert "num_cpus" not in joined  # an existing cluster has its own size
@@ -178,7 +178,56 @@ def test_a_named_cluster_that_does_not_answer_is_one_line_before_ray_starts(monk
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(UserError, match="^RAY_ADDRESS "):
         check_cluster_answers(ExtractParams())
-    monkeypatch.setenv("RAY_ADDRESS", "auto")  # Ray finds the cluster itself: nothing to check here
+
+
+@pytest.fixture
+def grpc_port():
+    """A port where a gRPC server answers, as Ray's GCS and client server do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("0.0.0.0:0")  # Ray resolves a loopback `auto` address to the host's own
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+def test_a_cluster_port_that_accepts_and_never_answers_is_one_line_in_seconds(monkeypatch, grpc_port):
+    """Issue 42: the check only opened a TCP connection, so a port that accepts and never answers passed it and
+    Ray's client hung for 150 s, deaf to SIGTERM. The check now waits for gRPC's handshake, as Ray's client does."""
+    import socket
+
+    from transferlab.core.errors import UserError
+    from transferlab.modeling import extraction_cluster
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(extraction_cluster, "RAY_HANDSHAKE_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"ray://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(UserError, match=rf"^extract.cluster_address {address}: no Ray cluster answers \(it accepts "
+                                            rf"connections but gives no gRPC answer within 0.5 s\); start it"):
+            extraction_cluster.check_cluster_answers(ExtractParams(cluster_address=address))
+    extraction_cluster.check_cluster_answers(ExtractParams(cluster_address=f"127.0.0.1:{grpc_port}"))
+
+
+def test_ray_address_auto_without_a_cluster_is_one_line_and_with_one_is_checked(monkeypatch, grpc_port):
+    """Issue 42: `RAY_ADDRESS=auto` with no cluster on the machine was Ray's ConnectionError traceback."""
+    from ray._private import services
+
+    from transferlab.core.errors import UserError
+    from transferlab.modeling.extraction_cluster import check_cluster_answers
+
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    found = {}  # what Ray's discovery sees: the last `ray start` of this machine, and running GCS processes
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: set())
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: found.get("address"))
+    with pytest.raises(UserError, match="^RAY_ADDRESS auto: no Ray cluster runs on this machine; start one"):
+        check_cluster_answers(ExtractParams())
+    found["address"] = f"127.0.0.1:{grpc_port}"
     check_cluster_answers(ExtractParams())
 
 
@@ -193,3 +242,35 @@ def test_a_stopped_or_killed_cluster_stage_leaves_no_ray_or_prefect_process_behi
     assert "Traceback" not in stopped["output"] and "SIGTERM received" not in stopped["output"], stopped["output"]
     assert stopped["left"] == [] and killed["left"] == [] and killed["code"] == -signal.SIGKILL
     assert "database is locked" not in extracted["log"]
+
+
+def test_a_local_cluster_gets_no_more_workers_than_the_cores_and_memory_there_are(monkeypatch):
+    """Issue 42: `extract.workers: 1024` started a Ray cluster of 1024 CPUs, whose idle workers took 9.5 GB on 2
+    cores. The counts are this test's, not the machine's."""
+    from types import SimpleNamespace
+
+    import prefect_ray
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from transferlab.core import resources
+    from transferlab.modeling.extraction_cluster import extract_on_cluster
+
+    class RayNotStarted(Exception):
+        pass
+
+    asked = {}
+
+    def recording(address, init_kwargs):
+        asked.update(init_kwargs, address=address)
+        raise RayNotStarted
+
+    monkeypatch.setattr(prefect_ray, "RayTaskRunner", recording)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
+    monkeypatch.setattr(resources, "available_memory", lambda: 22 * 10**9)
+    logged = []
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}), pytest.raises(RayNotStarted):
+        extract_on_cluster(SimpleNamespace(todo=[Path("x")]), None, 32, Path("."), 0, ExtractParams(workers=1024),
+                           logged.append)
+    assert asked["num_cpus"] == 2 and asked["address"] is None
+    assert logged == ["extracting 1 shard in 1 task on a local Ray cluster of 2 workers"]

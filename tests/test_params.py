@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -156,3 +157,53 @@ def test_a_params_file_that_is_not_utf8_is_a_one_line_error(tmp_path):
     (tmp_path / "params.yaml").write_bytes(b"\xff\xfe\x00head: {}")
     with pytest.raises(ParamsError, match="params.yaml: not UTF-8 text"):
         load_params(tmp_path / "params.yaml")
+
+
+def _numeric_keys(model: type = Params, prefix: str = ""):
+    """(dotted key, whether a list holds the numbers) for every int and float setting of the schema, nullable ones
+    included; the compare.alpha mapping's values are checked against the backbone table instead."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def kinds(annotation) -> set:
+        found = {annotation} & {int, float}
+        for argument in typing.get_args(annotation):
+            found |= kinds(argument)
+        return found
+
+    for name, field in model.model_fields.items():
+        key, annotation = f"{prefix}{name}", field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _numeric_keys(annotation, f"{key}.")
+        elif kinds(annotation) and typing.get_origin(annotation) is not dict:
+            yield key, typing.get_origin(annotation) is list
+
+
+NUMERIC_KEYS = list(_numeric_keys())
+
+
+def _with(key: str, value) -> dict:
+    raw: dict = {}
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return raw
+
+
+@pytest.mark.parametrize(("key", "listed"), NUMERIC_KEYS, ids=[key for key, _ in NUMERIC_KEYS])
+def test_every_numeric_setting_has_an_upper_bound_and_takes_no_boolean(key, listed):
+    """Issue 42: `adversarial.replication_step_size: 1e300` gave a report of NaN and inf; `base.seed: true` was the
+    seed 1. Every int and float key of params.yaml refuses both, naming itself."""
+    for value in (1e300, True, 2**62):
+        with pytest.raises(ParamsError, match=rf"^params\.yaml: {re.escape(key)}\b"):
+            parse_params(_with(key, [value] if listed else value))
+
+
+def test_the_numeric_keys_walked_are_those_of_params_yaml():
+    keys = {key for key, _ in NUMERIC_KEYS}
+    assert {"base.seed", "adversarial.replication_step_size", "adversarial.ideal_tv_weight", "adversarial.epsilons",
+            "data.gate", "evaluate.min_test_images", "head.l2", "fine_tune.adversarial.epsilon"} <= keys
+    assert len(keys) > 50

@@ -33,3 +33,28 @@ def test_the_stage_runner_refuses_a_params_file_changed_within_its_pipeline_run(
     assert run_stage("preprocess", ran.append, [], argv) == 2 and len(ran) == 1
     assert "params.yaml: changed while this pipeline run was going on" in capsys.readouterr().err
     assert (tmp_path / ".cache" / "transferlab" / "pipelines" / "prefect-1234.sha256").is_file()
+
+
+def test_a_stage_whose_params_change_while_it_runs_fails_before_dvc_records_them(tmp_path, capsys):
+    """Issue 42: params.yaml edited while train_head ran; dvc.lock recorded `dropout: 0.5` beside a head trained with
+    0.0, and `dvc status` said up to date. DVC writes dvc.lock only after the stage's process exits 0."""
+    from tests.conftest import PROJECT_ROOT
+    from transferlab.stage_runner import run_stage
+    from transferlab.workspace import set_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    argv = ["--params", str(params), "--no-track"]
+    seen = []
+
+    def trained_while_edited(context):
+        seen.append(context.params.head.dropout)
+        set_params(params, {"head.dropout": 0.5})  # an editor, or a `dvc exp run -S` refused as busy
+
+    assert run_stage("train_head", trained_while_edited, [], argv) == 2 and seen == [0.0]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "train_head: error: params.yaml: head.dropout: 0.0 -> 0.5 changed while train_head ran, whose outputs were "
+        "made with the old values; train_head fails so that dvc.lock does not record the new ones beside them: run "
+        "it again"]
+    reformatted = params.read_text(encoding="utf-8") + "# a comment: the same values\n"
+    assert run_stage("train_head", lambda context: params.write_text(reformatted, encoding="utf-8"), [], argv) == 0

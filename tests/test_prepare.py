@@ -206,3 +206,31 @@ def test_a_stopped_preprocess_leaves_none_of_its_decode_workers(tmp_path, stop):
         assert stage.returncode == 130 and output.strip().splitlines()[-1].startswith("preprocess: interrupted;")
         assert "Traceback" not in output, output
     assert survivors(env) == []
+
+
+def test_decode_workers_are_no_more_than_the_cores_and_memory_there_are(tmp_path, monkeypatch, caplog):
+    """Issue 42: `data.num_workers: 64` on 36 images spawned 64 decode processes, 9.7 GB on a 2-core machine. The
+    counts are this test's (2 cores, 22 GB free), not the machine's."""
+    import logging
+    import multiprocessing
+
+    from transferlab.core import resources
+
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
+    monkeypatch.setattr(resources, "available_memory", lambda: 22 * 10**9)
+    pools, get_context = [], multiprocessing.get_context
+
+    class Recording:
+        def __init__(self, method):
+            self.context = get_context(method)
+
+        def Pool(self, processes, *initializer):  # noqa: N802 - multiprocessing's name
+            pools.append(processes)
+            return self.context.Pool(processes, *initializer)
+
+    monkeypatch.setattr(multiprocessing, "get_context", Recording)
+    with caplog.at_level(logging.WARNING, "transferlab.resources"):
+        prepared = prepare_with(tmp_path, {"data.source": "synthetic", "data.synthetic.images_per_class": 12,
+                                           "data.image_size": 32, "data.num_workers": 64})
+    assert pools == [2] and len(pd.read_csv(prepared / "manifest.csv")) == 36
+    assert "data.num_workers: 64 lowered to 2 (2 cores, 22 GB free" in caplog.text

@@ -16,7 +16,7 @@ from transferlab.core.params_loader import load_params
 from transferlab.core.process_exit import exit_without_teardown
 from transferlab.core.progress import stage_timing
 from transferlab.core.redaction import RedactingStream, redacted_output
-from transferlab.params_snapshot import check_unchanged
+from transferlab.params_snapshot import check_same_values, check_unchanged
 from transferlab.tracking.processes import shared_pipeline_id
 from transferlab.tracking.tracker import NULL_TRACKER, Tracker
 
@@ -86,6 +86,7 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     if args.no_track or not is_chief():  # in a cluster, only the chief records the run
         with stage_timing(stage):
             body(context)
+        check_same_values(context.params_file, params, stage)
         return
     from transferlab.tracking import runs  # MLflow's import takes seconds: only for a tracked stage
 
@@ -100,6 +101,7 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
         with stage_timing(run_name):
             metrics = body(replace(context, tracker=tracker)) or {}
         tracker.log_metrics(metrics)
+        check_same_values(context.params_file, params, stage)  # inside the run: a refused stage's run is FAILED
 
 
 def data_description(data) -> str:

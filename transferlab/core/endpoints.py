@@ -1,4 +1,4 @@
-"""Services the pipeline talks to (MLflow, Prefect): quick reachability checks and credential-free URIs."""
+"""Services the pipeline talks to (MLflow, Prefect, Ray): quick reachability checks and credential-free URIs."""
 
 from __future__ import annotations
 
@@ -131,6 +131,30 @@ def refused_reason(uri: str, timeout_s: float = 15.0) -> str | None:
     fix = CREDENTIALS_FIX.get(response.status_code, f"check that it names an MLflow tracking server (GET "
                                                     f"{AUTHENTICATED_PROBE} failed)")
     return f"the server refuses this client (HTTP {response.status_code} {response.reason}); {fix}"
+
+
+def unanswered_grpc(address: str, default_port: int, timeout_s: float = 5.0) -> str | None:
+    """Why no gRPC server answers at `address` within `timeout_s` (Ray's GCS and client ports are gRPC); None when
+    one does, or when the address names no host. The HTTP/2 handshake, as Ray's own client waits for it
+    (`grpc.channel_ready_future`), not only a connection: a port that accepts and never answers passes that and
+    then holds Ray's connect for minutes."""
+    if reason := unanswered_port(address, default_port, timeout_s):
+        return reason
+    import grpc
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if not parts.hostname or parts.hostname in ("auto", "local"):
+        return None
+    target = f"{parts.hostname}:{parts.port or default_port}"
+    secure = parts.scheme == "rays"  # Ray client over TLS
+    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if secure else grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+        return None
+    except grpc.FutureTimeoutError:
+        return f"it accepts connections but gives no gRPC answer within {timeout_s:g} s"
+    finally:
+        channel.close()
 
 
 def require_server(uri: str, otherwise: str = "run the stage with --no-track") -> None:

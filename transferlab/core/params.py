@@ -186,7 +186,7 @@ class EvaluateParams(Section):
     # allowed drop of one class's recall below the champion's, when also beyond that class's noise; null: off
     max_class_regression: float | None = Field(0.1, ge=0.0, le=1.0)
     min_class_recall: float | None = Field(None, ge=0.0, le=1.0)  # every class at least this recall; null: off
-    min_test_images: int = Field(30, ge=0)  # a smaller test split promotes nothing: too few to judge
+    min_test_images: int = Field(30, ge=0, le=1_000_000)  # a smaller test split promotes nothing: too few to judge
     release_images: int = Field(8, ge=0, le=1000)  # test images a release posts to the served champion
 
 
@@ -210,11 +210,15 @@ class AdversarialParams(Section):
     batch_size: int = Field(16, ge=1, le=4096)
     replication_image: str | None = None  # default: the first correctly classified non-target test image
     replication_steps: int = Field(100, ge=1, le=100_000)
-    replication_step_size: float = Field(1000.0, gt=0)
+    # step * d log p / d pixel is a pixel change; at 1e5 one step already saturates every pixel whose gradient tops
+    # 0.003 (the lesson used 1000), and much larger steps overflow float32 into a NaN image
+    replication_step_size: float = Field(1000.0, gt=0, le=1e5)
     ideal_steps: int = Field(150, ge=1, le=100_000)
     ideal_learning_rate: float = Field(2.0, gt=0, le=255)
-    ideal_tv_weight: float = Field(0.1, gt=0)  # lambda; the report also runs lambda = 0 beside it
-    ideal_snapshot_every: int = Field(50, ge=1)
+    # lambda; the report also runs lambda = 0 beside it. At 100 the TV term of the noise start (~20 pixels) outweighs
+    # any cross-entropy a hundredfold: the image only flattens
+    ideal_tv_weight: float = Field(0.1, gt=0, le=100)
+    ideal_snapshot_every: int = Field(50, ge=1, le=100_000)  # steps; ideal_steps caps at 100,000 too
     imagenet: ImagenetParams = ImagenetParams()
 
     @model_validator(mode="after")

@@ -6,7 +6,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    """A params section: unknown keys are errors, values are checked on assignment too, and no float setting
-    takes NaN or infinity (YAML's .nan and .inf: a silent NaN image, a loss that never ends)."""
+    """A params section: unknown keys are errors, values are checked on assignment too, no float setting takes NaN
+    or infinity (YAML's .nan and .inf: a silent NaN image, a loss that never ends), and no value is converted
+    (strict: `seed: true` is not the seed 1, `epochs: "5"` or `5.0` is not 5; an int is a float)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False, strict=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from transferlab.core.child_processes import end_with
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
+from transferlab.core.resources import capped_workers
 from transferlab.core.wording import plural
 from transferlab.data.images import DEFAULT_MAX_SCALE, UndecodableImage, decode_for, encode_jpeg, resize
 from transferlab.core.params import DataParams
@@ -55,16 +56,25 @@ def _process_star(args: tuple) -> Decoded:
     return process_file(*args)
 
 
+CHUNK = 8  # files a decode worker takes at a time: more workers than chunks would start idle
+# A spawned decode worker's peak: about 0.1 GB of interpreter, NumPy, pandas and Pillow, plus one photo at the
+# decode guard's size (JPEGs decode at a reduced scale; a 50-megapixel PNG is 0.15 GB of RGB).
+DECODE_WORKER_BYTES = 0.3e9
+
+
 def _decoded_stream(items: list[RawImage], cfg: DataParams):
     """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers. They end with this process
     however it ends (after a SIGKILL they waited for work forever) and die quietly at Ctrl-C, which it reports."""
     jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality, cfg.max_image_scale) for item in items]
-    workers = cfg.num_workers or os.cpu_count() or 1
-    if workers == 1 or len(jobs) < 32:
+    if len(jobs) < 32:
+        yield from map(_process_star, jobs)
+        return
+    workers = min(capped_workers(cfg.num_workers, "data.num_workers", DECODE_WORKER_BYTES), -(-len(jobs) // CHUNK))
+    if workers == 1:
         yield from map(_process_star, jobs)
         return
     with multiprocessing.get_context("spawn").Pool(workers, end_with, (os.getpid(),)) as pool:
-        yield from pool.imap(_process_star, jobs, chunksize=8)
+        yield from pool.imap(_process_star, jobs, chunksize=CHUNK)
 
 
 def _write_order(items: list[RawImage], seed: int) -> list[RawImage]:

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from transferlab.core.child_processes import ending_with_this_process_while
-from transferlab.core.endpoints import redact, unanswered_port
+from transferlab.core.endpoints import redact, unanswered_grpc
 from transferlab.core.errors import DataError, UserError
 from transferlab.core.interrupts import current_handlers, put_back
 from transferlab.core.params import BackboneParams, ExtractParams
+from transferlab.core.resources import capped_workers
 from transferlab.core.wording import plural
 from transferlab.modeling.features import ExtractionPlan, shard_features, traced_backbone, write_shards
 
@@ -76,23 +77,48 @@ def prefect_api() -> Iterator[str]:
         server.stop()
 
 
-def ray_init_kwargs(settings: ExtractParams, api_url: str) -> dict:
+# A local Ray worker's peak resident memory: the worker process, TensorFlow and Keras, and the traced backbone with
+# a batch of images in flight (MobileNetV2 at 224 px, measured: see RAY_WORKER_BYTES in the README's scaling notes).
+RAY_WORKER_BYTES = 1.0e9
+
+
+def local_workers(settings: ExtractParams) -> int:
+    """The local cluster's workers: extract.workers, lowered to the cores and the free memory there are (Ray starts
+    one worker per CPU it is given, whether a task needs it or not)."""
+    return capped_workers(settings.workers or 1, "extract.workers", RAY_WORKER_BYTES)
+
+
+def ray_init_kwargs(settings: ExtractParams, api_url: str, workers: int = 1) -> dict:
     env = {"PREFECT_API_URL": api_url, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     local = {} if settings.cluster_address or os.environ.get(RAY_ADDRESS) else {
-        "num_cpus": settings.workers or 1, "include_dashboard": False}
+        "num_cpus": workers, "include_dashboard": False}
     return {**local, "runtime_env": {"env_vars": env}}
 
 
 RAY_CLIENT_PORT = 10001
+RAY_HANDSHAKE_S = 5.0
 
 
 def check_cluster_answers(settings: ExtractParams) -> None:
     """A named Ray cluster that does not answer is one line in seconds, not Ray's minutes of reconnecting."""
     source = "extract.cluster_address" if settings.cluster_address else RAY_ADDRESS
     address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
-    if address and (reason := unanswered_port(address, RAY_CLIENT_PORT)):
+    if address == "auto":
+        address = _found_by_ray(source)
+    if address and (reason := unanswered_grpc(address, RAY_CLIENT_PORT, RAY_HANDSHAKE_S)):
         raise UserError(f"{source} {redact(address)}: no Ray cluster answers ({reason}); start it (`ray start "
                         f"--head --ray-client-server-port {RAY_CLIENT_PORT}`) or leave the setting empty")
+
+
+def _found_by_ray(source: str) -> str:
+    """The cluster `auto` means, found the way `ray.init` finds it (the last `ray start` on this machine)."""
+    from ray._private.services import get_ray_address_from_environment  # what ray.init(address="auto") asks
+
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserError(f"{source} auto: no Ray cluster runs on this machine; start one (`ray start --head`), name "
+                        f"its address, or leave the setting empty for a local cluster of extract.workers") from None
 
 
 def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: int, root: Path, seed: int,
@@ -106,13 +132,14 @@ def extract_on_cluster(plan: ExtractionPlan, cfg: BackboneParams, image_size: in
     groups = shard_groups(plan.todo, settings.shards_per_task)
     address = settings.cluster_address or os.environ.get(RAY_ADDRESS)
     check_cluster_answers(settings)
+    workers = 0 if address else local_workers(settings)
     cluster = f"the Ray cluster at {redact(address)}" if address else \
-        f"a local Ray cluster of {plural(settings.workers, 'worker')}"
+        f"a local Ray cluster of {plural(workers, 'worker')}"
     log(f"extracting {plural(len(plan.todo), 'shard')} in {plural(len(groups), 'task')} on {cluster}")
     group_task = task(extract_group, name="extract-shard-group", cache_policy=NONE)
     handlers = current_handlers()
     with prefect_api() as api_url:
-        runner = RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(settings, api_url))
+        runner = RayTaskRunner(address=address, init_kwargs=ray_init_kwargs(settings, api_url, workers))
 
         @flow(name="extract-features", task_runner=runner, validate_parameters=False)
         def extract_features_on_ray() -> int:
