@@ -91,8 +91,9 @@ def test_compare_refuses_more_runs_than_mlflow_returns_in_one_line(store, capsys
 
 
 @pytest.mark.parametrize("uri", ["http://[::1", "http://127.0.0.1:notaport", "foo://x"])
-def test_compare_with_a_tracking_uri_mlflow_cannot_use_is_one_line(uri, tmp_path, capsys):
+def test_compare_with_a_tracking_uri_mlflow_cannot_use_is_one_line(uri, tmp_path, capsys, monkeypatch):
     """Issue 42: the first two were ValueError tracebacks."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # --tracking-uri sets it: put back what it was after
     shutil.copy(PROJECT_ROOT / "params.yaml", tmp_path / "params.yaml")
     assert main(["compare", "--params", str(tmp_path / "params.yaml"), "--tracking-uri", uri]) == 1
     error = capsys.readouterr().err.strip()

@@ -32,8 +32,8 @@ def test_a_command_stops_on_ctrl_c_and_sigterm_even_when_it_inherited_sigint_ign
         from transferlab.core.interrupts import stop_on_interrupts
 
         stop_on_interrupts()
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)  # inside: the signal may arrive before the next line
             time.sleep(60)
         except KeyboardInterrupt:
             sys.exit(130)

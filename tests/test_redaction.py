@@ -23,6 +23,14 @@ def test_secrets_come_from_urls_and_secret_named_variables():
     assert scrub(text, found) == "POST https://***@mlflow.example.com/api failed; retry with *** and ***"
 
 
+def test_a_password_with_a_bracket_is_masked_and_breaks_no_line():
+    """A `[` in the user information made urlsplit raise 'Invalid IPv6 URL' on every line the redaction wrapped."""
+    env = {"MLFLOW_TRACKING_URI": "http://alice:pa[ss@mlflow.example.com", "OTHER": "http://[::1"}
+    found = secrets_in(env)
+    assert {"alice", "pa[ss"} <= set(found)
+    assert scrub("retry as alice with pa[ss", found) == "retry as *** with ***"
+
+
 # One variable per pattern of SECRET_NAME, each name matching that pattern alone, so dropping any one turns it red.
 SECRET_VARIABLES = {"PASSWORD": "DB_PASSWORD", "TOKEN": "HF_TOKEN", "SECRET": "CLIENT_SECRET",
                     "API_KEY": "OPENAI_API_KEY", "ACCESS_KEY": "AWS_ACCESS_KEY_ID",

@@ -171,6 +171,7 @@ def _check_release(url: str, monkeypatch, **settings):
         yield url
 
     monkeypatch.setattr(release, "load_cases", lambda client, run_id, folder: [CASE])
+    monkeypatch.setattr(release, "model_files", lambda client, name, version, folder: folder)
     monkeypatch.setattr(release, "serving_input", lambda uri: None)
     monkeypatch.setattr(release, "served", stand_in)
     return release.check(Client(), "transferlab", "1", "sqlite:///unused.db",

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
@@ -28,9 +28,8 @@ def secrets_in(environment: Mapping[str, str]) -> list[str]:
     for name, value in environment.items():
         if SECRET_NAME.search(name):
             found.add(value)
-        for match in URL_WITH_USER.finditer(value):
-            parts = urlsplit(match.group(0) + "host")
-            for part in (parts.username, parts.password):
+        for match in URL_WITH_USER.finditer(value):  # the user information itself: a URL around it may be malformed
+            for part in match.group(2).partition(":")[::2]:
                 if part:
                     found.update({part, unquote(part)})
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
