@@ -90,7 +90,9 @@ def test_compare_refuses_more_runs_than_mlflow_returns_in_one_line(store, capsys
                      "from one search; ask for that many or fewer")
 
 
-@pytest.mark.parametrize("uri", ["http://[::1", "http://127.0.0.1:notaport", "foo://x"])
+# ids without the URIs: xdist's node id (`...[uri]@group`, in PYTEST_CURRENT_TEST) would read as a URL with a user
+@pytest.mark.parametrize("uri", ["http://[::1", "http://127.0.0.1:notaport", "foo://x"],
+                         ids=["ipv6-unclosed", "port-not-a-number", "unknown-scheme"])
 def test_compare_with_a_tracking_uri_mlflow_cannot_use_is_one_line(uri, tmp_path, capsys, monkeypatch):
     """Issue 42: the first two were ValueError tracebacks."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # --tracking-uri sets it: put back what it was after
