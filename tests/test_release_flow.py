@@ -52,3 +52,20 @@ def test_a_workspace_without_params_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("flows.release: error: ") and "params.yaml" in line
+
+
+def test_a_failed_check_ends_the_flow_in_a_failed_state_with_its_summary_not_an_exception(workspace, monkeypatch):
+    """A rolled-back release is the run's outcome: a Failed state carrying the summary the notice tells, not an
+    exception (Prefect printed its traceback as a crash). The check itself is release()'s, tested in
+    test_release.py; here only what the flow makes of its outcome."""
+    import logging
+
+    import flows.release as release_flow
+    from transferlab.serving.release import Outcome
+
+    summary = "transferlab version 3 rolled back (champion: 2): served answers differ"
+    monkeypatch.setattr(release_flow, "_client", lambda folder: (None, "sqlite:///unused.db"))
+    monkeypatch.setattr(release_flow, "release", lambda *args: Outcome("3", False, summary, None, "2"))
+    monkeypatch.setattr(release_flow, "get_run_logger", lambda: logging.getLogger("test.release"))
+    state = release_flow.release_flow.fn(version="3", workspace=str(workspace))
+    assert state.is_failed() and state.message == summary
