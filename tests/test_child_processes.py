@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -100,3 +101,37 @@ def test_a_child_a_library_started_ends_if_the_process_dies_inside_the_watched_b
         parent.kill()
         child.kill()
     parent.wait(timeout=30)
+
+
+def test_ctrl_c_while_spawned_pool_workers_start_up_ends_them_quietly(tmp_path):
+    """A Ctrl-C reaching the group while the workers were still importing (before their initializer) printed a
+    KeyboardInterrupt traceback from each, and could leave the pool hung; held, it waits for `end_with`."""
+    script = tmp_path / "pool.py"
+    script.write_text(textwrap.dedent('''
+        import multiprocessing, os, sys, time
+        from transferlab.core.child_processes import ctrl_c_ignored_while_starting_children, end_with
+        from transferlab.core.interrupts import stop_on_interrupts
+
+        if __name__ == "__mp_main__":
+            print("worker starting", flush=True)
+            time.sleep(3)  # a worker's start-up: importing the modules its tasks need
+
+        if __name__ == "__main__":
+            stop_on_interrupts()
+            try:
+                with ctrl_c_ignored_while_starting_children():
+                    pool = multiprocessing.get_context("spawn").Pool(2, end_with, (os.getpid(),))
+                with pool:
+                    pool.map(time.sleep, [60, 60], chunksize=1)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+                sys.exit(130)
+    '''))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={"PYTHONPATH": str(PROJECT_ROOT)}, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    starting = [parent.stdout.readline() for _ in range(2)]
+    assert starting == ["worker starting\n"] * 2
+    os.killpg(parent.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole foreground group
+    output, _ = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and "Traceback" not in output and "KeyboardInterrupt" not in output, output

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 from transferlab.core.interrupts import default_dispositions
@@ -32,6 +33,23 @@ def end_with(parent: int) -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent ended before the call above: no signal would come
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def ctrl_c_ignored_while_starting_children() -> Iterator[None]:
+    """SIGINT ignored while this process starts spawned children, which inherit that through exec (a blocked mask
+    does not survive multiprocessing's spawn): a Ctrl-C to the group during their start-up made Python's handler
+    print a KeyboardInterrupt traceback in each, and could hang the pool; `end_with` gives them the default action
+    once started. Starting them takes milliseconds, and a Ctrl-C inside those is lost to this process too. Main
+    thread only (elsewhere Python cannot change a handler, and nothing is changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, kept)
 
 
 def ending_with_this_process() -> Callable[[], None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferlab.core.child_processes import end_with
+from transferlab.core.child_processes import ctrl_c_ignored_while_starting_children, end_with
 from transferlab.core.errors import DataError
 from transferlab.core.progress import with_progress
 from transferlab.core.resources import capped_workers
@@ -73,7 +73,9 @@ def _decoded_stream(items: list[RawImage], cfg: DataParams):
     if workers == 1:
         yield from map(_process_star, jobs)
         return
-    with multiprocessing.get_context("spawn").Pool(workers, end_with, (os.getpid(),)) as pool:
+    with ctrl_c_ignored_while_starting_children():
+        pool = multiprocessing.get_context("spawn").Pool(workers, end_with, (os.getpid(),))
+    with pool:
         yield from pool.imap(_process_star, jobs, chunksize=CHUNK)
 
 
