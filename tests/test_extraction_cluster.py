@@ -66,7 +66,10 @@ def _stopped_at(params: Path, env: dict, resume: Path, shards: int, sent: signal
     output = tempfile.TemporaryFile("w+")
     stage = subprocess.Popen(_stage(params), cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     while len(list(resume.glob("*.npz"))) <= shards:  # a stage that hangs instead is failed by the pytest timeout
-        assert stage.poll() is None
+        if stage.poll() is not None:
+            output.seek(0)
+            raise AssertionError(f"the stage ended (exit {stage.returncode}) before keeping a shard:\n"
+                                 f"{output.read()[-3000:]}")
         time.sleep(0.01)
     stage.send_signal(sent)
     stage.wait()
