@@ -81,3 +81,20 @@ def test_a_tracking_uri_mlflow_cannot_use_is_one_line_without_its_password(uri):
     assert "hunter2" not in redact(uri)
     if uri != "foo://x":  # the doctor and the flow's Prefect check get the reason, not a ValueError
         assert unreachable_reason(uri).startswith("not a valid URL (")
+
+
+UNENCODED = ("http://alice:hun/ter2@127.0.0.1:5000", "http://alice:hun#ter2@127.0.0.1:5000",
+             "http://alice:hun?ter2@127.0.0.1:5000", "http://alice:hun@ter2@127.0.0.1:5000")
+
+
+@pytest.mark.parametrize("uri", UNENCODED)
+def test_a_password_with_unencoded_url_characters_is_never_shown(uri):
+    """Hostile round of issue 42: `transferlab compare --tracking-uri http://u:p/w@host` printed the URI whole (a
+    `/`, `?` or `#` ends the host for a parser, so the password was not taken for one), and the parser's message
+    quoted its first part as the port."""
+    assert "hun" not in redact(uri) and redact(uri).endswith("***@127.0.0.1:5000")
+    if "@ter2" in uri:  # an `@` in the password: a valid URL, its host the text after the last `@`
+        return
+    with pytest.raises(UserError) as refused:
+        require_server(uri)
+    assert "hun" not in str(refused.value) and "percent-encode" in str(refused.value)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from transferlab.core.redaction import MASK, URL_WITH_USER, scrub
+from transferlab.core.redaction import MASK, URI_USER_INFO, scrub
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # A tracking server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
@@ -24,16 +25,9 @@ CREDENTIALS_FIX = {401: "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWO
 
 
 def redact(uri: str) -> str:
-    """The URI without user name or password, for logs, tags and artifacts (a malformed one too)."""
-    try:
-        parts = urlsplit(uri)
-        if not (parts.username or parts.password):
-            return uri
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:  # `http://[::1`, a port that is not a number: still never its user information
-        return URL_WITH_USER.sub(rf"\1{MASK}@", uri)
-    return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, parts.fragment))
+    """The URI without user name or password, for logs, tags and artifacts (a malformed one too: a password holding
+    an unencoded `/`, `?` or `#` is masked whole, up to the last `@`)."""
+    return URI_USER_INFO.sub(rf"\1{MASK}@", uri)
 
 
 def malformed_reason(uri: str) -> str | None:
@@ -42,10 +36,19 @@ def malformed_reason(uri: str) -> str | None:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - parsing the port is what raises for `host:notaport`
     except ValueError as exc:
+        if _password_ends_host(uri):
+            return (f"not a valid URL (a '/', '?' or '#' in its user information {MASK} ends the host; "
+                    "percent-encode them in the password: %2F, %3F, %23)")
         return f"not a valid URL ({exc})"
     if parts.scheme in DEFAULT_PORTS and not parts.hostname:
         return "not a valid URL (no host)"
     return None
+
+
+def _password_ends_host(uri: str) -> bool:
+    """`u:p/w@host`: a `/`, `?` or `#` in the password ends the host for a parser, which then quotes `p` as the
+    port in its message."""
+    return bool(URI_USER_INFO.match(uri)) and "@" not in re.split(r"[/?#]", uri.split("://", 1)[1], maxsplit=1)[0]
 
 
 def tracking_uri_problem(uri: str) -> str | None:
