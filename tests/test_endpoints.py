@@ -98,3 +98,45 @@ def test_a_password_with_unencoded_url_characters_is_never_shown(uri):
     with pytest.raises(UserError) as refused:
         require_server(uri)
     assert "hun" not in str(refused.value) and "percent-encode" in str(refused.value)
+
+
+def _answering_every_path(status: int, body: bytes, content_type: str):
+    """A web server (not MLflow) that gives every request the same answer."""
+    import http.server
+    import threading
+
+    class Same(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Same)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("status", "body", "content_type", "said"), [
+    (200, b"<html>sign in</html>", "text/html", "is not MLflow's JSON: it is not an MLflow tracking server"),
+    (200, b"[]", "application/json", "is not MLflow's JSON"),
+    (500, b"Internal Server Error", "text/plain", "the server fails (HTTP 500"),
+])
+def test_a_server_that_is_not_a_working_mlflow_stops_the_check(status, body, content_type, said):
+    """Hostile round of issue 42: a web page answering every path with 200 (another service on the port, a
+    proxy's login page) passed the check, and `transferlab repro -f download` ended in MLflow's traceback ("the
+    response body was not in a valid JSON format") after DVC had removed data/raw."""
+    server = _answering_every_path(status, body, content_type)
+    try:
+        with pytest.raises(UserError) as refused:
+            require_server(f"http://alice:hunter2-Pa55@127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert said in str(refused.value) and "hunter2" not in str(refused.value)

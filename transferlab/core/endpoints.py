@@ -130,10 +130,25 @@ def refused_reason(uri: str, timeout_s: float = 15.0) -> str | None:
     except MlflowException as exc:  # its message holds the request's URL, credentials included
         return f"MLflow's request to it failed ({scrub(str(exc).splitlines()[0])[:300]}); check the URI"
     if response.ok:
-        return None
+        return None if _mlflow_answer(response) else (
+            f"it answers GET {AUTHENTICATED_PROBE} with {response.headers.get('Content-Type') or 'a body'} that "
+            "is not MLflow's JSON: it is not an MLflow tracking server (another service on that port, a proxy's "
+            "login page?); check the URI")
+    if response.status_code >= 500:
+        return (f"the server fails (HTTP {response.status_code} {response.reason}) on GET {AUTHENTICATED_PROBE}; "
+                "see its log (its database or artifact store may be down)")
     fix = CREDENTIALS_FIX.get(response.status_code, f"check that it names an MLflow tracking server (GET "
                                                     f"{AUTHENTICATED_PROBE} failed)")
     return f"the server refuses this client (HTTP {response.status_code} {response.reason}); {fix}"
+
+
+def _mlflow_answer(response) -> bool:
+    """Whether a successful response is MLflow's: a JSON object (a web page answering every path with 200 would
+    pass the check and fail the stage's first MLflow call, after DVC removed the stage's outputs)."""
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:  # requests' JSONDecodeError
+        return False
 
 
 def unanswered_grpc(address: str, default_port: int, timeout_s: float = 5.0) -> str | None:
