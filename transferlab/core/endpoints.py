@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from transferlab.core.redaction import MASK, URI_USER_INFO, scrub
 
@@ -61,9 +61,21 @@ def tracking_uri_problem(uri: str) -> str | None:
     if scheme not in TRACKING_SCHEMES:
         return (f"MLflow cannot track into a {scheme!r} URI; use http(s)://host:port for a server, sqlite:///path.db, "
                 f"or unset it for sqlite:///mlflow.db")
+    if uri.startswith(SQLITE) and (reason := _sqlite_path_problem(uri.removeprefix(SQLITE))):
+        return reason
     folder = Path(uri.removeprefix(SQLITE)).parent
     if uri.startswith(SQLITE) and not folder.is_dir():
         return f"the folder {folder} does not exist; create it, or correct the path (MLflow would create it silently)"
+    return None
+
+
+def _sqlite_path_problem(path: str) -> str | None:
+    """Why the path of a sqlite:/// URI is not the database file's name as it stands: the store is made and checked
+    here from the path as written, while SQLAlchemy decodes %-escapes and a ?query (each was a traceback)."""
+    if not path or path.endswith("/"):
+        return "names no database file; e.g. sqlite:///mlflow.db, or sqlite:////absolute/path/mlflow.db"
+    if "?" in path or unquote(path) != path:
+        return "write the database file's path as it is, without %-escapes or a ?query"
     return None
 
 
