@@ -276,6 +276,13 @@ def test_a_folder_without_images_is_one_line_and_exit_2(drift_workspace, tmp_pat
                                          f"least 10"]
 
 
+def test_a_folder_of_one_image_says_so_in_the_singular(drift_workspace, tmp_path, capsys):
+    """Hostile round of issue 42: "holds 1 image files" (the round's `plural` had missed this line)."""
+    _smooth_images(tmp_path / "one", 1, seed=3)
+    assert _drift(tmp_path / "one", drift_workspace) == 2
+    assert f"{tmp_path / 'one'}: holds 1 image file; drift needs at least 10" in capsys.readouterr().err
+
+
 def test_a_folder_of_mostly_undecodable_files_is_exit_2(drift_workspace, tmp_path, capsys):
     folder = tmp_path / "broken"
     _smooth_images(folder, 4, seed=3)
