@@ -276,6 +276,13 @@ def test_a_folder_without_images_is_one_line_and_exit_2(drift_workspace, tmp_pat
                                          f"least 10"]
 
 
+def test_a_folder_of_one_image_says_so_in_the_singular(drift_workspace, tmp_path, capsys):
+    """Hostile round of issue 42: "holds 1 image files" (the round's `plural` had missed this line)."""
+    _smooth_images(tmp_path / "one", 1, seed=3)
+    assert _drift(tmp_path / "one", drift_workspace) == 2
+    assert f"{tmp_path / 'one'}: holds 1 image file; drift needs at least 10" in capsys.readouterr().err
+
+
 def test_a_folder_of_mostly_undecodable_files_is_exit_2(drift_workspace, tmp_path, capsys):
     folder = tmp_path / "broken"
     _smooth_images(folder, 4, seed=3)
@@ -341,11 +348,13 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-@pytest.mark.parametrize("where", ["the images' folder", "a folder holding it", "a user's folder", "."])
+@pytest.mark.parametrize("where", ["the images' folder", "a folder holding it", "a user's folder", ".",
+                                   "a link to nowhere", "a path under a file"])
 def test_an_out_folder_that_is_not_ours_is_refused_in_one_line_and_left_untouched(drift_workspace, tmp_path,
                                                                                     monkeypatch, capsys, where):
     """Issue 42: the report folder was swapped in whole, so `--out` naming the images deleted them and any
-    folder named was emptied; `--out .` was a traceback."""
+    folder named was emptied; `--out .` was a traceback. Its hostile round: a symbolic link to nowhere was a
+    FileExistsError traceback, and a path under a file an error, both after the whole measurement."""
     import mlflow
 
     folder, mine = tmp_path / "new", tmp_path / "mine"
@@ -353,8 +362,10 @@ def test_an_out_folder_that_is_not_ours_is_refused_in_one_line_and_left_untouche
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's own file")
     monkeypatch.chdir(mine)
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     out = {"the images' folder": folder, "a folder holding it": tmp_path, "a user's folder": mine,
-           ".": Path(".")}[where]
+           ".": Path("."), "a link to nowhere": tmp_path / "link", "a path under a file": mine / "notes.txt" / "sub"
+           }[where]
     before = _tree(tmp_path)
     assert _drift(folder, drift_workspace, "--out", str(out)) == 2
     [line] = capsys.readouterr().err.splitlines()

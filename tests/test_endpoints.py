@@ -81,3 +81,73 @@ def test_a_tracking_uri_mlflow_cannot_use_is_one_line_without_its_password(uri):
     assert "hunter2" not in redact(uri)
     if uri != "foo://x":  # the doctor and the flow's Prefect check get the reason, not a ValueError
         assert unreachable_reason(uri).startswith("not a valid URL (")
+
+
+UNENCODED = ("http://alice:hun/ter2@127.0.0.1:5000", "http://alice:hun#ter2@127.0.0.1:5000",
+             "http://alice:hun?ter2@127.0.0.1:5000", "http://alice:hun@ter2@127.0.0.1:5000")
+
+
+@pytest.mark.parametrize("uri", UNENCODED)
+def test_a_password_with_unencoded_url_characters_is_never_shown(uri):
+    """Hostile round of issue 42: `transferlab compare --tracking-uri http://u:p/w@host` printed the URI whole (a
+    `/`, `?` or `#` ends the host for a parser, so the password was not taken for one), and the parser's message
+    quoted its first part as the port."""
+    assert "hun" not in redact(uri) and redact(uri).endswith("***@127.0.0.1:5000")
+    if "@ter2" in uri:  # an `@` in the password: a valid URL, its host the text after the last `@`
+        return
+    with pytest.raises(UserError) as refused:
+        require_server(uri)
+    assert "hun" not in str(refused.value) and "percent-encode" in str(refused.value)
+
+
+def _answering_every_path(status: int, body: bytes, content_type: str):
+    """A web server (not MLflow) that gives every request the same answer."""
+    import http.server
+    import threading
+
+    class Same(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Same)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("status", "body", "content_type", "said"), [
+    (200, b"<html>sign in</html>", "text/html", "is not MLflow's JSON: it is not an MLflow tracking server"),
+    (200, b"[]", "application/json", "is not MLflow's JSON"),
+    (500, b"Internal Server Error", "text/plain", "the server fails (HTTP 500"),
+])
+def test_a_server_that_is_not_a_working_mlflow_stops_the_check(status, body, content_type, said):
+    """Hostile round of issue 42: a web page answering every path with 200 (another service on the port, a
+    proxy's login page) passed the check, and `transferlab repro -f download` ended in MLflow's traceback ("the
+    response body was not in a valid JSON format") after DVC had removed data/raw."""
+    server = _answering_every_path(status, body, content_type)
+    try:
+        with pytest.raises(UserError) as refused:
+            require_server(f"http://alice:hunter2-Pa55@127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert said in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["", "{tmp}/", "{tmp}/my%20store.db", "{tmp}/mlflow.db?timeout=20"])
+def test_a_sqlite_uri_naming_no_file_as_written_is_one_line_and_makes_nothing(tmp_path, path):
+    """Hostile round of issue 42: MLFLOW_TRACKING_URI=sqlite:/// was a ValueError traceback in the store's lock
+    (no file name), and sqlite:///…/my%20store.db an sqlite3 traceback after SQLAlchemy had made `my store.db`."""
+    uri = f"sqlite:///{path.format(tmp=tmp_path)}"
+    with pytest.raises(UserError) as refused:
+        require_server(uri)
+    assert str(refused.value).startswith(f"MLFLOW_TRACKING_URI {uri}: ") and "\n" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

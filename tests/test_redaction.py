@@ -77,3 +77,11 @@ def test_a_bug_keeps_its_chained_traceback_without_the_password(tmp_path):
     assert result.returncode == 1 and "Traceback" in output and "direct cause" in output
     assert "RuntimeError: logging failed for http://***@127.0.0.1" in output
     assert PASSWORD not in output and "alice" not in output
+
+
+def test_a_password_holding_url_characters_is_masked_whole():
+    """Hostile round of issue 42: `u:p/w@host` gave no secret (the parser's host was `u`), so `p/w` was printed
+    in lines that held it alone; `p@ss@host` in text showed `ss@host`."""
+    env = {"MLFLOW_TRACKING_URI": "http://alice:pa/ss#w?rd@mlflow.example.com"}
+    assert set(secrets_in(env)) == {"alice", "pa/ss#w?rd"}
+    assert scrub("login http://alice:p@ss-word@host:5000/x", []) == "login http://***@host:5000/x"

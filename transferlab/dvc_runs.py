@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+from transferlab.core.child_processes import stop_group
 from transferlab.core.errors import UserError
 from transferlab.core.params_loader import load_params
 from transferlab.core.wording import plural
@@ -32,14 +34,21 @@ def run_dvc(command: list[str], dvc_args: list[str], summarized: str | None) -> 
     dvc = shutil.which("dvc", path=env["PATH"])  # this interpreter's first, as the stages' `python` is
     if dvc is None:
         raise UserError("dvc: not found; run `make install` (it installs DVC into .venv)")
-    if not summarized:
-        return subprocess.call([dvc, *command, *dvc_args], env=env)
-    process = subprocess.Popen([dvc, *command, *dvc_args], env=env, stdout=subprocess.PIPE, text=True)
+    # A process group of its own, told here of a Ctrl-C or SIGTERM: a SIGTERM (or a Ctrl-C sent to this process
+    # alone) left dvc and its stage running after this command had exited 130, the stage to its end.
+    process = subprocess.Popen([dvc, *command, *dvc_args], env=env, stdout=subprocess.PIPE if summarized else None,
+                               text=True, process_group=0)
     output = []
-    for line in process.stdout:  # shown as it comes; kept for the experiment's name
-        print(line, end="", flush=True)
-        output.append(line)
-    if process.wait() == 0:
+    try:
+        for line in process.stdout or ():  # shown as it comes; kept for the experiment's name
+            print(line, end="", flush=True)
+            output.append(line)
+        process.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C, as a terminal sends it: dvc leaves it to its stage, which stops and reports; dvc then fails it
+        stop_group(process, sent=signal.SIGINT)
+        raise
+    if process.returncode == 0 and summarized:
         shown_as = f"transferlab {summarized}"
         record_run(pid, shown_as, experiment_name("".join(output)))
         print("\n".join(run_block_of(pid, command=shown_as)))

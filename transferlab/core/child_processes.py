@@ -59,11 +59,11 @@ def ending_with_this_process() -> Callable[[], None]:
     return functools.partial(end_with, os.getpid())
 
 
-def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERM to the process group that `process` leads (started with `process_group=0` or a session of its own),
-    then SIGKILL to what is left after `grace_s`, or at once at another Ctrl-C (which is raised again)."""
+def stop_group(process: subprocess.Popen, grace_s: float = 30, sent: int = signal.SIGTERM) -> None:
+    """`sent` (SIGTERM) to the process group that `process` leads (started with `process_group=0` or a session of
+    its own), then SIGKILL to what is left after `grace_s`, or at once at another Ctrl-C (which is raised again)."""
     with contextlib.suppress(ProcessLookupError):  # the whole group has ended already
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, sent)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
-from transferlab.core.redaction import MASK, URL_WITH_USER, scrub
+from transferlab.core.redaction import MASK, URI_USER_INFO, scrub
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # A tracking server that dies mid-stage costs seconds, not MLflow's default of 7 retries x 120 s.
@@ -24,16 +25,9 @@ CREDENTIALS_FIX = {401: "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWO
 
 
 def redact(uri: str) -> str:
-    """The URI without user name or password, for logs, tags and artifacts (a malformed one too)."""
-    try:
-        parts = urlsplit(uri)
-        if not (parts.username or parts.password):
-            return uri
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:  # `http://[::1`, a port that is not a number: still never its user information
-        return URL_WITH_USER.sub(rf"\1{MASK}@", uri)
-    return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, parts.fragment))
+    """The URI without user name or password, for logs, tags and artifacts (a malformed one too: a password holding
+    an unencoded `/`, `?` or `#` is masked whole, up to the last `@`)."""
+    return URI_USER_INFO.sub(rf"\1{MASK}@", uri)
 
 
 def malformed_reason(uri: str) -> str | None:
@@ -42,10 +36,19 @@ def malformed_reason(uri: str) -> str | None:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - parsing the port is what raises for `host:notaport`
     except ValueError as exc:
+        if _password_ends_host(uri):
+            return (f"not a valid URL (a '/', '?' or '#' in its user information {MASK} ends the host; "
+                    "percent-encode them in the password: %2F, %3F, %23)")
         return f"not a valid URL ({exc})"
     if parts.scheme in DEFAULT_PORTS and not parts.hostname:
         return "not a valid URL (no host)"
     return None
+
+
+def _password_ends_host(uri: str) -> bool:
+    """`u:p/w@host`: a `/`, `?` or `#` in the password ends the host for a parser, which then quotes `p` as the
+    port in its message."""
+    return bool(URI_USER_INFO.match(uri)) and "@" not in re.split(r"[/?#]", uri.split("://", 1)[1], maxsplit=1)[0]
 
 
 def tracking_uri_problem(uri: str) -> str | None:
@@ -58,9 +61,21 @@ def tracking_uri_problem(uri: str) -> str | None:
     if scheme not in TRACKING_SCHEMES:
         return (f"MLflow cannot track into a {scheme!r} URI; use http(s)://host:port for a server, sqlite:///path.db, "
                 f"or unset it for sqlite:///mlflow.db")
+    if uri.startswith(SQLITE) and (reason := _sqlite_path_problem(uri.removeprefix(SQLITE))):
+        return reason
     folder = Path(uri.removeprefix(SQLITE)).parent
     if uri.startswith(SQLITE) and not folder.is_dir():
         return f"the folder {folder} does not exist; create it, or correct the path (MLflow would create it silently)"
+    return None
+
+
+def _sqlite_path_problem(path: str) -> str | None:
+    """Why the path of a sqlite:/// URI is not the database file's name as it stands: the store is made and checked
+    here from the path as written, while SQLAlchemy decodes %-escapes and a ?query (each was a traceback)."""
+    if not path or path.endswith("/"):
+        return "names no database file; e.g. sqlite:///mlflow.db, or sqlite:////absolute/path/mlflow.db"
+    if "?" in path or unquote(path) != path:
+        return "write the database file's path as it is, without %-escapes or a ?query"
     return None
 
 
@@ -127,10 +142,25 @@ def refused_reason(uri: str, timeout_s: float = 15.0) -> str | None:
     except MlflowException as exc:  # its message holds the request's URL, credentials included
         return f"MLflow's request to it failed ({scrub(str(exc).splitlines()[0])[:300]}); check the URI"
     if response.ok:
-        return None
+        return None if _mlflow_answer(response) else (
+            f"it answers GET {AUTHENTICATED_PROBE} with {response.headers.get('Content-Type') or 'a body'} that "
+            "is not MLflow's JSON: it is not an MLflow tracking server (another service on that port, a proxy's "
+            "login page?); check the URI")
+    if response.status_code >= 500:
+        return (f"the server fails (HTTP {response.status_code} {response.reason}) on GET {AUTHENTICATED_PROBE}; "
+                "see its log (its database or artifact store may be down)")
     fix = CREDENTIALS_FIX.get(response.status_code, f"check that it names an MLflow tracking server (GET "
                                                     f"{AUTHENTICATED_PROBE} failed)")
     return f"the server refuses this client (HTTP {response.status_code} {response.reason}); {fix}"
+
+
+def _mlflow_answer(response) -> bool:
+    """Whether a successful response is MLflow's: a JSON object (a web page answering every path with 200 would
+    pass the check and fail the stage's first MLflow call, after DVC removed the stage's outputs)."""
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:  # requests' JSONDecodeError
+        return False
 
 
 def unanswered_grpc(address: str, default_port: int, timeout_s: float = 5.0) -> str | None:

@@ -29,8 +29,12 @@ def check_output_folder(out: Path, inputs: Sequence[Path] = (), owned: bool = Fa
         if where == source or where in source.parents:
             raise OutputFolderError(f"{option} {out}: is the input folder {given} or holds it; name a folder of "
                                     "its own")
-    if where.exists() and not where.is_dir():
-        raise OutputFolderError(f"{option} {out}: exists and is not a folder")
+    if Path(out).is_symlink() and not where.exists():  # mkdir would fail on the link after all the work
+        raise OutputFolderError(f"{option} {out}: a symbolic link to {where}, which does not exist")
+    existing = next(folder for folder in (where, *where.parents) if folder.exists())
+    if not existing.is_dir():
+        raise OutputFolderError(f"{option} {out}: {'exists' if existing == where else f'{existing} exists'} and is "
+                                "not a folder")
     if not owned and where.is_dir() and not (where / MARKER).is_file() and any(where.iterdir()):
         raise OutputFolderError(f"{option} {out}: holds files that transferlab did not write; name a new or empty "
                                 "folder (nothing in it was touched)")

@@ -18,7 +18,11 @@ from urllib.parse import unquote
 
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
-URL_WITH_USER = re.compile(r"\b([a-z][a-z0-9+.\-]*://)([^\s/@'\"]+)@", re.IGNORECASE)
+# In free text: the user information up to the URL's last `@` (a password may hold one), never past a `/`
+URL_WITH_USER = re.compile(r"\b([a-z][a-z0-9+.\-]*://)([^\s/'\"]+)@", re.IGNORECASE)
+# In a value known to be one URL (a variable, a setting): also past a `/`, `?` or `#` that a password holds
+# unencoded, which ends the host for a URL parser (`http://u:p/w@host` has the host `u` and the port `p`)
+URI_USER_INFO = re.compile(r"\b([a-z][a-z0-9+.\-]*://)([^\s'\"]+)@", re.IGNORECASE)
 MIN_SECRET_LENGTH = 3  # shorter values would mask ordinary words
 
 
@@ -28,8 +32,9 @@ def secrets_in(environment: Mapping[str, str]) -> list[str]:
     for name, value in environment.items():
         if SECRET_NAME.search(name):
             found.add(value)
-        for match in URL_WITH_USER.finditer(value):  # the user information itself: a URL around it may be malformed
-            for part in match.group(2).partition(":")[::2]:
+        for match in URI_USER_INFO.finditer(value):
+            user, _, password = match.group(2).partition(":")
+            for part in (user, password):
                 if part:
                     found.update({part, unquote(part)})
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)

@@ -134,7 +134,7 @@ def image_files(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
         raise FolderError(f"{folder}: not a folder")
     paths, left_out = expand_inputs([str(folder)])
     if len(paths) < MIN_IMAGES:
-        raise FolderError(f"{folder}: holds {len(paths)} image files; drift needs at least {MIN_IMAGES}")
+        raise FolderError(f"{folder}: holds {plural(len(paths), 'image file')}; drift needs at least {MIN_IMAGES}")
     return paths, left_out
 
 
