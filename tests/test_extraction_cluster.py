@@ -277,3 +277,26 @@ def test_a_local_cluster_gets_no_more_workers_than_the_cores_and_memory_there_ar
                            logged.append)
     assert asked["num_cpus"] == 2 and asked["address"] is None
     assert logged == ["extracting 1 shard in 1 task on a local Ray cluster of 2 workers"]
+
+
+def test_the_temporary_prefect_server_gets_time_for_a_cold_start(monkeypatch):
+    """Prefect's own 20 s limit failed the cluster stage on two busy cores (a cold start took 16 to 21 s)."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from transferlab.modeling.extraction_cluster import TEMPORARY_SERVER_START_S, prefect_api
+
+    class NotStarted(Exception):
+        pass
+
+    asked = []
+
+    def start(self, timeout=None):
+        asked.append(timeout)
+        raise NotStarted
+
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(NotStarted):
+        with prefect_api():
+            pass
+    assert asked == [TEMPORARY_SERVER_START_S] and TEMPORARY_SERVER_START_S >= 60

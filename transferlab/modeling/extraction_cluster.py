@@ -56,6 +56,11 @@ def worker_forward(backbone: str, image_size: int, root: str, seed: int, frozen:
     return traced_backbone(BackboneParams.model_validate_json(backbone), image_size, Path(root), seed, frozen)
 
 
+# A cold start of Prefect's temporary server migrates a new database: 16 to 21 s measured on two busy cores, where
+# Prefect's own limit of 20 s failed the stage ("Timed out while attempting to connect to ephemeral Prefect API")
+TEMPORARY_SERVER_START_S = 120
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """The Prefect API the flow and its Ray workers report to: the configured one, or a temporary local server
@@ -66,9 +71,10 @@ def prefect_api() -> Iterator[str]:
         yield PREFECT_API_URL.value()
         return
     from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP_S
 
     server = SubprocessASGIServer()
-    server.start()
+    server.start(timeout=max(STARTUP_S.value(), TEMPORARY_SERVER_START_S))
     try:  # stopped at the end, or by a watcher if this process is killed (it would hold Prefect's database)
         with ending_with_this_process_while(server.server_process.pid), \
                 temporary_settings({PREFECT_API_URL: server.api_url}):
