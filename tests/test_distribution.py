@@ -79,6 +79,7 @@ def test_a_cluster_member_is_told_that_tensorflow_listens_on_every_interface():
 
 # a mapping of addresses passes a walk of its keys: it is refused for not being a list (TensorFlow indexes it)
 @pytest.mark.parametrize("cluster", [{"worker": "127.0.0.1:1"}, {"worker": ["127.0.0.1"]}, {"worker": [1]}, [],
+                                     {"worker": ["127.0.0.1:99999"]},
                                      {"worker": {"127.0.0.1:1": 0}}])
 def test_a_cluster_not_given_as_address_lists_is_a_one_line_user_error(cluster):
     """Issue 42: the worker list given as a string was a TensorFlow traceback, and the exposure warning read

@@ -54,14 +54,14 @@ def cluster_spec(env: Mapping[str, str] = os.environ) -> dict[str, list[str]]:
                         f"{EXPECTED}")
     for job, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(_is_address(address) for address in addresses):
-            raise UserError(f"{TF_CONFIG}: cluster.{job} must be a list of \"host:port\" strings, got "
+            raise UserError(f"{TF_CONFIG}: cluster.{job} must be a list of \"host:port\" strings (ports 1 to 65535), got "
                             f"{json.dumps(addresses)}; {EXPECTED}")
     return cluster
 
 
 def _is_address(address: object) -> bool:
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    return bool(host) and port.isdigit()
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def is_chief(env: Mapping[str, str] = os.environ) -> bool:
