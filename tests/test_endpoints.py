@@ -142,7 +142,7 @@ def test_a_server_that_is_not_a_working_mlflow_stops_the_check(status, body, con
     assert said in str(refused.value) and "hunter2" not in str(refused.value)
 
 
-@pytest.mark.parametrize("path", ["", "{tmp}/", "{tmp}/my%20store.db", "{tmp}/mlflow.db?timeout=20"])
+@pytest.mark.parametrize("path", ["", "{tmp}/", "{tmp}", "{tmp}/my%20store.db", "{tmp}/mlflow.db?timeout=20"])
 def test_a_sqlite_uri_naming_no_file_as_written_is_one_line_and_makes_nothing(tmp_path, path):
     """Hostile round of issue 42: MLFLOW_TRACKING_URI=sqlite:/// was a ValueError traceback in the store's lock
     (no file name), and sqlite:///…/my%20store.db an sqlite3 traceback after SQLAlchemy had made `my store.db`."""
@@ -150,4 +150,5 @@ def test_a_sqlite_uri_naming_no_file_as_written_is_one_line_and_makes_nothing(tm
     with pytest.raises(UserError) as refused:
         require_server(uri)
     assert str(refused.value).startswith(f"MLFLOW_TRACKING_URI {uri}: ") and "\n" not in str(refused.value)
+    assert "backup" not in str(refused.value)  # a folder named as the file read as a corrupt store
     assert list(tmp_path.iterdir()) == []

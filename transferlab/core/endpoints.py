@@ -72,7 +72,7 @@ def tracking_uri_problem(uri: str) -> str | None:
 def _sqlite_path_problem(path: str) -> str | None:
     """Why the path of a sqlite:/// URI is not the database file's name as it stands: the store is made and checked
     here from the path as written, while SQLAlchemy decodes %-escapes and a ?query (each was a traceback)."""
-    if not path or path.endswith("/"):
+    if not path or path.endswith("/") or Path(path).is_dir():
         return "names no database file; e.g. sqlite:///mlflow.db, or sqlite:////absolute/path/mlflow.db"
     if "?" in path or unquote(path) != path:
         return "write the database file's path as it is, without %-escapes or a ?query"
