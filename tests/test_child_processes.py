@@ -74,15 +74,25 @@ def test_stopping_a_group_ends_its_leader_and_the_processes_the_leader_started()
     assert _all_end([grandchild]) == []
 
 
-@pytest.mark.parametrize("parent_killed", [True, False], ids=["parent-killed", "block-ended"])
-def test_a_child_a_library_started_ends_if_the_process_dies_inside_the_watched_block(parent_killed):
-    """Prefect's temporary server (started by Prefect: no `preexec_fn` to pass) outlived a SIGKILLed stage."""
+# A child that does not end at SIGTERM, as a uvicorn server waiting on its connections and services may not.
+DEAF_TO_SIGTERM = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                         "print('deaf', flush=True); time.sleep(120)"]
+
+
+@pytest.mark.parametrize(("parent_killed", "child_command"),
+                         [(True, SLEEPER), (True, DEAF_TO_SIGTERM), (False, SLEEPER)],
+                         ids=["parent-killed", "parent-killed-child-deaf-to-sigterm", "block-ended"])
+def test_a_child_a_library_started_ends_if_the_process_dies_inside_the_watched_block(parent_killed, child_command):
+    """Prefect's temporary server (started by Prefect: no `preexec_fn` to pass) outlived a SIGKILLed stage; in CI
+    it outlived the watcher's SIGTERM by a minute, so one that ignores SIGTERM gets SIGKILL after the grace."""
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''
         import subprocess, sys, time
         from transferlab.core.child_processes import ending_with_this_process_while
 
-        child = subprocess.Popen({SLEEPER!r})
-        with ending_with_this_process_while(child.pid):
+        child = subprocess.Popen({child_command!r}, stdout=subprocess.PIPE, text=True)
+        if {child_command is DEAF_TO_SIGTERM}:
+            child.stdout.readline()  # its SIGTERM handler is set
+        with ending_with_this_process_while(child.pid, grace_s=2):
             print(child.pid, flush=True)
             sys.stdin.readline()  # the test says when the block ends
         print("block ended", flush=True)

@@ -80,14 +80,23 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+# A watched child's time to end after SIGTERM before SIGKILL: Prefect's own `SubprocessASGIServer.stop` allows its
+# server 5 s. A uvicorn server can wait on its connections and services far longer (one outlived a minute in CI).
+WATCHED_CHILD_GRACE_S = 5.0
+
 # The watcher's whole program: wait for the pipe from the watched-over process to close; if that process is gone
-# (its end closes when it dies, SIGKILL included), end the child it named.
-WATCHER = """import contextlib, os, signal, sys
-parent, child = int(sys.argv[1]), int(sys.argv[2])
+# (its end closes when it dies, SIGKILL included), end the child it named: SIGTERM, then SIGKILL after the grace.
+WATCHER = """import contextlib, os, signal, sys, time
+parent, child, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 sys.stdin.buffer.read()
 if os.getppid() != parent:
     with contextlib.suppress(ProcessLookupError):  # it ended with its parent already
         os.kill(child, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(child, 0)  # ProcessLookupError once it has ended and been reaped
+            time.sleep(0.1)
+        os.kill(child, signal.SIGKILL)
 """
 
 
@@ -96,10 +105,12 @@ def _ignoring_ctrl_c() -> None:
 
 
 @contextlib.contextmanager
-def ending_with_this_process_while(child: int) -> Iterator[None]:
+def ending_with_this_process_while(child: int, grace_s: float = WATCHED_CHILD_GRACE_S) -> Iterator[None]:
     """For the block: SIGTERM to `child`, a process that a library started (no `preexec_fn` to pass), if this
-    process dies, SIGKILL included. A small watcher process does it; it leaves at the block's end."""
-    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(child)], stdin=subprocess.PIPE,
+    process dies, SIGKILL included, and SIGKILL if it is still running `grace_s` later. A small watcher process
+    does it; it leaves at the block's end."""
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(child), str(grace_s)],
+                               stdin=subprocess.PIPE,
                                preexec_fn=_ignoring_ctrl_c)  # a terminal's Ctrl-C is for this process to handle
     try:
         yield
