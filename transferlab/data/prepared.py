@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from transferlab.core.resources import usable_cores
 from transferlab.data.splits import SPLITS
 
 MANIFEST = "manifest.csv"
@@ -150,35 +150,38 @@ def file_sharded_batches(files: list[Path], batch_size: int, seed: int, augment=
 def tagged_image_batches(files: list[Path], batch_size: int, image_size: int, parallel_reads: int = 4):
     """All shards as one stream of (pixels, labels, keys, shard index) batches, for one pass in order.
 
-    Reads `parallel_reads` shards at a time (interleaved in blocks of a batch, deterministically), decodes in
-    parallel, and pads every batch to `batch_size` rows so that a compiled forward sees one shape and never
-    retraces; the labels, keys and shard indices of a batch are not padded and count its real rows."""
+    Each batch holds rows of one shard, at the same positions whichever other shards are read with it: an
+    image's features are then the same bit for bit in a whole run, a resumed one or a cluster task's (a convolution
+    can round a row differently at another place in its batch). Reads `parallel_reads` shards at a time
+    (interleaved batch by batch, deterministically), decodes in parallel, and pads every batch to `batch_size`
+    rows so that a compiled forward sees one shape and never retraces; the labels, keys and shard indices of a
+    batch are not padded and count its real rows."""
     import tensorflow as tf
 
-    def read(path, index):
-        return tf.data.TFRecordDataset(path).map(lambda record: (record, index))
+    workers = usable_cores()
 
     def decode(record, index):
         pixels, label, key = _decode(record)
         return tf.ensure_shape(pixels, [image_size, image_size, 3]), label, key, index
+
+    def shard_batches(path, index):
+        records = tf.data.TFRecordDataset(path).map(lambda record: (record, index))
+        return records.map(decode, num_parallel_calls=workers, deterministic=True).batch(batch_size)
 
     def pad(pixels, labels, keys, indices):
         missing = batch_size - tf.shape(pixels)[0]
         padded = tf.pad(pixels, [[0, missing], [0, 0], [0, 0], [0, 0]])
         return tf.ensure_shape(padded, [batch_size, image_size, image_size, 3]), labels, keys, indices
 
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
     names = tf.data.Dataset.from_tensor_slices(([str(path) for path in files], tf.range(len(files))))
     reads = max(1, min(parallel_reads, len(files)))
-    records = names.interleave(read, cycle_length=reads, block_length=batch_size, num_parallel_calls=reads,
+    batches = names.interleave(shard_batches, cycle_length=reads, block_length=1, num_parallel_calls=reads,
                                deterministic=True)
-    decoded = records.map(decode, num_parallel_calls=workers, deterministic=True)
-    batches = decoded.batch(batch_size).map(pad).prefetch(2)
     options = tf.data.Options()
     # tf.data's autotuner measures as it runs; on a 2-core machine that took ~8 % of extraction's time from the
     # forward pass (bench/extract_throughput.py), so the parallelism is fixed: one decoder per core
     options.autotune.enabled = False
-    return batches.with_options(options)
+    return batches.map(pad).prefetch(2).with_options(options)
 
 
 def image_dataset(prepared: Path, split: str, batch_size: int, shuffle: bool = False, augment=None, seed: int = 0,
