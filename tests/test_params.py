@@ -78,6 +78,8 @@ BAD_PARAMS = [
     ({"adversarial": {"epsilons": [0, float("-inf")]}}, "adversarial.epsilons.1: Input should be a finite"),
     ({"evaluate": {"max_class_regression": float("nan")}}, "evaluate.max_class_regression: Input should be a finite"),
     ({"head": {"l2": float("inf")}}, "head.l2"),
+    # a value that fits no form of a setting names every form allowed, under the setting's own key
+    ({"head": {"l2": "abc"}}, "head.l2: Input should be 'probe' or a valid number (got 'abc')"),
     ({"evaluate": {"min_test_images": -1}}, "evaluate.min_test_images"),
     ({"evaluate": {"max_class_regression": 1.5}}, "evaluate.max_class_regression"),
     ({"evaluate": {"release_images": -1}}, "evaluate.release_images"),

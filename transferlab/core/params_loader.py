@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
     return f"{key}: {message}{shown}"
 
 
+def _first_error(errors: list[dict[str, Any]], model: type[BaseModel]) -> tuple[dict[str, Any], int]:
+    """The first error, and how many of `errors` it stands for: pydantic reports a value that fits no member of a
+    union (`head.l2: 'probe' | float`) once per member, under a key that ends with the member's type; those become
+    one error of the setting's own key that names every form allowed."""
+    first, loc = errors[0], errors[0]["loc"]
+    section = _section_at(model, loc[:-2]) if len(loc) >= 2 else None
+    field = section.model_fields.get(str(loc[-2])) if section else None
+    if field is None or typing.get_origin(field.annotation) not in (typing.Union, types.UnionType):
+        return first, 1
+    members = [error for error in errors if error["loc"][:-1] == loc[:-1]]
+    wanted = [error["msg"].removeprefix("Input should be ") for error in members]
+    return {**first, "loc": loc[:-1], "msg": "Input should be " + " or ".join(wanted)}, len(members)
+
+
 def _section_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(str(part))
@@ -49,8 +65,9 @@ def parse_params(raw: Any, source: str = DEFAULT_PARAMS_FILE) -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ParamsError(f"{source}: {_describe(errors[0], Params)}{more}") from None
+        first, merged = _first_error(errors, Params)
+        more = f" (and {len(errors) - merged} more)" if len(errors) > merged else ""
+        raise ParamsError(f"{source}: {_describe(first, Params)}{more}") from None
     except ParamsError as exc:  # raised by cross-section checks such as the backbone registry
         raise ParamsError(f"{source}: {exc}") from None
 
