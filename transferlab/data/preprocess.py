@@ -66,11 +66,9 @@ def _decoded_stream(items: list[RawImage], cfg: DataParams):
     """Decoded results in item order; a spawn pool keeps TensorFlow out of the workers. They end with this process
     however it ends (after a SIGKILL they waited for work forever) and die quietly at Ctrl-C, which it reports."""
     jobs = [(str(item.path), cfg.image_size, cfg.resize, cfg.jpeg_quality, cfg.max_image_scale) for item in items]
-    if len(jobs) < 32:
-        yield from map(_process_star, jobs)
-        return
-    workers = min(capped_workers(cfg.num_workers, "data.num_workers", DECODE_WORKER_BYTES), -(-len(jobs) // CHUNK))
-    if workers == 1:
+    workers = 1 if len(jobs) < 32 else min(capped_workers(cfg.num_workers, "data.num_workers", DECODE_WORKER_BYTES),
+                                           -(-len(jobs) // CHUNK))
+    if workers == 1:  # a pool's start-up costs more than a few images' decoding
         yield from map(_process_star, jobs)
         return
     with ctrl_c_ignored_while_starting_children():
