@@ -84,3 +84,25 @@ def test_the_signal_tests_pass_when_pytest_itself_runs_with_sigint_ignored(tmp_p
                            timeout=600, preexec_fn=_inheriting(signal.SIG_IGN))
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout and " failed" not in tests.stdout, tests.stdout[-3000:]
+
+
+def test_dispositions_set_for_a_block_are_put_back_after_it_even_when_it_raises_and_not_set_off_the_main_thread():
+    import threading
+
+    from transferlab.core.interrupts import dispositions_while
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RuntimeError), dispositions_while({signal.SIGINT: signal.SIG_IGN}):
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        raise RuntimeError
+    assert signal.getsignal(signal.SIGINT) == before
+    seen = []
+
+    def elsewhere():
+        with dispositions_while({signal.SIGINT: signal.SIG_IGN}):  # Python raises ValueError if it tried
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [before]

@@ -10,10 +10,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 
-from transferlab.core.interrupts import default_dispositions
+from transferlab.core.interrupts import default_dispositions, dispositions_while
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -42,14 +41,8 @@ def ctrl_c_ignored_while_starting_children() -> Iterator[None]:
     print a KeyboardInterrupt traceback in each, and could hang the pool; `end_with` gives them the default action
     once started. Starting them takes milliseconds, and a Ctrl-C inside those is lost to this process too. Main
     thread only (elsewhere Python cannot change a handler, and nothing is changed)."""
-    if threading.current_thread() is not threading.main_thread():
+    with dispositions_while({signal.SIGINT: signal.SIG_IGN}):
         yield
-        return
-    kept = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, kept)
 
 
 def ending_with_this_process() -> Callable[[], None]:

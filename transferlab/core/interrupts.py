@@ -3,9 +3,11 @@ processes it forks start with the defaults instead of its handlers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 _forks_reset = False
 
@@ -45,3 +47,18 @@ def put_back(handlers: dict[int, object]) -> None:
         for number, handler in handlers.items():
             if handler is not None:  # None: a handler set outside Python, which cannot be put back
                 signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def dispositions_while(actions: dict[int, object]) -> Iterator[None]:
+    """The signal `actions` (number: handler, SIG_IGN or SIG_DFL) for the length of the block, the previous ones
+    after it. Main thread only: elsewhere Python cannot change a handler, and nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {number: signal.signal(number, action) for number, action in actions.items()}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)

@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from transferlab.core.endpoints import unanswered_grpc
 from transferlab.core.errors import UserError
+from transferlab.core.interrupts import dispositions_while
 
 TF_CONFIG = "TF_CONFIG"
 # How long a cluster member waits for the others to start: a scheduler starts a cluster's tasks seconds apart.
@@ -111,7 +111,8 @@ def multi_worker_strategy(env: Mapping[str, str] = os.environ) -> Any:
 
     await_peers(env)
     log.info("%s: every task answers; forming the cluster", TF_CONFIG)
-    with _default_signal_actions():
+    # SIGTERM's default is replaced by TensorFlow's notifier within the call; it matters that ours is put back after
+    with dispositions_while({signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.SIG_DFL}):
         return tf.distribute.MultiWorkerMirroredStrategy()
 
 
@@ -155,21 +156,6 @@ def _answering(task: str, address: str) -> Iterator[None]:
         yield
     finally:
         server.stop(grace=None).wait()
-
-
-@contextlib.contextmanager
-def _default_signal_actions() -> Iterator[None]:
-    """SIGTERM and SIGINT end the process by their default action for the length of the block (main thread only:
-    elsewhere Python cannot change a handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    kept = {number: signal.signal(number, signal.SIG_DFL) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in kept.items():
-            signal.signal(number, handler)
 
 
 def peer_wait_s(env: Mapping[str, str] = os.environ) -> float:
