@@ -31,7 +31,7 @@ def run(context: StageContext) -> None:
     for key in type(context.params.paths).model_fields:  # no symlink leads a params path out of the workspace
         context.path(getattr(context.params.paths, key))
     target_classes(context.params.adversarial.target, known_classes(context.params.data, context.root))
-    check_tracking_store(context.root, context.params.mlflow.experiment)
+    check_tracking_store(context.root, context.params.mlflow.experiment, context.params.evaluate.registered_model)
     atomic_write_text(context.path(PARAMS_CHECK_FILE), json.dumps({"params": "valid"}) + "\n")
     log.info("params.yaml is valid, its input files exist, the tracking store answers")
 

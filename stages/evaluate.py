@@ -60,4 +60,4 @@ def run(context: StageContext) -> dict:
 
 
 if __name__ == "__main__":
-    main_for("evaluate", run, ["base", "backbone", "evaluate"])
+    main_for("evaluate", run, ["base", "backbone", "evaluate"], registers=True)

@@ -133,6 +133,39 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if all(finding.ok for finding in findings) else 1
 
 
+def _stack(args: argparse.Namespace) -> int:
+    """The team's services on this machine (transferlab/stack)."""
+    from transferlab.stack import control
+    from transferlab.stack.layout import default_stack_dir, load_layout
+
+    root = args.dir.resolve() if args.dir else default_stack_dir()
+    if args.action != "up" and not root.joinpath("stack.json").is_file():
+        raise UserError(f"stack {args.action}: no stack in {root}; start one with `transferlab stack up`")
+    layout = load_layout(root, args.port_offset if args.action == "up" else None)
+    if args.action == "up":
+        from transferlab.core.params_loader import load_params
+
+        params = load_params(args.params) if args.params.is_file() else None
+        experiment = params.mlflow.experiment if params else "transferlab"
+        model = params.evaluate.registered_model if params else "transferlab"
+        control.up(layout, experiment, model)
+    elif args.action == "down":
+        control.down(layout)
+    elif args.action == "status":
+        rows = control.status(layout)
+        for name, url, state in rows:
+            print(f"{name:<15} {url:<32} {state}")
+        return 0 if all(state == "ok" for _, _, state in rows) else 1
+    else:
+        path = control.write_member_env(layout, args.user)
+        if not args.no_dvc and Path(".dvc").is_dir():
+            control.configure_dvc_remote(layout, args.user, Path.cwd())
+            print(f"stack env: DVC remote {control.DVC_REMOTE!r} set as the default (the member's key in "
+                  ".dvc/config.local)", file=sys.stderr)
+        print(f"source {path}")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else 0
     if value < 1:
@@ -216,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--params", type=Path, default=Path("params.yaml"))
     doctor.add_argument("--json", action="store_true", help="print JSON instead of lines")
     doctor.set_defaults(run=_doctor)
+    stack = commands.add_parser("stack", help="the team's services on this machine: PostgreSQL, an S3 object store, "
+                                              "MLflow's server with users, Prefect's server with a worker")
+    stack.add_argument("action", choices=["up", "status", "down", "env"])
+    stack.add_argument("--dir", type=Path, help="the stack's folder (default: $TRANSFERLAB_STACK_DIR or "
+                                                "~/.local/share/transferlab/stack)")
+    stack.add_argument("--port-offset", type=int, help="up: a new stack's ports moved by this much")
+    stack.add_argument("--params", type=Path, default=Path("params.yaml"),
+                       help="up: the experiment and registered model the members get rights on")
+    stack.add_argument("--user", choices=["writer", "reader"], default="writer", help="env: as which member")
+    stack.add_argument("--no-dvc", action="store_true", help="env: leave this clone's DVC remote as it is")
+    stack.set_defaults(run=_stack)
     return parser
 
 

@@ -58,15 +58,17 @@ def _arguments(stage: str, argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: Sequence[str] | None = None,
-              track: bool = True) -> int:
+              track: bool = True, registers: bool = False) -> int:
     """Run one stage; returns its exit code. User errors, interrupts and I/O errors the user fixes print one
-    line; bugs keep their traceback. Nothing printed carries a credential (see transferlab.core.redaction)."""
+    line; bugs keep their traceback. Nothing printed carries a credential (see transferlab.core.redaction).
+    `registers`: the stage registers model versions (evaluate.registered_model), which its account must be
+    allowed to do before it starts."""
     with redacted_output():
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         args = _arguments(stage, argv)
         args.no_track = args.no_track or not track
         try:
-            _run(stage, body, param_sections, args)
+            _run(stage, body, param_sections, args, registers)
         except FAILURES_USERS_FIX as exc:
             line, code = one_line_failure(exc, stage, "interrupted; outputs are replaced only whole, so none is "
                                                       "left half-written")
@@ -75,7 +77,8 @@ def run_stage(stage: str, body: StageBody, param_sections: Sequence[str], argv: 
     return 0
 
 
-def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argparse.Namespace) -> None:
+def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argparse.Namespace,
+         registers: bool = False) -> None:
     params = load_params(args.params)
     context = StageContext(params, Path(args.params).resolve().parent, args.backbone, Path(args.params).resolve())
     params.backbone_named(context.backbone)  # an unknown --backbone is a user error before any work
@@ -97,7 +100,8 @@ def _run(stage: str, body: StageBody, param_sections: Sequence[str], args: argpa
     name = runs.pipeline_name(data_description(params.data), params.backbone.name)
     with runs.stage_run(run_name, params.mlflow.experiment, context.root, logged, name,
                         generated=[params.paths.metrics, params.paths.plots],
-                        pipeline_params=params.model_dump(mode="json")) as tracker:
+                        pipeline_params=params.model_dump(mode="json"),
+                        registered_model=params.evaluate.registered_model if registers else None) as tracker:
         with stage_timing(run_name):
             metrics = body(replace(context, tracker=tracker)) or {}
         tracker.log_metrics(metrics)
@@ -115,7 +119,8 @@ def data_description(data) -> str:
     return "synthetic"
 
 
-def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: bool = True) -> None:
+def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: bool = True,
+             registers: bool = False) -> None:
     from transferlab.core.interrupts import stop_on_interrupts
     from transferlab.core.utf8_mode import ensure_utf8_mode
 
@@ -123,4 +128,4 @@ def main_for(stage: str, body: StageBody, param_sections: Sequence[str], track: 
     stop_on_interrupts()  # Ctrl-C and SIGTERM (Prefect cancelling, a scheduler): runs closed, one line, exit 130
     # For the whole process, so a bug's traceback printed at exit is scrubbed too.
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
-    exit_without_teardown(run_stage(stage, body, param_sections, track=track))
+    exit_without_teardown(run_stage(stage, body, param_sections, track=track, registers=registers))

@@ -95,16 +95,18 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, project_root: Path, params: Mapping[str, Any],
               pipeline_name: str = "", generated: Sequence[str] = (),
-              pipeline_params: Mapping[str, Any] | None = None) -> Iterator[MlflowTracker]:
+              pipeline_params: Mapping[str, Any] | None = None,
+              registered_model: str | None = None) -> Iterator[MlflowTracker]:
     """Start the stage's nested run under its pipeline's parent; yields the stage's tracker.
     `generated`: the tracked outputs the pipeline rewrites (see `git_commit`); `pipeline_params`: every section of
-    params, logged on the pipeline's run when the first stage creates it (default: the stage's own `params`).
+    params, logged on the pipeline's run when the first stage creates it (default: the stage's own `params`);
+    `registered_model`: the model the stage registers versions of (its account must be allowed to).
 
     A tracking server that does not answer stops the stage here, in seconds and before any work, rather
     than after the work, when results could no longer be recorded (MLflow itself retries for minutes).
     One that stops answering later costs the run, not the stage's outputs: see `MlflowTracker.tolerant`."""
     uri = tracking_uri(project_root)
-    check_tracking_store(project_root, experiment)
+    check_tracking_store(project_root, experiment, registered_model)
     mlflow.set_tracking_uri(uri)  # note: this also sets MLFLOW_TRACKING_URI
     experiment_id = experiment_id_for(experiment, local_artifact_root(uri))
     client = mlflow.MlflowClient()

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from transferlab.core.endpoints import SQLITE, require_server
+from transferlab.tracking.permissions import check_may_write
 from transferlab.tracking.database import ARTIFACT_FOLDER, check_artifact_location, prepare_database
 
 
@@ -25,12 +26,15 @@ def local_artifact_root(uri: str) -> Path | None:
     return Path(uri.removeprefix(SQLITE)).resolve().parent / ARTIFACT_FOLDER if uri.startswith(SQLITE) else None
 
 
-def check_tracking_store(project_root: Path, experiment: str | None = None) -> None:
+def check_tracking_store(project_root: Path, experiment: str | None = None, registered_model: str | None = None) -> None:
     """The store the stages will log to takes their runs, before any work: a URI MLflow tracks into, a server that
-    answers and accepts this process's credentials, or a sqlite database that is whole (made here, once, under a
-    lock, when it is new) and keeps `experiment`'s artifacts beside it."""
+    answers and accepts this process's credentials and lets its account write to `experiment` (and
+    `registered_model`), or a sqlite database that is whole (made here, once, under a lock, when it is new) and
+    keeps `experiment`'s artifacts beside it."""
     uri = tracking_uri(project_root)
     require_server(uri)
+    if experiment:
+        check_may_write(uri, experiment, registered_model)
     if uri.startswith(SQLITE):
         artifact_root = local_artifact_root(uri)
         prepare_database(uri, artifact_root)
