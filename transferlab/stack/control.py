@@ -57,7 +57,7 @@ def up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], No
     save_layout(layout)
     credentials = load_or_create(layout.credentials_file)
     if postgres.initialize(layout, credentials):
-        say(f"stack: PostgreSQL's data folder made in {layout.data('postgres')}")
+        say(f"stack: PostgreSQL's data folder made in {postgres.data_folder(layout)}")
     if not postgres.running(layout):
         postgres.start(layout)
     postgres.create_databases(layout, credentials)
@@ -76,12 +76,13 @@ def up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], No
 
 
 def _start(daemon: Daemon, layout: StackLayout, credentials: Credentials) -> None:
-    pid_file, marker = layout.pid_file(daemon.name), daemon.marker(layout)
-    if running_pid(pid_file, marker) is None:
+    pid_file = layout.pid_file(daemon.name)
+    pid = running_pid(pid_file, daemon.marker(layout))
+    if pid is None:
         argv, env = daemon.start(layout, credentials)
-        start_daemon(argv, env, layout.log(daemon.name), pid_file)
-    await_ready(daemon.name, lambda: daemon.health(layout, credentials) is None, pid_file, marker,
-                layout.log(daemon.name), START_S, credentials.all_secrets())
+        pid = start_daemon(argv, env, layout.log(daemon.name), pid_file)
+    await_ready(daemon.name, lambda: daemon.health(layout, credentials) is None, pid, layout.log(daemon.name),
+                START_S, credentials.all_secrets())
 
 
 def service_url(layout: StackLayout, name: str) -> str:
@@ -107,7 +108,7 @@ def down(layout: StackLayout, say: Callable[[str], None] = print) -> None:
     for daemon in reversed(DAEMONS):
         stopped = stop_daemon(layout.pid_file(daemon.name), daemon.marker(layout))
         say(f"stack: {daemon.name} {'stopped' if stopped else 'was not running'}")
-    stopped = layout.data("postgres").joinpath("PG_VERSION").is_file() and postgres.stop(layout)
+    stopped = postgres.data_folder(layout).joinpath("PG_VERSION").is_file() and postgres.stop(layout)
     say(f"stack: postgres {'stopped' if stopped else 'was not running'}; the data stays in {layout.root}")
 
 

@@ -36,7 +36,7 @@ def running_pid(pid_file: Path, marker: str) -> int | None:
     return pid if marker in command else None
 
 
-def stop_daemon(pid_file: Path, marker: str, grace_s: float = 20) -> bool:
+def stop_daemon(pid_file: Path, marker: str, grace_s: float = 10) -> bool:
     """SIGTERM to the session the daemon of `pid_file` leads, SIGKILL after `grace_s`; False if none ran."""
     pid = running_pid(pid_file, marker)
     if pid is None:
@@ -72,14 +72,14 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, every_s: float = 0.2
     return ready()
 
 
-def await_ready(name: str, ready: Callable[[], bool], pid_file: Path, marker: str, log: Path,
-                timeout_s: float, secrets: list[str]) -> None:
-    """Wait for a started service to answer; one line naming it and its log when it ends or stays silent."""
+def await_ready(name: str, ready: Callable[[], bool], pid: int, log: Path, timeout_s: float,
+                secrets: list[str]) -> None:
+    """Wait for the started service `pid` to answer; one line naming it and its log when it ends or stays silent."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():
             return
-        if running_pid(pid_file, marker) is None:
+        if not _alive(pid):
             raise UserError(f"{name} stopped while starting; see {log} (last line: {last_line(log, secrets)})")
         time.sleep(0.5)
     raise UserError(f"{name} did not answer within {timeout_s:g} s; see {log} (last line: "

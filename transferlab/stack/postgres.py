@@ -1,7 +1,7 @@
 """PostgreSQL for the stack: the machine's own server binaries (initdb, pg_ctl) on a data folder of the stack.
 
-PostgreSQL refuses to run as root: under root the binaries run as the `postgres` account, which then owns the
-data folder. One superuser (`transferlab`) with a generated password, scram-sha-256 on 127.0.0.1 only, and one
+PostgreSQL refuses to run as root: under root the binaries run as the `postgres` account, whose own home then holds
+the data folder and its log (root's folders, such as a stack under /root, are closed to that account). One superuser (`transferlab`) with a generated password, scram-sha-256 on 127.0.0.1 only, and one
 database per service."""
 
 from __future__ import annotations
@@ -38,6 +38,21 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+def data_folder(layout: StackLayout) -> Path:
+    """The database's folder: in the stack, or under root in the postgres account's home, one per stack."""
+    if os.geteuid() != 0:
+        return layout.data("postgres")
+    import hashlib
+    import pwd
+
+    home = Path(pwd.getpwnam("postgres").pw_dir)
+    return home / "transferlab-stacks" / hashlib.sha256(str(layout.root).encode()).hexdigest()[:16] / "data"
+
+
+def log_file(layout: StackLayout) -> Path:
+    return data_folder(layout).parent / "postgres.log" if os.geteuid() == 0 else layout.log("postgres")
+
+
 def _owned_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -46,11 +61,11 @@ def _owned_folder(folder: Path) -> None:
 
 def initialize(layout: StackLayout, credentials: Credentials) -> bool:
     """The data folder made by initdb the first time; False when it exists already."""
-    data = layout.data("postgres")
+    data = data_folder(layout)
     if (data / "PG_VERSION").is_file():
         return False
-    data.parent.mkdir(parents=True, exist_ok=True)
-    _owned_folder(data)
+    for folder in (data.parent.parent, data.parent, data):  # under root: the postgres account's own
+        _owned_folder(folder)
     password_file = data.parent / ".pwfile"
     fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -66,15 +81,15 @@ def initialize(layout: StackLayout, credentials: Credentials) -> bool:
 
 
 def start(layout: StackLayout) -> None:
-    data = layout.data("postgres")
+    data = data_folder(layout)
     # TCP on loopback only; no Unix socket (its folder's path length is limited, /var/run/postgresql is root's)
     options = f"-c listen_addresses={HOST} -p {layout.ports.postgres} -c unix_socket_directories=''"
-    _run([str(server_binaries() / "pg_ctl"), "-D", str(data), "-l", str(layout.log("postgres")), "-o", options,
-          "-w", "-t", "60", "start"], "pg_ctl start", log=layout.log("postgres"))
+    _run([str(server_binaries() / "pg_ctl"), "-D", str(data), "-l", str(log_file(layout)), "-o", options,
+          "-w", "-t", "60", "start"], "pg_ctl start", log=log_file(layout))
 
 
 def stop(layout: StackLayout) -> bool:
-    data = layout.data("postgres")
+    data = data_folder(layout)
     if not running(layout):
         return False
     _run([str(server_binaries() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], "pg_ctl stop")
@@ -82,8 +97,8 @@ def stop(layout: StackLayout) -> bool:
 
 
 def running(layout: StackLayout) -> bool:
-    return (layout.data("postgres") / "postmaster.pid").is_file() and subprocess.run(
-        _as_owner([str(server_binaries() / "pg_ctl"), "-D", str(layout.data("postgres")), "status"]),
+    return (data_folder(layout) / "postmaster.pid").is_file() and subprocess.run(
+        _as_owner([str(server_binaries() / "pg_ctl"), "-D", str(data_folder(layout)), "status"]),
         capture_output=True).returncode == 0
 
 
