@@ -77,8 +77,9 @@ def store(tmp_path_factory):
             s3.put_object(Bucket="images", Key=key, Body=_png(number))
         s3.put_object(Bucket="images", Key=CORRUPT, Body=b"an HTML error page, not an image")
         s3.put_object(Bucket="images", Key=FORBIDDEN, Body=_png(9))
-        s3.put_bucket_policy(Bucket="images", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::images/secret/*"}]}))
+        deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::images/{FORBIDDEN.split('/')[0]}/*"}
+        s3.put_bucket_policy(Bucket="images", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]}))
         yield layout, credentials, s3
     finally:
         stop_daemon(layout.pid_file("object-store"), marker, grace_s=3)  # SeaweedFS takes 20 s to heed SIGTERM
@@ -120,9 +121,9 @@ def test_objects_land_where_local_files_would_and_unreadable_ones_are_left_out_w
     import_table(TableParams(path=_table(local, [*KEYS, CORRUPT])["data.table.path"]), tmp_path, tmp_path / "raw")
     assert _raw_files(tmp_path / "data" / "raw") == _raw_files(tmp_path / "raw")
     report = json.loads((tmp_path / "data" / "prepared" / "data_report.json").read_text())
-    assert report["left_out"] == [{"file": "s3://images/pets/gone.png", "row": "9", "reason": "no such object in the store"},
-                                  {"file": f"s3://images/{FORBIDDEN}", "row": "10",
-                                   "reason": "no permission to read this object (403)"}]
+    assert report["left_out"] == [
+        {"file": "s3://images/pets/gone.png", "row": "9", "reason": "no such object in the store"},
+        {"file": f"s3://images/{FORBIDDEN}", "row": "10", "reason": "no permission to read this object (403)"}]
     # bytes are fetched unchanged; decoding is preprocess' decision, as for a local file
     assert report["skipped_by_reason"] == {"not an image (unrecognised format)": 1} and report["num_images"] == 6
 
@@ -182,6 +183,14 @@ def test_wrong_keys_a_missing_bucket_or_a_silent_store_are_one_line_naming_the_u
     [line] = [line for line in err.splitlines() if "error" in line]
     assert line == f"download: error: {refused.value}" and "Traceback" not in err
     assert not any(secret in err for secret in SECRETS.values())
+    for name in SECRETS:  # and none at all: botocore looks for them in its files and the cloud's metadata service
+        monkeypatch.delenv(name)
+    for name, value in {"AWS_SHARED_CREDENTIALS_FILE": tmp_path / "none", "AWS_CONFIG_FILE": tmp_path / "none",
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, str(value))
+    with pytest.raises(DataError, match=f"^s3://images: no keys for the object store at {endpoint}; set "
+                                        f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$"):
+        import_table(cfg, tmp_path, tmp_path / "raw")
     for name, value in reader.items():
         monkeypatch.setenv(name, value)
     _table(tmp_path / "src", ["s3://no-such-bucket/a.png", f"s3://images/{KEYS[1]}"])

@@ -140,9 +140,9 @@ def _fetch(fs, url: str, store: Path, checked: set[str]) -> tuple[Path | None, s
         if not _from_store(exc):
             raise
         return None, _store_answer(exc, url, fs)
-    if partial.stat().st_size != info["size"]:
+    if (received := partial.stat().st_size) != info["size"]:
         partial.unlink()
-        return None, f"changed in the store while it was fetched ({info['size']} bytes announced){RESUMES}"
+        return None, f"changed in the store while it was fetched ({info['size']} bytes announced, {received} received)"
     os.replace(partial, fetched)
     return fetched, None
 
@@ -171,6 +171,9 @@ def _store_answer(exc: Exception, url: str, fs) -> str:
                         f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     if code == "NoSuchBucket":
         raise DataError(f"{url}: no such bucket in the object store at {_endpoint(fs)}") from None
+    if _no_keys(exc):
+        raise DataError(f"{url}: no keys for the object store at {_endpoint(fs)}; set AWS_ACCESS_KEY_ID and "
+                        f"AWS_SECRET_ACCESS_KEY") from None
     if isinstance(exc, FileNotFoundError):
         return "no such object in the store"
     if isinstance(exc, PermissionError):
@@ -189,6 +192,12 @@ def _failure(exc: BaseException) -> str:
     if isinstance(exc, (NoConnection, aiohttp.ClientConnectionError, TimeoutError)):
         return f"does not answer ({type(exc).__name__})"
     return f"failed ({_code(exc) or type(exc).__name__}: {_first_line(exc)})"
+
+
+def _no_keys(exc: BaseException) -> bool:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    return isinstance(exc, (NoCredentialsError, PartialCredentialsError))
 
 
 def _from_store(exc: BaseException) -> bool:
