@@ -11,8 +11,9 @@ from transferlab.core.wording import plural
 from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo
 
 
-def fetch_source(data: DataParams, seed: int, root: Path, target: Path) -> SourceInfo:
-    """Write the configured source into the raw layout at `target`; paths in params are relative to `root`."""
+def fetch_source(data: DataParams, seed: int, root: Path, target: Path, scratch: Path | None = None) -> SourceInfo:
+    """Write the configured source into the raw layout at `target`; paths in params are relative to `root`.
+    `scratch` keeps what a killed run fetched for its rerun (a table's objects in a store)."""
     if data.source == "synthetic":
         from transferlab.data.sources.synthetic import write_synthetic_folder
 
@@ -28,7 +29,7 @@ def fetch_source(data: DataParams, seed: int, root: Path, target: Path) -> Sourc
     if data.source == "table":
         from transferlab.data.sources.table import import_table
 
-        return import_table(data.table, root, target)
+        return import_table(data.table, root, target, scratch)
     from transferlab.data.sources.tfds_source import import_tfds
 
     return import_tfds(data.tfds.model_copy(update={"data_dir": str(root / data.tfds.data_dir)}), target)

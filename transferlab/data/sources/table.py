@@ -1,14 +1,18 @@
 """Images listed in a labels table: Hugging Face `metadata.csv`, Kaggle `labels.csv`, fastai's `from_csv`.
 
 Pandas reads the table (CSV, TSV or Parquet) and checks its rows column by column; each usable row's file is
-copied, bytes unchanged, into the raw layout under its label. A row whose file is missing, outside the images
-folder, unlabeled, or listed twice with two labels is left out with its reason (counted in `source.json`, every
-one in `left_out.csv`, and so in the data report), never dropped silently.
+copied, bytes unchanged, into the raw layout under its label; a file value `s3://bucket/key` is an object fetched
+from an S3-compatible store (`object_files.py`) into the place a local file `key` would take. A row whose file is
+missing (or forbidden), outside the images folder, unlabeled, or listed twice with two labels is left out with its
+reason (counted in `source.json`, every one in `left_out.csv`, and so in the data report), never dropped silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ from transferlab.core.progress import with_progress
 from transferlab.core.wording import plural
 from transferlab.data.raw_layout import IMAGES_DIR, UNSPLIT, SourceInfo, class_folder_names, counts_by_reason
 from transferlab.data.sources.folder import SPLIT_ALIASES
+from transferlab.data.sources.object_files import SCHEME, fetch_objects, is_url, place, split_url, url_problem
 
 READERS = {".csv": lambda path: pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]),
            ".tsv": lambda path: pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=[""]),
@@ -92,8 +97,9 @@ def table_labels(cfg: TableParams, root: Path) -> list[str]:
     return sorted(set(labels[labels != ""]))
 
 
-def import_table(cfg: TableParams, root: Path, raw_dir: Path) -> SourceInfo:
-    """Copy every usable row's file into <raw>/images/<split>/<class>/<file>."""
+def import_table(cfg: TableParams, root: Path, raw_dir: Path, scratch: Path | None = None) -> SourceInfo:
+    """Copy every usable row's file into <raw>/images/<split>/<class>/<file>; objects are fetched by way of
+    `scratch` (a rerun after a kill fetches only what it lacks; a temporary folder when none is given)."""
     table, images = table_paths(cfg, root)
     if not images.is_dir():
         raise ParamsError(f"data.table.images: folder not found: {images}")
@@ -102,15 +108,51 @@ def import_table(cfg: TableParams, root: Path, raw_dir: Path) -> SourceInfo:
     if usable.empty:
         raise DataError(_none_usable(table, left_out))
     folders = class_folder_names(sorted(usable["label"].unique()))
-    made: set[Path] = set()
-    for path, label, split in with_progress(usable.itertuples(index=False), len(usable), "download: copying files"):
-        destination = raw_dir / IMAGES_DIR / split / folders[label] / Path(path).relative_to(images.resolve())
-        if destination.parent not in made:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            made.add(destination.parent)
-        shutil.copyfile(path, destination)
+    destination = _destinations(raw_dir, folders, images.resolve())
+    remote = usable["path"].str.startswith(SCHEME)
+    for path, label, split, _ in with_progress(usable[~remote].itertuples(index=False), int((~remote).sum()),
+                                               "download: copying files"):
+        shutil.copyfile(path, destination(path, label, split))
+    if remote.any():
+        unfetched = _fetch_rows(usable[remote], destination, scratch, frame[cfg.file_column])
+        if not unfetched.empty:
+            left_out = pd.concat([left_out, unfetched]).sort_values("row", key=lambda rows: rows.astype(int))
+            usable = usable[~usable["row"].isin(unfetched["row"].astype(int))]
+        if usable.empty:
+            raise DataError(_none_usable(table, left_out))
     return SourceInfo("table", f"{table} ({len(usable)} of {plural(len(frame), 'row')}, images in {images})",
-                      left_out=left_out, class_folders={folder: label for label, folder in folders.items()})
+                      left_out=left_out.reset_index(drop=True),
+                      class_folders={folder: label for label, folder in folders.items()})
+
+
+def _destinations(raw_dir: Path, folders: dict[str, str], images: Path) -> Callable[[str, str, str], Path]:
+    """Where a row's file goes, its folder made: under its split and class, at its path in the images folder (an
+    object: at its key)."""
+    made: set[Path] = set()
+
+    def destination(path: str, label: str, split: str) -> Path:
+        relative = split_url(path)[1] if is_url(path) else Path(path).relative_to(images)
+        target = raw_dir / IMAGES_DIR / split / folders[label] / relative
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        return target
+    return destination
+
+
+def _fetch_rows(rows: pd.DataFrame, destination: Callable[[str, str, str], Path], scratch: Path | None,
+                files: pd.Series) -> pd.DataFrame:
+    """Fetch the rows' objects into their places; the rows whose object could not be read, with the reason."""
+    left = []
+    with tempfile.TemporaryDirectory() if scratch is None else contextlib.nullcontext(scratch) as store:
+        fetched = fetch_objects(rows["path"], Path(store) / "objects")
+        for (path, label, split, row), (file, reason) in with_progress(zip(rows.itertuples(index=False), fetched),
+                                                                       len(rows), "download: fetching objects"):
+            if reason is None:
+                place(file, destination(path, label, split))
+            else:
+                left.append({"file": str(files.iloc[row - 2]), "row": str(row), "reason": reason})
+    return pd.DataFrame(left, columns=["file", "row", "reason"])
 
 
 def _none_usable(table: Path, left_out: pd.DataFrame) -> str:
@@ -145,7 +187,8 @@ def usable_rows(frame: pd.DataFrame, cfg: TableParams, images: Path) -> tuple[pd
         _first_reason(reason, splits.isna(), f"{cfg.split_column} " + frame[cfg.split_column].map(repr)
                       + " is not a split (train, validation, test) or a boolean")
     _repeated(reason, paths, labels, row)
-    usable = pd.DataFrame({"path": paths, "label": labels, "split": splits})[reason.isna()]
+    _same_place(reason, paths, labels + "\0" + splits.astype(str), row, images)
+    usable = pd.DataFrame({"path": paths, "label": labels, "split": splits, "row": row})[reason.isna()]
     file_text = files.astype(object).where(files.notna(), "").map(str)
     left = reason.notna()
     left_out = pd.DataFrame({"file": file_text[left], "row": row[left].astype(str), "reason": reason[left]})
@@ -171,6 +214,8 @@ def _locate(names: pd.Series, suffix: str, images: Path) -> pd.Series:
 
 
 def _check_file(images: Path, name: str) -> tuple[str, str | None]:
+    if is_url(name):
+        return name, url_problem(name)
     path = (images / name).resolve()
     if not path.is_relative_to(images):
         return str(path), f"outside the images folder {images}"
@@ -198,3 +243,17 @@ def _repeated(reason: pd.Series, paths: pd.Series, labels: pd.Series, row: pd.Se
     _first_reason(reason, same, "listed twice (row " + first_row + ")")
     _first_reason(reason, later & ~same,
                   "listed again with another label (row " + first_row + ": " + first_label.map(repr) + ")")
+
+
+def _same_place(reason: pd.Series, paths: pd.Series, folders: pd.Series, row: pd.Series, images: Path) -> None:
+    """Rows whose file would land where an earlier usable row's file does: an object keeps its key as its path under
+    its class, so one key in two buckets (or a local file at that path) would be one file."""
+    ok = reason.isna()
+    objects = paths[ok].astype(str).str.startswith(SCHEME)
+    if not objects.any():
+        return
+    keys = paths[ok].str.replace(r"^s3://[^/]*/", "", regex=True)
+    place = folders[ok] + "\0" + keys.where(objects, paths[ok].str.slice(len(str(images)) + 1))
+    first_row = row[ok].groupby(place).transform("first").astype(str)
+    _first_reason(reason, place.duplicated(), "the same path in data/raw as row " + first_row
+                  + "'s file (an object keeps its key as its path)")
