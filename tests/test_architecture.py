@@ -19,6 +19,7 @@ ALLOWED = {
     "quality": {"core", "data", "modeling", "evaluation"},
     "tracking": {"core"},
     "serving": {"core", "data", "tracking"},
+    "stack": {"core"},
 }
 
 

@@ -66,11 +66,11 @@ def store(tmp_path_factory):
     save_layout(layout)
     credentials = load_or_create(layout.credentials_file)
     marker = f"-dir={layout.data('object-store')}"
-    start_daemon(object_store.command(layout, credentials), dict(os.environ), layout.log("object-store"),
-                 layout.pid_file("object-store"))
+    pid = start_daemon(object_store.command(layout, credentials), dict(os.environ), layout.log("object-store"),
+                       layout.pid_file("object-store"))
     try:
-        await_ready("object-store", lambda: object_store.health(layout, credentials) is None,
-                    layout.pid_file("object-store"), marker, layout.log("object-store"), 120, credentials.all_secrets())
+        await_ready("object-store", lambda: object_store.health(layout, credentials) is None, pid,
+                    layout.log("object-store"), 120, credentials.all_secrets())
         object_store.create_buckets(layout, credentials)
         s3 = object_store.client(layout, credentials)
         for number, key in enumerate(KEYS):
