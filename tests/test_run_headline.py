@@ -109,3 +109,12 @@ def test_repro_prints_no_block_before_evaluate_has_written_its_figures(tmp_path,
     (tmp_path / "params.yaml").write_text((Path(__file__).parent.parent / "params.yaml").read_text())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run_block_of("repro-x", tmp_path) == []
+
+
+def test_the_runs_are_pointed_to_on_the_team_s_server_without_its_credentials_or_in_mlflow_ui_locally():
+    from transferlab.evaluation.run_headline import where_to_look
+
+    shared = where_to_look(PathsParams(), "http://writer:s3cret@127.0.0.1:15000")[0]
+    assert shared.endswith("the runs at http://***@127.0.0.1:15000") and "s3cret" not in shared
+    local = where_to_look(PathsParams(), "")[0]
+    assert local.endswith("`mlflow ui --backend-store-uri sqlite:///mlflow.db`")

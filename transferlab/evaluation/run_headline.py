@@ -134,10 +134,18 @@ def _data_tips(data: Mapping[str, Any]) -> list[str]:
     return tips
 
 
-def where_to_look(paths) -> list[str]:
-    """The files and commands that show the rest (`paths`: the params' path catalog)."""
+def where_to_look(paths, tracking_uri: str | None = None) -> list[str]:
+    """The files and commands that show the rest (`paths`: the params' path catalog); the runs in the tracking
+    server's own UI where one is used (MLFLOW_TRACKING_URI), else in `mlflow ui` on the project's database."""
+    import os
+
+    from transferlab.core.endpoints import redact
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "") if tracking_uri is None else tracking_uri
+    runs = f"the runs at {redact(uri)}" if uri.startswith(("http://", "https://")) else \
+        "`mlflow ui --backend-store-uri sqlite:///mlflow.db`"
     return [f"look at: {paths.evaluate_plots}/ (confusion matrix, worst mistakes, Grad-CAM), "
-            f"{paths.data_report}/report.html, `dvc metrics show`, `mlflow ui --backend-store-uri sqlite:///mlflow.db`"]
+            f"{paths.data_report}/report.html, `dvc metrics show`, {runs}"]
 
 
 def run_block(run: RunFigures, paths) -> list[str]:
