@@ -24,6 +24,8 @@ def test_a_stack_keeps_the_ports_of_its_first_up_and_refuses_to_move_them(tmp_pa
     assert layout.ports == Ports().shifted(7) and layout.ports.mlflow == Ports().mlflow + 7
     save_layout(layout)
     assert load_layout(tmp_path).ports == layout.ports  # `status`, `down`, `env` find the same services
+    # the id names its data kept elsewhere (a root-run PostgreSQL's): the same stack keeps it, a new one does not
+    assert load_layout(tmp_path).stack_id == layout.stack_id != load_layout(tmp_path / "new").stack_id
     with pytest.raises(UserError, match=r"--port-offset 8 would move them"):
         load_layout(tmp_path, port_offset=8)
 

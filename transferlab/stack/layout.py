@@ -42,6 +42,9 @@ class Ports:
 class StackLayout:
     root: Path
     ports: Ports = field(default_factory=Ports)
+    # Names what the stack keeps outside its folder (a root-run PostgreSQL's data): a new stack in a folder used
+    # before gets new data, never the old stack's database with its other password
+    stack_id: str = field(default_factory=lambda: __import__("uuid").uuid4().hex[:16])
 
     @property
     def settings_file(self) -> Path:
@@ -73,15 +76,17 @@ def load_layout(root: Path, port_offset: int | None = None) -> StackLayout:
     from transferlab.core.errors import UserError
 
     if root.joinpath("stack.json").is_file():
-        ports = Ports(**json.loads(root.joinpath("stack.json").read_text(encoding="utf-8"))["ports"])
+        saved = json.loads(root.joinpath("stack.json").read_text(encoding="utf-8"))
+        ports = Ports(**saved["ports"])
         if port_offset is not None and ports != Ports().shifted(port_offset):
             raise UserError(f"{root}: this stack's ports were set when it was first started; --port-offset "
                             f"{port_offset} would move them (run `transferlab stack down`, then remove the folder "
                             "for a new stack)")
-        return StackLayout(root, ports)
+        return StackLayout(root, ports, saved["id"])
     return StackLayout(root, Ports().shifted(port_offset or 0))
 
 
 def save_layout(layout: StackLayout) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(layout.settings_file, json.dumps({"ports": asdict(layout.ports)}, indent=2))
+    atomic_write_text(layout.settings_file, json.dumps({"id": layout.stack_id, "ports": asdict(layout.ports)},
+                                                       indent=2))

@@ -39,14 +39,13 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 def data_folder(layout: StackLayout) -> Path:
-    """The database's folder: in the stack, or under root in the postgres account's home, one per stack."""
+    """The database's folder: in the stack, or under root in the postgres account's home, one per stack (its id)."""
     if os.geteuid() != 0:
         return layout.data("postgres")
-    import hashlib
     import pwd
 
     home = Path(pwd.getpwnam("postgres").pw_dir)
-    return home / "transferlab-stacks" / hashlib.sha256(str(layout.root).encode()).hexdigest()[:16] / "data"
+    return home / "transferlab-stacks" / layout.stack_id / "data"
 
 
 def log_file(layout: StackLayout) -> Path:
