@@ -98,4 +98,7 @@ def set_up_members(layout: StackLayout, credentials: Credentials, experiment: st
             with contextlib.suppress(MlflowException):  # it exists
                 auth.create_user(user, credentials.members[user]["mlflow_password"])
             for kind, resource in (("experiment", experiment_id), ("registered_model", model)):
-                auth.grant_user_permission(user, kind, resource, ROLE_PERMISSIONS[user])
+                if auth.get_user_permission(user, kind, resource).permission != ROLE_PERMISSIONS[user]:
+                    # granted once; a grant an admin changed since is theirs to keep (MLflow refuses a second)
+                    with contextlib.suppress(MlflowException):
+                        auth.grant_user_permission(user, kind, resource, ROLE_PERMISSIONS[user])
