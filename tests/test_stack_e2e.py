@@ -58,6 +58,13 @@ def _sourced(env_file: Path) -> dict[str, str]:
 def team(tmp_path_factory, built_workspace):
     """The stack started once; the writer's clone (the built workspace with its outputs and DVC cache) set up as the
     writer, its evaluate re-run against the stack and its outputs pushed; the reader's clone made by `git clone`."""
+    from transferlab.core.errors import UserError
+    from transferlab.stack.postgres import server_binaries
+
+    try:
+        server_binaries()
+    except UserError as exc:
+        pytest.skip(f"no PostgreSQL server programs here ({exc}); CI installs them (.ci/run)")
     root = tmp_path_factory.mktemp("team")
     stack = root / "stack"
     up = _stack("up", "--port-offset", str(_free_offset()), stack=stack)
