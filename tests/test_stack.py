@@ -78,3 +78,21 @@ def test_status_without_a_stack_is_one_line(tmp_path, capsys):
     assert main(["stack", "status", "--dir", str(tmp_path / "none")]) == 1
     assert capsys.readouterr().err.strip() == (f"transferlab stack: error: stack status: no stack in "
                                                f"{tmp_path / 'none'}; start one with `transferlab stack up`")
+
+
+def test_a_second_up_or_down_while_one_works_on_the_stack_is_refused_in_one_line(tmp_path, monkeypatch):
+    from transferlab.stack import postgres
+
+    def went_on(*_):
+        raise AssertionError("a second up went on beside the first")
+
+    monkeypatch.setattr(postgres, "initialize", went_on)
+    monkeypatch.setattr(control, "stop_daemon", went_on)
+    layout = StackLayout(tmp_path)
+    with control.one_at_a_time(layout, "up"):
+        with pytest.raises(UserError, match=r"stack up: another `transferlab stack up` or `down` is working on"):
+            control.up(layout, "transferlab", "transferlab", say=lambda _: None)
+        with pytest.raises(UserError, match=r"stack down: another"):
+            control.down(layout, say=lambda _: None)
+    with pytest.raises(AssertionError, match="went on"):  # the lock ends with its holder
+        control.down(layout, say=lambda _: None)

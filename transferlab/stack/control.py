@@ -3,9 +3,11 @@ clone pointed at them as one member."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +54,28 @@ DAEMONS = (
 )
 
 
+@contextlib.contextmanager
+def one_at_a_time(layout: StackLayout, action: str) -> Iterator[None]:
+    """This stack to one `up` or `down` at a time: two `up`s of a new stack each made a database with its own
+    password and id, and `down` could then stop neither. The OS drops the lock with its holder, a kill -9 included."""
+    lock = layout.root / "run" / "stack.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"stack {action}: another `transferlab stack up` or `down` is working on {layout.root}; "
+                            "wait for it to end") from None
+        yield
+
+
 def up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], None] = print) -> None:
     """Start whatever of the stack is not running (data kept from the last `up`), then set up its members."""
+    with one_at_a_time(layout, "up"):
+        _up(layout, experiment, model, say)
+
+
+def _up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], None]) -> None:
     save_layout(layout)
     credentials = load_or_create(layout.credentials_file)
     if postgres.initialize(layout, credentials):
@@ -105,6 +127,11 @@ def status(layout: StackLayout) -> list[tuple[str, str, str]]:
 
 def down(layout: StackLayout, say: Callable[[str], None] = print) -> None:
     """Stop what `up` started, newest first; the data stays for the next `up`."""
+    with one_at_a_time(layout, "down"):
+        _down(layout, say)
+
+
+def _down(layout: StackLayout, say: Callable[[str], None]) -> None:
     for daemon in reversed(DAEMONS):
         stopped = stop_daemon(layout.pid_file(daemon.name), daemon.marker(layout))
         say(f"stack: {daemon.name} {'stopped' if stopped else 'was not running'}")
