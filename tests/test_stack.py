@@ -96,3 +96,18 @@ def test_a_second_up_or_down_while_one_works_on_the_stack_is_refused_in_one_line
             control.down(layout, say=lambda _: None)
     with pytest.raises(AssertionError, match="went on"):  # the lock ends with its holder
         control.down(layout, say=lambda _: None)
+
+
+def test_up_refuses_a_port_another_program_holds_before_starting_or_asking_it_anything(tmp_path):
+    import dataclasses
+    import socket
+
+    def started(*_):
+        raise AssertionError("mlflow started over a taken port (its health check then asked the other program)")
+
+    with socket.create_server(("127.0.0.1", 0)) as other_program:  # e.g. `python -m http.server` on that port
+        port = other_program.getsockname()[1]
+        layout = StackLayout(tmp_path, Ports(mlflow=port))
+        mlflow = next(daemon for daemon in control.DAEMONS if daemon.name == tracking_server.SERVICE)
+        with pytest.raises(UserError, match=rf"^mlflow: port {port} on 127.0.0.1 is taken by another program"):
+            control._start(dataclasses.replace(mlflow, start=started), layout, load_or_create(tmp_path / "c.json"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from transferlab.core.errors import UserError
 from transferlab.stack import object_store, orchestration_server, postgres, tracking_server
-from transferlab.stack.daemons import await_ready, running_pid, start_daemon, stop_daemon
-from transferlab.stack.layout import StackLayout, save_layout
+from transferlab.stack.daemons import await_ready, refuse_taken_ports, running_pid, start_daemon, stop_daemon
+from transferlab.stack.layout import HOST, StackLayout, save_layout
 from transferlab.stack.secrets import MEMBERS, Credentials, load_or_create, read_credentials, write_private
 
 START_S = 240  # a first start migrates MLflow's and Prefect's databases: a minute or two on two busy cores
@@ -28,6 +28,7 @@ class Daemon:
     marker: Callable[[StackLayout], str]  # text of its command line, to tell it from a process that took its id
     start: Callable[[StackLayout, Credentials], tuple[list[str], dict[str, str]]]
     health: Callable[[StackLayout, Credentials], str | None]
+    ports: Callable[[StackLayout], tuple[int, ...]]  # what it listens on: free before it starts
 
 
 def _store_start(layout, credentials):
@@ -44,13 +45,16 @@ def _worker_health(layout, credentials):
 
 DAEMONS = (
     Daemon(object_store.SERVICE, lambda layout: f"-dir={layout.data(object_store.SERVICE)}", _store_start,
-           object_store.health),
+           object_store.health, lambda layout: (layout.ports.s3, layout.ports.seaweed_master,
+                                                layout.ports.seaweed_volume, layout.ports.seaweed_filer)),
     Daemon(tracking_server.SERVICE, lambda layout: f"--port {layout.ports.mlflow}",
-           tracking_server.command_and_env, lambda layout, _: tracking_server.health(layout)),
+           tracking_server.command_and_env, lambda layout, _: tracking_server.health(layout),
+           lambda layout: (layout.ports.mlflow,)),
     Daemon(orchestration_server.SERVICE, lambda layout: f"--port {layout.ports.prefect}",
-           orchestration_server.server_command_and_env, lambda layout, _: orchestration_server.health(layout)),
+           orchestration_server.server_command_and_env, lambda layout, _: orchestration_server.health(layout),
+           lambda layout: (layout.ports.prefect,)),
     Daemon(orchestration_server.WORKER, lambda layout: f"--pool {orchestration_server.WORK_POOL}", _worker_start,
-           _worker_health),
+           _worker_health, lambda layout: ()),
 )
 
 
@@ -81,6 +85,7 @@ def _up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], N
     if postgres.initialize(layout, credentials):
         say(f"stack: PostgreSQL's data folder made in {postgres.data_folder(layout)}")
     if not postgres.running(layout):
+        refuse_taken_ports("postgres", HOST, (layout.ports.postgres,))
         postgres.start(layout)
     postgres.create_databases(layout, credentials)
     say(f"stack: postgres      127.0.0.1:{layout.ports.postgres} (databases {', '.join(postgres.DATABASES)})")
@@ -101,6 +106,7 @@ def _start(daemon: Daemon, layout: StackLayout, credentials: Credentials) -> Non
     pid_file = layout.pid_file(daemon.name)
     pid = running_pid(pid_file, daemon.marker(layout))
     if pid is None:
+        refuse_taken_ports(daemon.name, HOST, daemon.ports(layout))
         argv, env = daemon.start(layout, credentials)
         pid = start_daemon(argv, env, layout.log(daemon.name), pid_file)
     await_ready(daemon.name, lambda: daemon.health(layout, credentials) is None, pid, layout.log(daemon.name),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,17 @@ def start_daemon(argv: list[str], env: Mapping[str, str], log: Path, pid_file: P
                                    stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid), encoding="utf-8")
     return process.pid
+
+
+def refuse_taken_ports(name: str, host: str, ports: tuple[int, ...]) -> None:
+    """One line when another program listens on a port `name` is to take: its start would fail, and the stack's
+    health check (and MLflow's admin password) would reach that program instead."""
+    for port in ports:
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex((host, port)) == 0:
+                raise UserError(f"{name}: port {port} on {host} is taken by another program (`ss -ltnp 'sport = "
+                                f":{port}'` names it); stop it and run `transferlab stack up` again")
 
 
 def running_pid(pid_file: Path, marker: str) -> int | None:
