@@ -3,6 +3,7 @@ account may do, and a member's environment file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 
@@ -111,3 +112,32 @@ def test_up_refuses_a_port_another_program_holds_before_starting_or_asking_it_an
         mlflow = next(daemon for daemon in control.DAEMONS if daemon.name == tracking_server.SERVICE)
         with pytest.raises(UserError, match=rf"^mlflow: port {port} on 127.0.0.1 is taken by another program"):
             control._start(dataclasses.replace(mlflow, start=started), layout, load_or_create(tmp_path / "c.json"))
+
+
+def test_down_stops_what_a_daemon_started_after_its_own_process_was_killed(tmp_path):
+    """kill -9 of `mlflow server` leaves its uvicorn holding the port: status and down still know it as the stack's."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from transferlab.stack.daemons import _group, running_pid, start_daemon, stop_daemon
+
+    marker, child_pid_file = "--port 65123", tmp_path / "child.pid"
+    child = [sys.executable, "-c", "import time; time.sleep(120)", *marker.split()]
+    leader = (f"import os, subprocess, time; child = subprocess.Popen({child!r}); "
+              f"open({str(child_pid_file)!r}, 'w').write(str(child.pid)); time.sleep(120)")
+    pid_file = tmp_path / "mlflow.pid"
+    pid = start_daemon([sys.executable, "-c", leader, *marker.split()], os.environ, tmp_path / "log", pid_file)
+    while not (child_pid_file.exists() and child_pid_file.read_text()):
+        time.sleep(0.05)
+    child_pid = int(child_pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    try:
+        assert running_pid(pid_file, marker) == pid
+        assert stop_daemon(pid_file, marker, grace_s=5)
+        assert not _group(pid)  # the orphaned child ended with its group
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child_pid, signal.SIGKILL)
