@@ -3,6 +3,7 @@ account may do, and a member's environment file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 
@@ -78,3 +79,65 @@ def test_status_without_a_stack_is_one_line(tmp_path, capsys):
     assert main(["stack", "status", "--dir", str(tmp_path / "none")]) == 1
     assert capsys.readouterr().err.strip() == (f"transferlab stack: error: stack status: no stack in "
                                                f"{tmp_path / 'none'}; start one with `transferlab stack up`")
+
+
+def test_a_second_up_or_down_while_one_works_on_the_stack_is_refused_in_one_line(tmp_path, monkeypatch):
+    from transferlab.stack import postgres
+
+    def went_on(*_):
+        raise AssertionError("a second up went on beside the first")
+
+    monkeypatch.setattr(postgres, "initialize", went_on)
+    monkeypatch.setattr(control, "stop_daemon", went_on)
+    layout = StackLayout(tmp_path)
+    with control.one_at_a_time(layout, "up"):
+        with pytest.raises(UserError, match=r"stack up: another `transferlab stack up` or `down` is working on"):
+            control.up(layout, "transferlab", "transferlab", say=lambda _: None)
+        with pytest.raises(UserError, match=r"stack down: another"):
+            control.down(layout, say=lambda _: None)
+    with pytest.raises(AssertionError, match="went on"):  # the lock ends with its holder
+        control.down(layout, say=lambda _: None)
+
+
+def test_up_refuses_a_port_another_program_holds_before_starting_or_asking_it_anything(tmp_path):
+    import dataclasses
+    import socket
+
+    def started(*_):
+        raise AssertionError("mlflow started over a taken port (its health check then asked the other program)")
+
+    with socket.create_server(("127.0.0.1", 0)) as other_program:  # e.g. `python -m http.server` on that port
+        port = other_program.getsockname()[1]
+        layout = StackLayout(tmp_path, Ports(mlflow=port))
+        mlflow = next(daemon for daemon in control.DAEMONS if daemon.name == tracking_server.SERVICE)
+        with pytest.raises(UserError, match=rf"^mlflow: port {port} on 127.0.0.1 is taken by another program"):
+            control._start(dataclasses.replace(mlflow, start=started), layout, load_or_create(tmp_path / "c.json"))
+
+
+def test_down_stops_what_a_daemon_started_after_its_own_process_was_killed(tmp_path):
+    """kill -9 of `mlflow server` leaves its uvicorn holding the port: status and down still know it as the stack's."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from transferlab.stack.daemons import _group, running_pid, start_daemon, stop_daemon
+
+    marker, child_pid_file = "--port 65123", tmp_path / "child.pid"
+    child = [sys.executable, "-c", "import time; time.sleep(120)", *marker.split()]
+    leader = (f"import os, subprocess, time; child = subprocess.Popen({child!r}); "
+              f"open({str(child_pid_file)!r}, 'w').write(str(child.pid)); time.sleep(120)")
+    pid_file = tmp_path / "mlflow.pid"
+    pid = start_daemon([sys.executable, "-c", leader, *marker.split()], os.environ, tmp_path / "log", pid_file)
+    while not (child_pid_file.exists() and child_pid_file.read_text()):
+        time.sleep(0.05)
+    child_pid = int(child_pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    try:
+        assert running_pid(pid_file, marker) == pid
+        assert stop_daemon(pid_file, marker, grace_s=5)
+        assert not _group(pid)  # the orphaned child ended with its group
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child_pid, signal.SIGKILL)

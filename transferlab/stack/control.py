@@ -3,16 +3,18 @@ clone pointed at them as one member."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab.core.errors import UserError
 from transferlab.stack import object_store, orchestration_server, postgres, tracking_server
-from transferlab.stack.daemons import await_ready, running_pid, start_daemon, stop_daemon
-from transferlab.stack.layout import StackLayout, save_layout
+from transferlab.stack.daemons import await_ready, refuse_taken_ports, running_pid, start_daemon, stop_daemon
+from transferlab.stack.layout import HOST, StackLayout, save_layout
 from transferlab.stack.secrets import MEMBERS, Credentials, load_or_create, read_credentials, write_private
 
 START_S = 240  # a first start migrates MLflow's and Prefect's databases: a minute or two on two busy cores
@@ -26,6 +28,7 @@ class Daemon:
     marker: Callable[[StackLayout], str]  # text of its command line, to tell it from a process that took its id
     start: Callable[[StackLayout, Credentials], tuple[list[str], dict[str, str]]]
     health: Callable[[StackLayout, Credentials], str | None]
+    ports: Callable[[StackLayout], tuple[int, ...]]  # what it listens on: free before it starts
 
 
 def _store_start(layout, credentials):
@@ -42,23 +45,47 @@ def _worker_health(layout, credentials):
 
 DAEMONS = (
     Daemon(object_store.SERVICE, lambda layout: f"-dir={layout.data(object_store.SERVICE)}", _store_start,
-           object_store.health),
+           object_store.health, lambda layout: (layout.ports.s3, layout.ports.seaweed_master,
+                                                layout.ports.seaweed_volume, layout.ports.seaweed_filer)),
     Daemon(tracking_server.SERVICE, lambda layout: f"--port {layout.ports.mlflow}",
-           tracking_server.command_and_env, lambda layout, _: tracking_server.health(layout)),
+           tracking_server.command_and_env, lambda layout, _: tracking_server.health(layout),
+           lambda layout: (layout.ports.mlflow,)),
     Daemon(orchestration_server.SERVICE, lambda layout: f"--port {layout.ports.prefect}",
-           orchestration_server.server_command_and_env, lambda layout, _: orchestration_server.health(layout)),
+           orchestration_server.server_command_and_env, lambda layout, _: orchestration_server.health(layout),
+           lambda layout: (layout.ports.prefect,)),
     Daemon(orchestration_server.WORKER, lambda layout: f"--pool {orchestration_server.WORK_POOL}", _worker_start,
-           _worker_health),
+           _worker_health, lambda layout: ()),
 )
+
+
+@contextlib.contextmanager
+def one_at_a_time(layout: StackLayout, action: str) -> Iterator[None]:
+    """This stack to one `up` or `down` at a time: two `up`s of a new stack each made a database with its own
+    password and id, and `down` could then stop neither. The OS drops the lock with its holder, a kill -9 included."""
+    lock = layout.root / "run" / "stack.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"stack {action}: another `transferlab stack up` or `down` is working on {layout.root}; "
+                            "wait for it to end") from None
+        yield
 
 
 def up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], None] = print) -> None:
     """Start whatever of the stack is not running (data kept from the last `up`), then set up its members."""
+    with one_at_a_time(layout, "up"):
+        _up(layout, experiment, model, say)
+
+
+def _up(layout: StackLayout, experiment: str, model: str, say: Callable[[str], None]) -> None:
     save_layout(layout)
     credentials = load_or_create(layout.credentials_file)
     if postgres.initialize(layout, credentials):
         say(f"stack: PostgreSQL's data folder made in {postgres.data_folder(layout)}")
     if not postgres.running(layout):
+        refuse_taken_ports("postgres", HOST, (layout.ports.postgres,))
         postgres.start(layout)
     postgres.create_databases(layout, credentials)
     say(f"stack: postgres      127.0.0.1:{layout.ports.postgres} (databases {', '.join(postgres.DATABASES)})")
@@ -79,6 +106,7 @@ def _start(daemon: Daemon, layout: StackLayout, credentials: Credentials) -> Non
     pid_file = layout.pid_file(daemon.name)
     pid = running_pid(pid_file, daemon.marker(layout))
     if pid is None:
+        refuse_taken_ports(daemon.name, HOST, daemon.ports(layout))
         argv, env = daemon.start(layout, credentials)
         pid = start_daemon(argv, env, layout.log(daemon.name), pid_file)
     await_ready(daemon.name, lambda: daemon.health(layout, credentials) is None, pid, layout.log(daemon.name),
@@ -105,6 +133,11 @@ def status(layout: StackLayout) -> list[tuple[str, str, str]]:
 
 def down(layout: StackLayout, say: Callable[[str], None] = print) -> None:
     """Stop what `up` started, newest first; the data stays for the next `up`."""
+    with one_at_a_time(layout, "down"):
+        _down(layout, say)
+
+
+def _down(layout: StackLayout, say: Callable[[str], None]) -> None:
     for daemon in reversed(DAEMONS):
         stopped = stop_daemon(layout.pid_file(daemon.name), daemon.marker(layout))
         say(f"stack: {daemon.name} {'stopped' if stopped else 'was not running'}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -25,15 +26,46 @@ def start_daemon(argv: list[str], env: Mapping[str, str], log: Path, pid_file: P
     return process.pid
 
 
+def refuse_taken_ports(name: str, host: str, ports: tuple[int, ...]) -> None:
+    """One line when another program listens on a port `name` is to take: its start would fail, and the stack's
+    health check (and MLflow's admin password) would reach that program instead."""
+    for port in ports:
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex((host, port)) == 0:
+                raise UserError(f"{name}: port {port} on {host} is taken by another program (`ss -ltnp 'sport = "
+                                f":{port}'` names it); stop it and run `transferlab stack up` again")
+
+
 def running_pid(pid_file: Path, marker: str) -> int | None:
     """The id in `pid_file` if that process still runs and its command line holds `marker` (an id the OS gave to
     another process since is not ours to stop)."""
     try:
         pid = int(pid_file.read_text(encoding="utf-8").strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
         return None
-    return pid if marker in command else None
+    if Path(f"/proc/{pid}").exists():
+        return pid if marker in _command(pid) else None
+    # its leader killed (kill -9), the group lives on in its children (mlflow's uvicorn holds the port): the OS
+    # gives no new process an id that still names a group, so these are the daemon's
+    return pid if any(marker in _command(member) for member in _group(pid)) else None
+
+
+def _command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(group) == pgid and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
 
 
 def stop_daemon(pid_file: Path, marker: str, grace_s: float = 10) -> bool:
@@ -44,10 +76,10 @@ def stop_daemon(pid_file: Path, marker: str, grace_s: float = 10) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    if not wait_until(lambda: not _alive(pid), grace_s):
+    if not wait_until(lambda: not _alive(pid) and not _group(pid), grace_s):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(pid), 5)
+        wait_until(lambda: not _alive(pid) and not _group(pid), 5)
     pid_file.unlink(missing_ok=True)
     return True
 
