@@ -1,8 +1,9 @@
 """PostgreSQL for the stack: the machine's own server binaries (initdb, pg_ctl) on a data folder of the stack.
 
 PostgreSQL refuses to run as root: under root the binaries run as the `postgres` account, whose own home then holds
-the data folder and its log (root's folders, such as a stack under /root, are closed to that account). One superuser (`transferlab`) with a generated password, scram-sha-256 on 127.0.0.1 only, and one
-database per service."""
+the data folder and its log (root's folders, such as a stack under /root, are closed to that account). One
+superuser (`transferlab`) with a generated password, scram-sha-256 on 127.0.0.1 only, and one database per
+service."""
 
 from __future__ import annotations
 

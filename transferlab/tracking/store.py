@@ -26,7 +26,8 @@ def local_artifact_root(uri: str) -> Path | None:
     return Path(uri.removeprefix(SQLITE)).resolve().parent / ARTIFACT_FOLDER if uri.startswith(SQLITE) else None
 
 
-def check_tracking_store(project_root: Path, experiment: str | None = None, registered_model: str | None = None) -> None:
+def check_tracking_store(project_root: Path, experiment: str | None = None,
+                         registered_model: str | None = None) -> None:
     """The store the stages will log to takes their runs, before any work: a URI MLflow tracks into, a server that
     answers and accepts this process's credentials and lets its account write to `experiment` (and
     `registered_model`), or a sqlite database that is whole (made here, once, under a lock, when it is new) and
