@@ -77,12 +77,13 @@ def kill_group(process: subprocess.Popen) -> None:
 # server 5 s. A uvicorn server can wait on its connections and services far longer (one outlived a minute in CI).
 WATCHED_CHILD_GRACE_S = 5.0
 
-# The watcher's whole program: wait for the pipe from the watched-over process to close; if that process is gone
-# (its end closes when it dies, SIGKILL included), end the child it named: SIGTERM, then SIGKILL after the grace.
+# The watcher's whole program: wait for the pipe from the watched-over process to close. A block that ends says
+# "done" first; a pipe that closes without it means that process died (SIGKILL included): end the child it named,
+# SIGTERM, then SIGKILL after the grace. (Asking getppid() instead raced: a dying process closes its files before
+# its children are handed to another parent, so the watcher could see its parent alive and leave.)
 WATCHER = """import contextlib, os, signal, sys, time
-parent, child, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-sys.stdin.buffer.read()
-if os.getppid() != parent:
+child, grace = int(sys.argv[1]), float(sys.argv[2])
+if sys.stdin.buffer.read() != b"done":
     with contextlib.suppress(ProcessLookupError):  # it ended with its parent already
         os.kill(child, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -93,20 +94,19 @@ if os.getppid() != parent:
 """
 
 
-def _ignoring_ctrl_c() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 @contextlib.contextmanager
 def ending_with_this_process_while(child: int, grace_s: float = WATCHED_CHILD_GRACE_S) -> Iterator[None]:
     """For the block: SIGTERM to `child`, a process that a library started (no `preexec_fn` to pass), if this
     process dies, SIGKILL included, and SIGKILL if it is still running `grace_s` later. A small watcher process
     does it; it leaves at the block's end."""
-    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid()), str(child), str(grace_s)],
-                               stdin=subprocess.PIPE,
-                               preexec_fn=_ignoring_ctrl_c)  # a terminal's Ctrl-C is for this process to handle
+    # A session of its own: a terminal's Ctrl-C is for this process to handle (and no preexec_fn, unsafe in a process
+    # with TensorFlow's threads)
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(child), str(grace_s)], stdin=subprocess.PIPE,
+                               start_new_session=True)
     try:
         yield
     finally:
-        watcher.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # a watcher that is gone has nothing to be told
+            watcher.stdin.write(b"done")
+            watcher.stdin.close()
         watcher.wait()
